@@ -1,0 +1,136 @@
+"""acp-plugins: the plugin system of Agent Cellphone V2.
+
+Plugins are pip-installable distributions registering an entry point in the
+group ``acp.plugins`` and shipping a ``manifest.json``. The host discovers them,
+validates manifests and permissions before importing anything, resolves
+dependencies, drives each plugin through its lifecycle and calls its hooks
+safely. See the README for a complete plugin example.
+"""
+
+from acp_plugins.calls import DEFAULT_TIMEOUT, CallGuard
+from acp_plugins.command_registry import CommandEntry
+from acp_plugins.config import PluginConfig
+from acp_plugins.context import PluginContext
+from acp_plugins.discovery import ENTRY_POINT_GROUP, Discovery, discover
+from acp_plugins.errors import (
+    AcpPluginsError,
+    CallTimeout,
+    CommandConflictError,
+    CommandUsageError,
+    DependencyError,
+    FieldError,
+    IllegalTransition,
+    InterfaceMismatch,
+    ManifestError,
+    PermissionDenied,
+    PermissionNotGranted,
+    PluginCallError,
+    PluginImportError,
+    PluginNotActive,
+    PluginNotFound,
+    PluginRegistrationError,
+    UnknownCommand,
+    UnknownDataSource,
+    UnsupportedReportFormat,
+)
+from acp_plugins.host import CORE_VERSION, PluginHost
+from acp_plugins.interfaces import INTERFACE_HOOKS, Interface
+from acp_plugins.lifecycle import TRANSITIONS, PluginState
+from acp_plugins.manifest import Manifest, manifest_json_schema, parse_manifest, read_manifest
+from acp_plugins.markers import hookimpl, hookspec
+from acp_plugins.models import (
+    ArgumentDefinition,
+    CommandDefinition,
+    CommandResult,
+    DataQuery,
+    DataResult,
+    DataSourceDefinition,
+    Message,
+    MessageResponse,
+    MetricDefinition,
+    MetricPoint,
+    MetricsData,
+    Report,
+    TimeRange,
+)
+from acp_plugins.permissions import DEFAULT_GRANTS, Permission, PermissionPolicy
+from acp_plugins.plugin import Plugin
+from acp_plugins.record import CallStats, PluginFailure, PluginRecord
+from acp_plugins.reports import REPORT_FORMATS, render_report
+from acp_plugins.resolution import Resolution, resolve
+from acp_plugins.routing import RoutedMessage
+from acp_plugins.versions import VersionRange, VersionRangeError, parse_range, parse_version
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CORE_VERSION",
+    "DEFAULT_GRANTS",
+    "DEFAULT_TIMEOUT",
+    "ENTRY_POINT_GROUP",
+    "INTERFACE_HOOKS",
+    "REPORT_FORMATS",
+    "TRANSITIONS",
+    "AcpPluginsError",
+    "ArgumentDefinition",
+    "CallGuard",
+    "CallStats",
+    "CallTimeout",
+    "CommandConflictError",
+    "CommandDefinition",
+    "CommandEntry",
+    "CommandResult",
+    "CommandUsageError",
+    "DataQuery",
+    "DataResult",
+    "DataSourceDefinition",
+    "DependencyError",
+    "Discovery",
+    "FieldError",
+    "IllegalTransition",
+    "Interface",
+    "InterfaceMismatch",
+    "Manifest",
+    "ManifestError",
+    "Message",
+    "MessageResponse",
+    "MetricDefinition",
+    "MetricPoint",
+    "MetricsData",
+    "Permission",
+    "PermissionDenied",
+    "PermissionNotGranted",
+    "PermissionPolicy",
+    "Plugin",
+    "PluginCallError",
+    "PluginConfig",
+    "PluginContext",
+    "PluginFailure",
+    "PluginHost",
+    "PluginImportError",
+    "PluginNotActive",
+    "PluginNotFound",
+    "PluginRecord",
+    "PluginRegistrationError",
+    "PluginState",
+    "Report",
+    "Resolution",
+    "RoutedMessage",
+    "TimeRange",
+    "UnknownCommand",
+    "UnknownDataSource",
+    "UnsupportedReportFormat",
+    "VersionRange",
+    "VersionRangeError",
+    "__version__",
+    "discover",
+    "hookimpl",
+    "hookspec",
+    "manifest_json_schema",
+    "parse_manifest",
+    "parse_range",
+    "parse_version",
+    "read_manifest",
+    "render_report",
+    "resolve",
+]

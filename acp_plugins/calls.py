@@ -1,0 +1,148 @@
+"""Guarded calls into plugins: timeout, exception capture, metrics.
+
+Every call the host makes into a plugin goes through :class:`CallGuard`. Whatever
+the plugin does (raise, hang, return garbage) the caller gets either the result
+or a :class:`~acp_plugins.errors.PluginCallError`, the plugin's record gets the
+error and the call's latency, and no other plugin is affected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Mapping, Sequence
+from time import perf_counter
+from typing import Any
+
+from acp_plugins.errors import CallTimeout, PluginCallError
+from acp_plugins.record import PluginFailure, PluginRecord
+
+__all__ = ["DEFAULT_TIMEOUT", "CallGuard"]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a call into a plugin may take before it is abandoned.
+DEFAULT_TIMEOUT = 5.0
+
+
+class CallGuard:
+    """Calls hooks of plugins, one or many at once, never letting a failure escape raw."""
+
+    __slots__ = ("timeout",)
+
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.timeout = timeout
+
+    async def call(
+        self,
+        record: PluginRecord,
+        hook: str,
+        kwargs: Mapping[str, Any],
+        *,
+        timeout: float | None = None,
+    ) -> Any:
+        """Call ``hook`` of one plugin; raise :class:`PluginCallError` on any failure."""
+        outcome = await self._run(record, hook, kwargs, timeout)
+        if isinstance(outcome, PluginCallError):
+            raise outcome
+        return outcome
+
+    async def call_many(
+        self,
+        records: Sequence[PluginRecord],
+        hook: str,
+        kwargs: Mapping[str, Any],
+    ) -> list[Any]:
+        """Call ``hook`` of several plugins concurrently.
+
+        Returns one outcome per record, in order: the result, or the
+        :class:`PluginCallError` that call ended with. Plain hooks complete as
+        they are started; only awaitable results are gathered.
+        """
+        outcomes: list[Any] = [None] * len(records)
+        pending: list[tuple[int, PluginRecord, Any, float]] = []
+        for position, record in enumerate(records):
+            started = perf_counter()
+            try:
+                result = record.handle.invoke(hook, kwargs)  # type: ignore[union-attr]
+            except (Exception, SystemExit) as error:
+                outcomes[position] = self._failed(record, hook, error, started)
+                continue
+            if inspect.isawaitable(result):
+                pending.append((position, record, result, started))
+            else:
+                outcomes[position] = self._finished(record, hook, result, started)
+        if pending:
+            awaited = await asyncio.gather(
+                *(self._await(record, hook, result, started, None) for _, record, result, started in pending)
+            )
+            for (position, *_), outcome in zip(pending, awaited, strict=True):
+                outcomes[position] = outcome
+        return outcomes
+
+    async def _run(
+        self, record: PluginRecord, hook: str, kwargs: Mapping[str, Any], timeout: float | None
+    ) -> Any:
+        started = perf_counter()
+        handle = record.handle
+        if handle is None:
+            return self._failed(record, hook, RuntimeError("the plugin is not loaded"), started)
+        try:
+            result = handle.invoke(hook, kwargs)
+        except (Exception, SystemExit) as error:
+            return self._failed(record, hook, error, started)
+        if inspect.isawaitable(result):
+            return await self._await(record, hook, result, started, timeout)
+        return self._finished(record, hook, result, started)
+
+    async def _await(
+        self, record: PluginRecord, hook: str, awaitable: Any, started: float, timeout: float | None
+    ) -> Any:
+        limit = self.timeout if timeout is None else timeout
+        try:
+            result = await asyncio.wait_for(awaitable, limit)
+        except asyncio.TimeoutError:
+            return self._timed_out(record, hook, started, limit)
+        except (Exception, SystemExit) as error:
+            return self._failed(record, hook, error, started)
+        return self._finished(record, hook, result, started)
+
+    def _finished(self, record: PluginRecord, hook: str, result: Any, started: float) -> Any:
+        elapsed = perf_counter() - started
+        if elapsed > self.timeout:
+            # A plain hook run inline cannot be interrupted; its late answer is still refused.
+            return self._timed_out(record, hook, started, self.timeout)
+        record.stats(hook).add(elapsed)
+        return result
+
+    def _timed_out(
+        self, record: PluginRecord, hook: str, started: float, limit: float
+    ) -> PluginCallError:
+        record.stats(hook).add(perf_counter() - started, error=True, timeout=True)
+        error = CallTimeout(
+            f"'{record.plugin_id}' did not answer {hook} within {limit:g} s",
+            plugin_id=record.plugin_id,
+            hook=hook,
+        )
+        record.call_errors.append(PluginFailure(hook, error.message))
+        logger.warning("%s", error.message)
+        return error
+
+    def _failed(
+        self, record: PluginRecord, hook: str, error: BaseException, started: float
+    ) -> PluginCallError:
+        record.stats(hook).add(perf_counter() - started, error=True)
+        if isinstance(error, PluginCallError):
+            failure = error
+        else:
+            failure = PluginCallError(
+                f"'{record.plugin_id}' failed in {hook}: {type(error).__name__}: {error}",
+                plugin_id=record.plugin_id,
+                hook=hook,
+            )
+            failure.__cause__ = error
+        record.call_errors.append(PluginFailure(hook, failure.message))
+        logger.warning("%s", failure.message)
+        logger.debug("%s: traceback", record.plugin_id, exc_info=error)
+        return failure

@@ -1,0 +1,102 @@
+"""The :class:`PluginContext`: a plugin's only way to reach the host.
+
+A context is built for one plugin from the permissions it was granted. Each
+operation that needs a permission checks it and refuses with
+:class:`~acp_plugins.errors.PermissionDenied` naming the permission.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from acp_plugins.errors import PermissionDenied
+from acp_plugins.permissions import Permission
+
+if TYPE_CHECKING:
+    from acp_plugins.manifest import Manifest
+    from acp_plugins.models import (
+        CommandResult,
+        DataQuery,
+        DataResult,
+        DataSourceDefinition,
+        Message,
+        MessageResponse,
+    )
+
+__all__ = ["HostServices", "PluginContext"]
+
+
+class HostServices(Protocol):
+    """What the host offers to contexts; every call names the plugin making it."""
+
+    async def query_data(self, caller: str, source_id: str, query: DataQuery) -> DataResult: ...
+
+    def data_sources(self) -> list[DataSourceDefinition]: ...
+
+    async def send_message(self, caller: str, message: Message) -> MessageResponse: ...
+
+    async def run_command_for(
+        self, caller: str, command: str, args: Sequence[str]
+    ) -> CommandResult: ...
+
+
+class PluginContext:
+    """What a plugin receives in ``initialize``: its identity, settings and host services."""
+
+    __slots__ = ("_host", "config", "data_dir", "logger", "manifest", "permissions", "plugin_id")
+
+    def __init__(
+        self,
+        *,
+        manifest: Manifest,
+        permissions: frozenset[Permission],
+        config: Mapping[str, Any],
+        data_dir: Path,
+        host: HostServices,
+    ) -> None:
+        self.plugin_id: str = manifest.plugin_id
+        self.manifest = manifest
+        self.permissions = permissions
+        self.config = config
+        #: A directory that belongs to this plugin alone (created on first use by the plugin).
+        self.data_dir = data_dir
+        self.logger = logging.getLogger(f"acp_plugins.plugin.{manifest.plugin_id}")
+        self._host = host
+
+    def has_permission(self, permission: Permission | str) -> bool:
+        """Whether this plugin was granted ``permission``."""
+        return Permission(permission) in self.permissions
+
+    def require(self, permission: Permission, operation: str) -> None:
+        """Raise :class:`PermissionDenied` unless ``permission`` was granted."""
+        if permission not in self.permissions:
+            self.logger.warning("denied: %s needs %s", operation, permission.value)
+            raise PermissionDenied(self.plugin_id, permission.value, operation)
+
+    async def query_data(self, source_id: str, query: DataQuery | None = None) -> DataResult:
+        """Query a data source of any active plugin (needs ``read-data``)."""
+        from acp_plugins.models import DataQuery
+
+        self.require(Permission.READ_DATA, f"query data source '{source_id}'")
+        return await self._host.query_data(self.plugin_id, source_id, query or DataQuery())
+
+    def data_sources(self) -> list[DataSourceDefinition]:
+        """Every data source currently offered by active plugins (needs ``read-data``)."""
+        self.require(Permission.READ_DATA, "list data sources")
+        return self._host.data_sources()
+
+    async def send_message(self, message: Message) -> MessageResponse:
+        """Route a message through the host like any other (needs ``write-messaging``)."""
+        self.require(Permission.WRITE_MESSAGING, "send messages")
+        return await self._host.send_message(self.plugin_id, message)
+
+    async def run_command(self, command: str, args: Sequence[str] = ()) -> CommandResult:
+        """Run another plugin's command (needs ``execute-commands``)."""
+        self.require(Permission.EXECUTE_COMMANDS, f"run command '{command}'")
+        return await self._host.run_command_for(self.plugin_id, command, args)
+
+    def __repr__(self) -> str:
+        return f"<PluginContext {self.plugin_id}>"

@@ -1,0 +1,128 @@
+"""Plugin handles: the host's only way to call into a plugin.
+
+Host code never holds a plugin object; it goes through the plugin's handle.
+:class:`InProcessHandle` calls a pluggy-registered object in this process; an
+isolated handle (a worker process) implements the same protocol, so the router,
+the command registry and the data and analytics calls never know the
+difference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import inspect
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import pluggy
+
+from acp_plugins.errors import PluginRegistrationError
+
+__all__ = ["InProcessHandle", "PluginHandle"]
+
+
+class PluginHandle(Protocol):
+    """Calls into one plugin, wherever it runs."""
+
+    plugin_id: str
+
+    def implements(self, hook: str) -> bool:
+        """Whether the plugin implements ``hook``."""
+        ...
+
+    @property
+    def hooks(self) -> frozenset[str]:
+        """Every hook the plugin implements."""
+        ...
+
+    def invoke(self, hook: str, kwargs: Mapping[str, Any]) -> Any:
+        """Start a call: return its result, or an awaitable of it; raise what the plugin raises."""
+        ...
+
+    def close(self) -> None:
+        """Forget the plugin (unregister it); the handle is unusable afterwards."""
+        ...
+
+
+class InProcessHandle:
+    """A plugin object registered with the host's pluggy manager, called in-process.
+
+    With ``sync_in_thread`` a plain (non-async) hook runs in a worker thread, so a
+    hook that hangs can be abandoned at its timeout; otherwise plain hooks run
+    inline, which is fastest but cannot be interrupted.
+    """
+
+    __slots__ = ("_impls", "_manager", "_object", "plugin_id", "sync_in_thread")
+
+    def __init__(
+        self,
+        plugin_id: str,
+        plugin_object: object,
+        manager: pluggy.PluginManager,
+        *,
+        sync_in_thread: bool = False,
+    ) -> None:
+        self.plugin_id = plugin_id
+        self.sync_in_thread = sync_in_thread
+        self._manager = manager
+        self._object = plugin_object
+        try:
+            manager.register(plugin_object, name=plugin_id)
+        except pluggy.PluginValidationError as error:
+            raise PluginRegistrationError(
+                f"'{plugin_id}' has an invalid hook implementation: "
+                + "; ".join(line.strip() for line in str(error).splitlines() if line.strip()),
+                plugin_id=plugin_id,
+            ) from None
+        except ValueError as error:
+            raise PluginRegistrationError(
+                f"'{plugin_id}' could not be registered: {error}", plugin_id=plugin_id
+            ) from None
+        self._impls: dict[str, tuple[Any, tuple[str, ...], bool]] = {}
+        unknown = []
+        for caller in manager.get_hookcallers(plugin_object) or []:
+            if caller.spec is None:
+                unknown.append(caller.name)
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin_object:
+                    is_async = inspect.iscoroutinefunction(impl.function)
+                    self._impls[caller.name] = (impl.function, tuple(impl.argnames), is_async)
+        if unknown:
+            manager.unregister(plugin_object)
+            known = [
+                name
+                for name, caller in vars(manager.hook).items()
+                if getattr(caller, "spec", None) is not None
+            ]
+            hints = []
+            for name in sorted(unknown):
+                close = difflib.get_close_matches(name, known, n=1)
+                hints.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+            raise PluginRegistrationError(
+                f"'{plugin_id}' implements unknown hooks: {', '.join(hints)}",
+                plugin_id=plugin_id,
+            )
+
+    @property
+    def hooks(self) -> frozenset[str]:
+        return frozenset(self._impls)
+
+    def implements(self, hook: str) -> bool:
+        return hook in self._impls
+
+    def invoke(self, hook: str, kwargs: Mapping[str, Any]) -> Any:
+        function, argnames, is_async = self._impls[hook]
+        arguments = {name: kwargs[name] for name in argnames}
+        if self.sync_in_thread and not is_async:
+            return asyncio.to_thread(function, **arguments)
+        return function(**arguments)
+
+    def close(self) -> None:
+        if self._manager.is_registered(self._object):
+            self._manager.unregister(self._object)
+        self._impls.clear()
+
+    def __repr__(self) -> str:
+        return f"<InProcessHandle {self.plugin_id}>"

@@ -1,0 +1,83 @@
+"""Lifecycle hooks: optional for every plugin, called as it moves through its states.
+
+Order when the host starts a plugin: ``on_discover`` and ``on_load`` (-> Loaded),
+``validate_config``, ``initialize`` and ``on_initialize`` (-> Initialized),
+``activate`` and ``on_activate`` (-> Active). Suspending calls ``deactivate`` and
+``on_suspend``; resuming calls ``activate`` and ``on_activate``; unloading calls
+``deactivate`` (when active) and ``on_unload``.
+
+``initialize``, ``activate``, ``deactivate`` and ``validate_config`` may return
+``False`` to refuse; the plugin then stays in its previous state with the reason
+recorded. Raising does the same.
+"""
+
+# ruff: noqa: ARG001
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from acp_plugins.markers import hookspec
+
+if TYPE_CHECKING:
+    from acp_plugins.config import PluginConfig
+    from acp_plugins.context import PluginContext
+    from acp_plugins.manifest import Manifest
+
+
+@hookspec
+def on_discover(manifest: Manifest) -> None:
+    """Called first, right after the plugin is imported, with its validated manifest.
+
+    Plugin code never runs before its manifest and permissions are validated, so
+    this is the plugin's first chance to see what the host found.
+    """
+
+
+@hookspec
+def on_load() -> None:
+    """Called once the plugin is imported and registered (-> Loaded)."""
+
+
+@hookspec
+def validate_config(config: PluginConfig) -> bool | None:
+    """Check ``config`` before it is applied; return ``False`` or raise to refuse it."""
+
+
+@hookspec
+def get_config_schema() -> dict[str, Any] | None:
+    """Return the JSON Schema of the plugin's settings (``{}`` when it has none)."""
+
+
+@hookspec
+def initialize(context: PluginContext) -> bool | None:
+    """Receive the plugin's context; return ``False`` to refuse initialization."""
+
+
+@hookspec
+def on_initialize() -> None:
+    """Called after configuration is applied and ``initialize`` succeeded (-> Initialized)."""
+
+
+@hookspec
+def activate() -> bool | None:
+    """Start serving; return ``False`` to refuse activation."""
+
+
+@hookspec
+def on_activate() -> None:
+    """Called when the plugin becomes operational (-> Active)."""
+
+
+@hookspec
+def deactivate() -> bool | None:
+    """Stop serving, gracefully (before suspending or unloading an active plugin)."""
+
+
+@hookspec
+def on_suspend() -> None:
+    """Called when the plugin is temporarily disabled (-> Suspended)."""
+
+
+@hookspec
+def on_unload() -> None:
+    """Release everything before the plugin is removed (-> Unloaded)."""

@@ -1,0 +1,626 @@
+"""The plugin host: discovers, validates, resolves, loads and calls plugins.
+
+``PluginHost`` owns one :class:`~acp_plugins.record.PluginRecord` per plugin and
+drives each through the lifecycle. Nothing a plugin does escapes as an
+exception: failures during start are recorded on the plugin's record and every
+other plugin goes on. Host code calls plugins by id; the host routes through
+the plugin's handle.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from importlib.metadata import EntryPoint
+from pathlib import Path
+from typing import Any
+
+import pluggy
+from packaging.version import Version
+
+from acp_plugins.calls import DEFAULT_TIMEOUT, CallGuard
+from acp_plugins.command_registry import CommandEntry, CommandRegistry, check_arguments
+from acp_plugins.config import PluginConfig
+from acp_plugins.context import PluginContext
+from acp_plugins.data_sources import DataSourceRegistry
+from acp_plugins.discovery import ENTRY_POINT_GROUP, Discovery, discover
+from acp_plugins.errors import (
+    AcpPluginsError,
+    InterfaceMismatch,
+    PermissionNotGranted,
+    PluginCallError,
+    PluginImportError,
+    PluginNotActive,
+    PluginNotFound,
+)
+from acp_plugins.handle import InProcessHandle
+from acp_plugins.hookspecs import SPEC_MODULES
+from acp_plugins.interfaces import INTERFACE_HOOKS, Interface, interface_of_hook
+from acp_plugins.lifecycle import PluginState, check_transition
+from acp_plugins.manifest import Manifest
+from acp_plugins.markers import PROJECT_NAME
+from acp_plugins.models import (
+    CommandDefinition,
+    CommandResult,
+    DataQuery,
+    DataResult,
+    DataSourceDefinition,
+    Message,
+    MessageResponse,
+    MetricDefinition,
+    MetricsData,
+    Report,
+    TimeRange,
+)
+from acp_plugins.permissions import PermissionPolicy
+from acp_plugins.record import PluginRecord
+from acp_plugins.resolution import resolve
+from acp_plugins.routing import MessageRouter, RoutedMessage
+
+__all__ = ["CORE_VERSION", "PluginHost", "default_data_root"]
+
+logger = logging.getLogger(__name__)
+
+#: The version of the plugin API this host offers (what ``dependencies.core`` is checked against).
+CORE_VERSION = "2.0.0"
+
+
+def default_data_root() -> Path:
+    """Where plugins' data directories live: ``$ACP_PLUGINS_DATA_DIR``, else the XDG data dir."""
+    explicit = os.environ.get("ACP_PLUGINS_DATA_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "acp-plugins"
+
+
+class PluginHost:
+    """Discovers installed plugins and drives them through their lifecycle.
+
+    :param policy: which permissions plugins are granted (default: the default grants).
+    :param core_version: the plugin API version offered (default :data:`CORE_VERSION`).
+    :param search_path: directories to discover plugins in (``pip install --target``);
+        ``None`` means the host's own environment.
+    :param timeout: seconds any call into a plugin may take.
+    :param settings: plugin id -> settings handed to the plugin at initialization.
+    :param data_root: parent of each plugin's own data directory.
+    :param sync_in_thread: run plain (non-async) hooks in worker threads so that a
+        hanging one can be abandoned at its timeout (slower per call).
+    :param python: the Python version plugins are checked against (default: running one).
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: PermissionPolicy | None = None,
+        core_version: str = CORE_VERSION,
+        search_path: Sequence[str | Path] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        settings: Mapping[str, Mapping[str, Any]] | None = None,
+        data_root: str | Path | None = None,
+        sync_in_thread: bool = False,
+        python: tuple[int, int] | None = None,
+    ) -> None:
+        self.policy = policy or PermissionPolicy()
+        self.core_version = Version(core_version)
+        self.search_path = list(search_path) if search_path is not None else None
+        self.settings = dict(settings or {})
+        self.data_root = Path(data_root) if data_root is not None else default_data_root()
+        self.sync_in_thread = sync_in_thread
+        self.python = python or (sys.version_info.major, sys.version_info.minor)
+        self.guard = CallGuard(timeout)
+        self.router = MessageRouter(self.guard)
+        self.commands = CommandRegistry()
+        self.sources = DataSourceRegistry()
+        self._manager = pluggy.PluginManager(PROJECT_NAME)
+        for module in SPEC_MODULES:
+            self._manager.add_hookspecs(module)
+        self._records: dict[str, PluginRecord] = {}
+        self._order: list[str] = []
+        self._contexts: dict[str, PluginContext] = {}
+        self._active_handlers: list[PluginRecord] = []
+        self._discovered = False
+
+    # -- reading state ------------------------------------------------------
+
+    @property
+    def records(self) -> Mapping[str, PluginRecord]:
+        """Every discovered plugin's record, by plugin id (read-only for callers)."""
+        return self._records
+
+    def record(self, plugin_id: str) -> PluginRecord:
+        """The record of ``plugin_id``; raises :class:`PluginNotFound`."""
+        try:
+            return self._records[plugin_id]
+        except KeyError:
+            known = ", ".join(sorted(self._records)) or "none"
+            raise PluginNotFound(
+                f"no plugin '{plugin_id}' is installed (installed: {known})", plugin_id=plugin_id
+            ) from None
+
+    def active(self) -> list[PluginRecord]:
+        """Active plugins, in load order."""
+        return [
+            self._records[pid]
+            for pid in self._order
+            if self._records[pid].state is PluginState.ACTIVE
+        ]
+
+    @property
+    def load_order(self) -> tuple[str, ...]:
+        """Plugin ids that passed resolution, dependencies first."""
+        return tuple(self._order)
+
+    # -- discovery, validation and resolution (no plugin code runs) -------------
+
+    def discover(self) -> list[PluginRecord]:
+        """Find plugins, validate manifests and permissions, resolve dependencies.
+
+        No plugin code is imported. Refused plugins stay Discovered with the reason.
+        """
+        found = discover(self.search_path)
+        self._records = {}
+        for item in found:
+            self._add(item)
+        manifests = {
+            pid: rec.manifest
+            for pid, rec in self._records.items()
+            if rec.manifest is not None and rec.reason is None
+        }
+        refused = {pid: rec.reason for pid, rec in self._records.items() if rec.reason}
+        resolution = resolve(
+            manifests,
+            core_version=self.core_version,
+            python=self.python,
+            unavailable={pid: why for pid, why in refused.items() if why},
+        )
+        for pid, failure in resolution.failures.items():
+            self._records[pid].fail("resolve", failure.message)
+        self._order = list(resolution.order)
+        self._discovered = True
+        return list(self._records.values())
+
+    def _add(self, item: Discovery) -> None:
+        record = PluginRecord(
+            plugin_id=item.plugin_id,
+            entry_point=item.entry_point,
+            distribution=item.distribution,
+            distribution_version=item.distribution_version,
+            manifest_path=item.manifest_path,
+            manifest=item.manifest,
+        )
+        existing = self._records.get(item.plugin_id)
+        if existing is not None and item.error is not None:
+            existing.fail("discover", item.error.message)  # two distributions, one id: refuse both
+            return
+        self._records[item.plugin_id] = record
+        if item.error is not None:
+            record.fail("manifest", item.error.message)
+            return
+        assert item.manifest is not None
+        record.granted = self.policy.granted(item.plugin_id)
+        missing = self.policy.missing(item.plugin_id, item.manifest.permissions)
+        if missing:
+            error = PermissionNotGranted(item.plugin_id, [p.value for p in missing])
+            record.fail("permissions", error.message)
+
+    # -- the whole lifecycle ------------------------------------------------
+
+    async def start(self) -> None:
+        """Discover (if not done yet) and bring every plugin that can be to Active.
+
+        Plugins are started one by one in dependency order, so a plugin's
+        dependencies are active before it initializes.
+        """
+        if not self._discovered:
+            self.discover()
+        for plugin_id in self._order:
+            record = self._records[plugin_id]
+            if record.state is not PluginState.DISCOVERED:
+                continue
+            if await self.load(plugin_id) and await self.initialize(plugin_id):
+                await self.activate(plugin_id)
+
+    async def stop(self) -> None:
+        """Unload every plugin that is loaded, dependents first."""
+        for plugin_id in reversed(self._order):
+            record = self._records[plugin_id]
+            if record.state not in (PluginState.DISCOVERED, PluginState.UNLOADED):
+                await self.unload(plugin_id)
+
+    async def load(self, plugin_id: str) -> bool:
+        """Import and register the plugin (Discovered -> Loaded)."""
+        record = self.record(plugin_id)
+        check_transition(plugin_id, record.state, PluginState.LOADED)
+        if record.manifest is None or plugin_id not in self._order:
+            return False  # refused before import; the reason is already recorded
+        blocker = self._inactive_dependency(record, PluginState.LOADED)
+        if blocker:
+            record.fail("load", blocker)
+            return False
+        try:
+            plugin_object = _import(record)
+            handle = InProcessHandle(
+                plugin_id, plugin_object, self._manager, sync_in_thread=self.sync_in_thread
+            )
+        except AcpPluginsError as error:
+            record.fail("load", error.message)
+            return False
+        try:
+            _check_interfaces(record.manifest, handle.hooks, plugin_object)
+        except InterfaceMismatch as error:
+            handle.close()
+            record.fail("load", error.message)
+            return False
+        record.handle = handle
+        for hook, kwargs in (("on_discover", {"manifest": record.manifest}), ("on_load", {})):
+            if not await self._lifecycle_call(record, hook, kwargs, "load"):
+                handle.close()
+                record.handle = None
+                return False
+        return self._moved(record, PluginState.LOADED)
+
+    async def initialize(self, plugin_id: str) -> bool:
+        """Apply configuration and hand the plugin its context (Loaded -> Initialized)."""
+        record = self.record(plugin_id)
+        check_transition(plugin_id, record.state, PluginState.INITIALIZED)
+        assert record.manifest is not None
+        blocker = self._inactive_dependency(record, PluginState.ACTIVE)
+        if blocker:
+            record.fail("initialize", blocker)
+            return False
+        config = PluginConfig(
+            plugin_id=plugin_id,
+            version=record.manifest.version,
+            settings=dict(self.settings.get(plugin_id, {})),
+        )
+        if not await self._lifecycle_call(record, "validate_config", {"config": config}, "configure"):
+            return False
+        data_dir = self.data_root / plugin_id
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            record.fail("initialize", f"cannot create data directory {data_dir}: {error.strerror}")
+            return False
+        context = PluginContext(
+            manifest=record.manifest,
+            permissions=record.granted,
+            config=config.settings,
+            data_dir=data_dir,
+            host=self,
+        )
+        record.config = config
+        self._contexts[plugin_id] = context
+        for hook, kwargs in (("initialize", {"context": context}), ("on_initialize", {})):
+            if not await self._lifecycle_call(record, hook, kwargs, "initialize"):
+                return False
+        return self._moved(record, PluginState.INITIALIZED)
+
+    async def activate(self, plugin_id: str) -> bool:
+        """Make the plugin operational (Initialized or Suspended -> Active)."""
+        record = self.record(plugin_id)
+        check_transition(plugin_id, record.state, PluginState.ACTIVE)
+        for hook in ("activate", "on_activate"):
+            if not await self._lifecycle_call(record, hook, {}, "activate"):
+                return False
+        try:
+            await self._collect_capabilities(record)
+        except AcpPluginsError as error:
+            record.fail("activate", error.message)
+            return False
+        self._moved(record, PluginState.ACTIVE)
+        self._rebuild_registries()
+        return True
+
+    async def resume(self, plugin_id: str) -> bool:
+        """Re-enable a suspended plugin (Suspended -> Active)."""
+        return await self.activate(plugin_id)
+
+    async def suspend(self, plugin_id: str) -> bool:
+        """Temporarily disable an active plugin (Active -> Suspended).
+
+        The host stops routing to it at once; a failing ``deactivate`` or
+        ``on_suspend`` is recorded but does not keep the plugin serving.
+        """
+        record = self.record(plugin_id)
+        check_transition(plugin_id, record.state, PluginState.SUSPENDED)
+        self._moved(record, PluginState.SUSPENDED)
+        self._rebuild_registries()
+        ok = await self._lifecycle_call(record, "deactivate", {}, "suspend")
+        ok = await self._lifecycle_call(record, "on_suspend", {}, "suspend") and ok
+        return ok
+
+    async def unload(self, plugin_id: str) -> bool:
+        """Shut the plugin down and forget its code (-> Unloaded).
+
+        Failing ``deactivate`` or ``on_unload`` hooks are recorded; the plugin is
+        unloaded all the same.
+        """
+        record = self.record(plugin_id)
+        check_transition(plugin_id, record.state, PluginState.UNLOADED)
+        was_active = record.state is PluginState.ACTIVE
+        self._moved(record, PluginState.UNLOADED)
+        self._rebuild_registries()
+        ok = True
+        if was_active:
+            ok = await self._lifecycle_call(record, "deactivate", {}, "unload")
+        ok = await self._lifecycle_call(record, "on_unload", {}, "unload") and ok
+        if record.handle is not None:
+            record.handle.close()
+            record.handle = None
+        self._contexts.pop(plugin_id, None)
+        return ok
+
+    # -- calling plugins ------------------------------------------------------
+
+    async def send(self, message: Message) -> RoutedMessage:
+        """Route ``message`` to the most confident active handler and return its answer."""
+        return await self.router.route(message, self._active_handlers, self._context_of)
+
+    async def run_command(self, name: str, args: Sequence[str] = ()) -> CommandResult:
+        """Run a command (plain name or ``plugin_id:command``) after checking its arguments."""
+        record, definition = self.commands.resolve(name)
+        check_arguments(record.plugin_id, definition, args)
+        result = await self.guard.call(
+            record,
+            "execute_command",
+            {"command": definition.name, "args": list(args), "context": self._context_of(record)},
+        )
+        return _expect(record, "execute_command", result, CommandResult)
+
+    def command_entries(self) -> list[CommandEntry]:
+        """Every command of every active plugin."""
+        return self.commands.entries()
+
+    async def query(self, source: str, query: DataQuery | None = None) -> DataResult:
+        """Query a data source (plain id or ``plugin_id:source_id``) of an active plugin."""
+        record, definition = self.sources.resolve(source)
+        result = await self.guard.call(
+            record,
+            "query_data",
+            {"source_id": definition.source_id, "query": query or DataQuery()},
+        )
+        return _expect(record, "query_data", result, DataResult)
+
+    def data_sources(self) -> list[DataSourceDefinition]:
+        """Every data source of every active plugin."""
+        return self.sources.definitions()
+
+    def analytics_providers(self) -> list[PluginRecord]:
+        return [r for r in self.active() if r.handle and r.handle.implements("collect_metrics")]
+
+    async def metric_definitions(self) -> dict[str, list[MetricDefinition]]:
+        """Plugin id -> the metrics it offers, for every active analytics provider."""
+        found: dict[str, list[MetricDefinition]] = {}
+        for record in self.analytics_providers():
+            result = await self.guard.call(record, "get_metrics", {})
+            found[record.plugin_id] = _expect_list(record, "get_metrics", result, MetricDefinition)
+        return found
+
+    async def collect_metrics(self, plugin_id: str, time_range: TimeRange) -> MetricsData:
+        """Collect the metrics of one analytics provider over ``time_range``."""
+        record = self._active_with(plugin_id, "collect_metrics", Interface.ANALYTICS_PROVIDER)
+        result = await self.guard.call(record, "collect_metrics", {"time_range": time_range})
+        data = _expect(record, "collect_metrics", result, MetricsData)
+        return data.model_copy(update={"source": plugin_id})
+
+    async def report(
+        self,
+        plugin_id: str,
+        format: str = "markdown",
+        time_range: TimeRange | None = None,
+    ) -> Report:
+        """Collect one provider's metrics and have it render them as a report in ``format``."""
+        window = time_range or TimeRange.last(timedelta(days=7))
+        metrics = await self.collect_metrics(plugin_id, window)
+        record = self._records[plugin_id]
+        result = await self.guard.call(
+            record, "generate_report", {"metrics": metrics, "format": format}
+        )
+        return _expect(record, "generate_report", result, Report)
+
+    # -- HostServices: what contexts may ask of the host ------------------------
+
+    async def query_data(self, caller: str, source_id: str, query: DataQuery) -> DataResult:
+        logger.debug("%s queries %s", caller, source_id)
+        return await self.query(source_id, query)
+
+    async def send_message(self, caller: str, message: Message) -> MessageResponse:
+        logger.debug("%s sends a %s message", caller, message.type)
+        return (await self.send(message)).response
+
+    async def run_command_for(
+        self, caller: str, command: str, args: Sequence[str]
+    ) -> CommandResult:
+        logger.debug("%s runs %s", caller, command)
+        return await self.run_command(command, args)
+
+    # -- internals ------------------------------------------------------------
+
+    def _context_of(self, record: PluginRecord) -> PluginContext:
+        return self._contexts[record.plugin_id]
+
+    def _active_with(self, plugin_id: str, hook: str, interface: Interface) -> PluginRecord:
+        record = self.record(plugin_id)
+        if record.state is not PluginState.ACTIVE:
+            raise PluginNotActive(
+                f"'{plugin_id}' is {record.state.value}, not active"
+                + (f": {record.reason}" if record.reason else ""),
+                plugin_id=plugin_id,
+            )
+        if record.handle is None or not record.handle.implements(hook):
+            raise PluginNotActive(f"'{plugin_id}' is not an {interface.value}", plugin_id=plugin_id)
+        return record
+
+    def _inactive_dependency(self, record: PluginRecord, needed: PluginState) -> str | None:
+        assert record.manifest is not None
+        for dep in sorted(record.manifest.plugin_dependencies()):
+            other = self._records.get(dep)
+            if other is None:
+                return f"'{record.plugin_id}' needs plugin '{dep}', which is not installed"
+            good = other.state is needed or (
+                needed is PluginState.LOADED
+                and other.state in (PluginState.INITIALIZED, PluginState.ACTIVE)
+            )
+            if not good:
+                why = f": {other.reason}" if other.reason else ""
+                return (
+                    f"'{record.plugin_id}' depends on '{dep}', which is {other.state.value} "
+                    f"(needs {needed.value}){why}"
+                )
+        return None
+
+    async def _lifecycle_call(
+        self, record: PluginRecord, hook: str, kwargs: Mapping[str, Any], stage: str
+    ) -> bool:
+        """Call an optional lifecycle hook; ``False`` (recorded) if it raised or refused."""
+        handle = record.handle
+        if handle is None or not handle.implements(hook):
+            return True
+        try:
+            result = await self.guard.call(record, hook, kwargs)
+        except PluginCallError as error:
+            record.fail(stage, error.message)
+            return False
+        if result is False:
+            record.fail(stage, f"'{record.plugin_id}' refused: {hook} returned False")
+            return False
+        return True
+
+    async def _collect_capabilities(self, record: PluginRecord) -> None:
+        handle = record.handle
+        assert handle is not None
+        if handle.implements("get_supported_message_types"):
+            types = await self.guard.call(record, "get_supported_message_types", {})
+            if not isinstance(types, (list, tuple, set, frozenset)) or not all(
+                isinstance(t, str) for t in types
+            ):
+                raise PluginCallError(
+                    f"'{record.plugin_id}' returned {types!r} from get_supported_message_types, "
+                    "not a list of strings",
+                    plugin_id=record.plugin_id,
+                    hook="get_supported_message_types",
+                )
+            record.message_types = frozenset(types)
+        if handle.implements("get_commands"):
+            commands = await self.guard.call(record, "get_commands", {})
+            record.commands = _expect_commands(record, commands)
+        if handle.implements("get_data_sources"):
+            sources = await self.guard.call(record, "get_data_sources", {})
+            record.data_sources = _expect_list(
+                record, "get_data_sources", sources, DataSourceDefinition
+            )
+
+    def _moved(self, record: PluginRecord, state: PluginState) -> bool:
+        logger.info("%s: %s -> %s", record.plugin_id, record.state.value, state.value)
+        record.state = state
+        record.reason = None
+        return True
+
+    def _rebuild_registries(self) -> None:
+        active = sorted(self.active(), key=lambda r: r.plugin_id)
+        self._active_handlers = [
+            r for r in active if r.handle is not None and r.handle.implements("can_handle")
+        ]
+        self.commands.rebuild(r for r in active if r.commands)
+        self.sources.rebuild(r for r in active if r.data_sources)
+
+
+def _import(record: PluginRecord) -> object:
+    """Import the entry point's object; instantiate it if it is a class."""
+    entry_point = EntryPoint(record.plugin_id, record.entry_point, ENTRY_POINT_GROUP)
+    try:
+        loaded = entry_point.load()
+    except (Exception, SystemExit) as error:
+        raise PluginImportError(
+            f"importing '{record.entry_point}' failed: {type(error).__name__}: {error}",
+            plugin_id=record.plugin_id,
+        ) from error
+    if isinstance(loaded, type):
+        try:
+            return loaded()
+        except (Exception, SystemExit) as error:
+            raise PluginImportError(
+                f"creating {loaded.__name__}() failed: {type(error).__name__}: {error}",
+                plugin_id=record.plugin_id,
+            ) from error
+    return loaded
+
+
+def _check_interfaces(manifest: Manifest, hooks: frozenset[str], plugin_object: object) -> None:
+    """Declared interfaces must be implemented in full, and implemented ones declared."""
+    declared = set(manifest.interfaces)
+    problems = []
+    for interface in sorted(declared, key=lambda i: i.value):
+        missing = sorted(INTERFACE_HOOKS[interface] - hooks)
+        if missing:
+            hint = [
+                name for name in missing if callable(getattr(plugin_object, name, None))
+            ]
+            text = f"declares {interface.value} but does not implement {', '.join(missing)}"
+            if hint:
+                verb = "exists but is" if len(hint) == 1 else "exist but are"
+                text += f" ({', '.join(hint)} {verb} not marked with @acp_plugins.hookimpl)"
+            problems.append(text)
+    undeclared: dict[Interface, list[str]] = {}
+    for hook in sorted(hooks):
+        interface = interface_of_hook(hook)
+        if interface is not None and interface not in declared:
+            undeclared.setdefault(interface, []).append(hook)
+    for interface, names in undeclared.items():
+        problems.append(
+            f"implements {', '.join(names)} of {interface.value} but does not declare "
+            f"{interface.value} in its manifest's interfaces"
+        )
+    if problems:
+        raise InterfaceMismatch(
+            f"'{manifest.plugin_id}' " + "; ".join(problems), plugin_id=manifest.plugin_id
+        )
+
+
+def _expect(record: PluginRecord, hook: str, value: Any, model: type[Any]) -> Any:
+    if isinstance(value, model):
+        return value
+    try:
+        return model.model_validate(value)
+    except ValueError as error:
+        raise PluginCallError(
+            f"'{record.plugin_id}' returned an invalid {model.__name__} from {hook}: {error}",
+            plugin_id=record.plugin_id,
+            hook=hook,
+        ) from None
+
+
+def _expect_list(record: PluginRecord, hook: str, value: Any, model: type[Any]) -> list[Any]:
+    if not isinstance(value, (list, tuple)):
+        raise PluginCallError(
+            f"'{record.plugin_id}' returned {type(value).__name__} from {hook}, "
+            f"not a list of {model.__name__}",
+            plugin_id=record.plugin_id,
+            hook=hook,
+        )
+    return [_expect(record, hook, item, model) for item in value]
+
+
+def _expect_commands(record: PluginRecord, value: Any) -> dict[str, CommandDefinition]:
+    if not isinstance(value, dict):
+        raise PluginCallError(
+            f"'{record.plugin_id}' returned {type(value).__name__} from get_commands, "
+            "not a dict of name -> CommandDefinition",
+            plugin_id=record.plugin_id,
+            hook="get_commands",
+        )
+    commands = {}
+    for name, item in value.items():
+        definition = _expect(record, "get_commands", item, CommandDefinition)
+        if definition.name != name:
+            raise PluginCallError(
+                f"'{record.plugin_id}' lists command {definition.name!r} under the key {name!r}",
+                plugin_id=record.plugin_id,
+                hook="get_commands",
+            )
+        commands[name] = definition
+    return commands

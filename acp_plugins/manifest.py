@@ -1,0 +1,201 @@
+"""The plugin manifest: its schema, and reading it without importing the plugin.
+
+Every plugin ships a ``manifest.json`` inside its top-level package. The host
+reads it from the installed files and validates it with :class:`Manifest`
+before a single line of the plugin's code runs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    ValidationError,
+)
+
+from acp_plugins.errors import FieldError, ManifestError
+from acp_plugins.interfaces import Interface
+from acp_plugins.permissions import Permission
+from acp_plugins.versions import VersionRange, VersionRangeError, parse_range, parse_version
+
+__all__ = [
+    "CORE_DEPENDENCY",
+    "MANIFEST_FILENAME",
+    "Manifest",
+    "manifest_json_schema",
+    "parse_manifest",
+    "read_manifest",
+]
+
+MANIFEST_FILENAME = "manifest.json"
+#: The key of ``dependencies`` that names the host's plugin API (core) version.
+CORE_DEPENDENCY = "core"
+
+PLUGIN_ID_PATTERN = r"^[a-z][a-z0-9]*(?:[-_.][a-z0-9]+)*$"
+_PLUGIN_ID = re.compile(PLUGIN_ID_PATTERN)
+_PYTHON_VERSION = r"^3\.\d{1,2}$"
+
+
+def _check_version(value: str) -> str:
+    try:
+        parse_version(value)
+    except VersionRangeError as error:
+        raise ValueError(str(error)) from None
+    return value
+
+
+def _check_range(value: str) -> str:
+    try:
+        parse_range(value)
+    except VersionRangeError as error:
+        raise ValueError(str(error)) from None
+    return value
+
+
+def _check_dependency_names(value: dict[str, str]) -> dict[str, str]:
+    for name in value:
+        if name != CORE_DEPENDENCY and not _PLUGIN_ID.match(name):
+            raise ValueError(
+                f"dependency name {name!r} is neither 'core' nor a valid plugin id "
+                "(lowercase letters, digits, and '-', '_' or '.' between them)"
+            )
+    return value
+
+
+def _unique(value: list[Any]) -> list[Any]:
+    seen: set[Any] = set()
+    for item in value:
+        if item in seen:
+            raise ValueError(f"{item!s} is listed twice")
+        seen.add(item)
+    return value
+
+
+VersionText = Annotated[
+    str,
+    AfterValidator(_check_version),
+    Field(description="A PEP 440 / semantic version, e.g. '1.2.0'.", examples=["1.0.0"]),
+]
+RangeText = Annotated[
+    str,
+    AfterValidator(_check_range),
+    Field(description="An npm-style range ('^1.0.0', '1.x || >=2.1 <3') or PEP 440 specifiers."),
+]
+PythonVersion = Annotated[str, Field(pattern=_PYTHON_VERSION, examples=["3.10"])]
+
+
+class Manifest(BaseModel):
+    """A plugin's ``manifest.json``: identity, version, dependencies, permissions, interfaces."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        str_strip_whitespace=True,
+        title="acp-plugins manifest",
+    )
+
+    manifest_version: Literal["1.0"] = Field(description="Version of this manifest format.")
+    plugin_id: str = Field(
+        pattern=PLUGIN_ID_PATTERN,
+        max_length=64,
+        description="Unique id; also the name of the plugin's `acp.plugins` entry point.",
+    )
+    name: str = Field(min_length=1, max_length=100, description="Display name.")
+    version: VersionText
+    description: str = Field(default="", max_length=2000)
+    author: str = Field(default="", max_length=200)
+    license: str = Field(default="", max_length=100, description="SPDX identifier, e.g. 'MIT'.")
+    homepage: HttpUrl | None = None
+    dependencies: Annotated[dict[str, RangeText], AfterValidator(_check_dependency_names)] = Field(
+        default_factory=dict,
+        description="'core' -> range of the host plugin API; other keys are plugin ids.",
+    )
+    permissions: Annotated[list[Permission], AfterValidator(_unique)] = Field(default_factory=list)
+    interfaces: Annotated[list[Interface], AfterValidator(_unique)] = Field(default_factory=list)
+    tags: list[Annotated[str, Field(min_length=1, max_length=50)]] = Field(default_factory=list)
+    min_python: PythonVersion | None = Field(default=None, description="Oldest Python, e.g. '3.10'.")
+    max_python: PythonVersion | None = Field(
+        default=None, description="Newest Python (every micro release of it), e.g. '3.13'."
+    )
+
+    def core_range(self) -> VersionRange | None:
+        """The range of core (plugin API) versions this plugin works with, if it says."""
+        text = self.dependencies.get(CORE_DEPENDENCY)
+        return None if text is None else parse_range(text)
+
+    def plugin_dependencies(self) -> dict[str, VersionRange]:
+        """Plugin id -> the range of its versions this plugin needs."""
+        return {
+            name: parse_range(text)
+            for name, text in self.dependencies.items()
+            if name != CORE_DEPENDENCY
+        }
+
+
+def _field_errors(error: ValidationError) -> list[FieldError]:
+    found = []
+    for item in error.errors(include_url=False):
+        path = ".".join(str(part) for part in item["loc"])
+        problem = item["msg"]
+        if item["type"] == "enum":
+            problem = f"not a known value; {item['msg'][0].lower()}{item['msg'][1:]}"
+        elif item["type"] == "extra_forbidden":
+            problem = "unknown field (check its spelling against `acp-plugins schema`)"
+        elif item["type"] == "missing":
+            problem = "required field is missing"
+        value = item.get("input") if item["type"] != "missing" else None
+        found.append(FieldError(path=path, value=value, problem=problem.removeprefix("Value error, ")))
+    return found
+
+
+def parse_manifest(data: str | bytes, *, source: str = MANIFEST_FILENAME) -> Manifest:
+    """Validate manifest JSON text; raise :class:`ManifestError` naming each bad field."""
+    try:
+        raw = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ManifestError(f"{source} is not valid JSON: {error}", source=source) from None
+    if not isinstance(raw, dict):
+        raise ManifestError(
+            f"{source} must hold a JSON object, not {type(raw).__name__}", source=source
+        )
+    plugin_id = raw.get("plugin_id") if isinstance(raw.get("plugin_id"), str) else None
+    try:
+        return Manifest.model_validate(raw)
+    except ValidationError as error:
+        errors = _field_errors(error)
+        raise ManifestError(
+            f"{source} is invalid ({len(errors)} problem{'s' if len(errors) != 1 else ''}):",
+            plugin_id=plugin_id,
+            errors=errors,
+            source=source,
+        ) from None
+
+
+def read_manifest(path: Path) -> Manifest:
+    """Read and validate the manifest file at ``path``."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ManifestError(
+            f"no {MANIFEST_FILENAME} at {path}; a plugin ships it inside its package "
+            "(add it to the package data of the distribution)",
+            source=str(path),
+        ) from None
+    except OSError as error:
+        raise ManifestError(f"cannot read {path}: {error.strerror}", source=str(path)) from None
+    return parse_manifest(data, source=str(path))
+
+
+def manifest_json_schema() -> dict[str, Any]:
+    """The JSON Schema of ``manifest.json`` (what ``acp-plugins schema`` prints)."""
+    schema = Manifest.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema

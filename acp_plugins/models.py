@@ -1,0 +1,204 @@
+"""Typed values that cross the boundary between the host and its plugins.
+
+These are the models of the specification's interfaces: messages and their
+responses, commands, data sources and queries, metrics and reports. Plugins
+receive and return them; the host validates what plugins return.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "ArgumentDefinition",
+    "CommandDefinition",
+    "CommandResult",
+    "DataQuery",
+    "DataResult",
+    "DataSourceDefinition",
+    "Message",
+    "MessageResponse",
+    "MetricDefinition",
+    "MetricPoint",
+    "MetricsData",
+    "Report",
+    "TimeRange",
+]
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- messages ---------------------------------------------------------------
+
+
+class Message(_Model):
+    """A message exchanged between agents, offered to message handler plugins."""
+
+    type: str = Field(min_length=1, description="Kind of message, e.g. 'chat'.")
+    content: str = ""
+    sender: str = "user"
+    recipient: str | None = None
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    timestamp: datetime = Field(default_factory=_now)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class MessageResponse(_Model):
+    """What a handler answers; ``handled`` is false only for the host's "unhandled" answer."""
+
+    content: str = ""
+    handled: bool = True
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+# -- commands ---------------------------------------------------------------
+
+
+class ArgumentDefinition(_Model):
+    """One positional argument of a command."""
+
+    name: str = Field(min_length=1)
+    type: Literal["str", "int", "float", "bool"] = "str"
+    required: bool = True
+    variadic: bool = Field(default=False, description="Takes all remaining arguments (last only).")
+    help: str = ""
+
+
+class CommandDefinition(_Model):
+    """A command a plugin offers: its name, what it does and the arguments it takes."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    description: str = ""
+    arguments: list[ArgumentDefinition] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _arguments_in_order(self) -> CommandDefinition:
+        seen_optional = False
+        for index, argument in enumerate(self.arguments):
+            if argument.variadic and index != len(self.arguments) - 1:
+                raise ValueError(f"only the last argument may be variadic, not '{argument.name}'")
+            if argument.required and seen_optional:
+                raise ValueError(f"required argument '{argument.name}' follows an optional one")
+            seen_optional = seen_optional or not argument.required
+        return self
+
+    @property
+    def usage(self) -> str:
+        """One-line usage, e.g. ``add A B``, ``greet [NAME]``, ``upper TEXT...``."""
+        parts = [self.name]
+        for argument in self.arguments:
+            label = argument.name.upper() + ("..." if argument.variadic else "")
+            parts.append(label if argument.required else f"[{label}]")
+        return " ".join(parts)
+
+
+class CommandResult(_Model):
+    """The outcome of a command."""
+
+    success: bool = True
+    output: str = ""
+    data: Any = None
+    exit_code: int = 0
+
+
+# -- data -------------------------------------------------------------------
+
+
+class DataSourceDefinition(_Model):
+    """A data source a plugin provides, and the fields its rows carry."""
+
+    source_id: str = Field(pattern=r"^[a-z][a-z0-9_.-]*$")
+    name: str = ""
+    description: str = ""
+    fields: dict[str, str] = Field(default_factory=dict, description="Field name -> type name.")
+    time_field: str | None = Field(
+        default=None, description="The field a query's time_range filters on."
+    )
+
+
+class TimeRange(_Model):
+    """A half-open interval of time, ``start <= t < end``."""
+
+    start: datetime
+    end: datetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimeRange:
+        if self.end < self.start:
+            raise ValueError("time range ends before it starts")
+        return self
+
+    @classmethod
+    def last(cls, duration: timedelta, *, now: datetime | None = None) -> TimeRange:
+        """The ``duration`` up to ``now`` (default: the current time, UTC)."""
+        end = now or _now()
+        return cls(start=end - duration, end=end)
+
+    def __contains__(self, moment: datetime) -> bool:
+        return self.start <= moment < self.end
+
+
+class DataQuery(_Model):
+    """A structured query: equality filters, chosen fields, order, paging, time window."""
+
+    filters: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    fields: list[str] | None = None
+    order_by: str | None = Field(default=None, description="A field; prefix '-' for descending.")
+    limit: int | None = Field(default=None, ge=0)
+    offset: int = Field(default=0, ge=0)
+    time_range: TimeRange | None = None
+
+
+class DataResult(_Model):
+    """Rows returned by a data source."""
+
+    source_id: str
+    rows: list[dict[str, Any]] = Field(default_factory=list)
+    total: int | None = Field(default=None, description="Matching rows before paging, if known.")
+
+
+# -- analytics --------------------------------------------------------------
+
+
+class MetricDefinition(_Model):
+    """A metric an analytics plugin can collect."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str = ""
+    unit: str = ""
+    kind: Literal["counter", "gauge"] = "gauge"
+
+
+class MetricPoint(_Model):
+    """One value of one metric, optionally with labels (e.g. per agent)."""
+
+    name: str
+    value: float
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class MetricsData(_Model):
+    """Metric values collected over a time range."""
+
+    time_range: TimeRange
+    points: list[MetricPoint] = Field(default_factory=list)
+    source: str = Field(default="", description="Plugin id that collected them (set by the host).")
+
+
+class Report(_Model):
+    """A rendered report."""
+
+    format: str
+    media_type: str
+    content: str
+    title: str = ""

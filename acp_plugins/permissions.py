@@ -1,0 +1,81 @@
+"""Permissions a plugin can request, and the host's policy that grants them.
+
+A plugin lists the permissions it needs in its manifest. The host's
+:class:`PermissionPolicy` grants a default set to every plugin plus extra grants
+per plugin id. A plugin that requests anything outside its grants is refused
+before any of its code is imported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+__all__ = ["DEFAULT_GRANTS", "Permission", "PermissionPolicy"]
+
+
+class Permission(str, Enum):
+    """The permissions of the specification, by their manifest names."""
+
+    READ_MESSAGING = "read-messaging"
+    WRITE_MESSAGING = "write-messaging"
+    MANAGE_AGENTS = "manage-agents"
+    READ_CONFIG = "read-config"
+    WRITE_CONFIG = "write-config"
+    READ_SYSTEM_INFO = "read-system-info"
+    WRITE_LOGS = "write-logs"
+    EXECUTE_COMMANDS = "execute-commands"
+    READ_DATA = "read-data"
+    WRITE_DATA = "write-data"
+    MANAGE_DATABASE = "manage-database"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: What every plugin is granted unless the policy says otherwise: reading and
+#: sending messages, reading its own configuration and shared data, writing logs.
+DEFAULT_GRANTS: frozenset[Permission] = frozenset(
+    {
+        Permission.READ_MESSAGING,
+        Permission.WRITE_MESSAGING,
+        Permission.READ_CONFIG,
+        Permission.WRITE_LOGS,
+        Permission.READ_DATA,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PermissionPolicy:
+    """Which permissions the host grants: ``defaults`` to all, ``grants`` per plugin id."""
+
+    defaults: frozenset[Permission] = DEFAULT_GRANTS
+    grants: Mapping[str, frozenset[Permission]] = field(default_factory=dict)
+
+    @classmethod
+    def from_names(
+        cls,
+        grants: Mapping[str, Iterable[str]] | None = None,
+        defaults: Iterable[str] | None = None,
+    ) -> PermissionPolicy:
+        """Build a policy from permission names (raises ``ValueError`` on an unknown name)."""
+        return cls(
+            defaults=DEFAULT_GRANTS
+            if defaults is None
+            else frozenset(Permission(name) for name in defaults),
+            grants={
+                plugin_id: frozenset(Permission(name) for name in names)
+                for plugin_id, names in (grants or {}).items()
+            },
+        )
+
+    def granted(self, plugin_id: str) -> frozenset[Permission]:
+        """Every permission ``plugin_id`` holds."""
+        return self.defaults | self.grants.get(plugin_id, frozenset())
+
+    def missing(self, plugin_id: str, requested: Iterable[Permission]) -> list[Permission]:
+        """The requested permissions that are not granted, in request order."""
+        held = self.granted(plugin_id)
+        return [permission for permission in requested if permission not in held]

@@ -1,0 +1,147 @@
+"""The one record the host keeps per plugin: the single place its state lives.
+
+The CLI, the tests and (later) the management server all read these records.
+Only the host changes them.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from acp_plugins.lifecycle import PluginState
+from acp_plugins.permissions import Permission
+
+if TYPE_CHECKING:
+    from acp_plugins.config import PluginConfig
+    from acp_plugins.handle import PluginHandle
+    from acp_plugins.manifest import Manifest
+    from acp_plugins.models import CommandDefinition, DataSourceDefinition
+
+__all__ = ["CallStats", "PluginFailure", "PluginRecord"]
+
+#: How many recent call errors a record keeps.
+CALL_ERROR_HISTORY = 50
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class PluginFailure:
+    """Something that went wrong with a plugin: at which stage, what, and when."""
+
+    stage: str
+    message: str
+    at: datetime = field(default_factory=_now)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"stage": self.stage, "message": self.message, "at": self.at.isoformat()}
+
+
+@dataclass(slots=True)
+class CallStats:
+    """Counts and latency of the calls to one hook of one plugin."""
+
+    calls: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    total_seconds: float = 0.0
+    max_seconds: float = 0.0
+
+    def add(self, seconds: float, *, error: bool = False, timeout: bool = False) -> None:
+        self.calls += 1
+        self.errors += error
+        self.timeouts += timeout
+        self.total_seconds += seconds
+        if seconds > self.max_seconds:
+            self.max_seconds = seconds
+
+    @property
+    def mean_seconds(self) -> float:
+        return self.total_seconds / self.calls if self.calls else 0.0
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "calls": self.calls,
+            "errors": self.errors,
+            "timeouts": self.timeouts,
+            "mean_ms": round(self.mean_seconds * 1000, 3),
+            "max_ms": round(self.max_seconds * 1000, 3),
+        }
+
+
+@dataclass(slots=True, eq=False)
+class PluginRecord:
+    """Everything the host knows about one plugin."""
+
+    plugin_id: str
+    entry_point: str
+    distribution: str
+    distribution_version: str
+    manifest_path: Path | None
+    manifest: Manifest | None
+    state: PluginState = PluginState.DISCOVERED
+    granted: frozenset[Permission] = frozenset()
+    config: PluginConfig | None = None
+    #: Why the plugin is not where it was asked to go (``None`` once it gets there).
+    reason: str | None = None
+    failures: list[PluginFailure] = field(default_factory=list)
+    call_errors: deque[PluginFailure] = field(
+        default_factory=lambda: deque(maxlen=CALL_ERROR_HISTORY)
+    )
+    metrics: dict[str, CallStats] = field(default_factory=dict)
+    handle: PluginHandle | None = None
+    message_types: frozenset[str] = frozenset()
+    commands: dict[str, CommandDefinition] = field(default_factory=dict)
+    data_sources: list[DataSourceDefinition] = field(default_factory=list)
+
+    @property
+    def version(self) -> str:
+        """The plugin's version (the manifest's, else the distribution's)."""
+        return self.manifest.version if self.manifest else self.distribution_version
+
+    @property
+    def interfaces(self) -> list[str]:
+        return [i.value for i in self.manifest.interfaces] if self.manifest else []
+
+    def fail(self, stage: str, message: str) -> None:
+        """Record that ``stage`` failed; the plugin keeps its current state."""
+        self.reason = message
+        self.failures.append(PluginFailure(stage, message))
+
+    def stats(self, hook: str) -> CallStats:
+        stats = self.metrics.get(hook)
+        if stats is None:
+            stats = self.metrics[hook] = CallStats()
+        return stats
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view of the record (what ``--json`` listings print)."""
+        manifest = self.manifest
+        return {
+            "plugin_id": self.plugin_id,
+            "name": manifest.name if manifest else None,
+            "version": self.version,
+            "state": self.state.value,
+            "reason": self.reason,
+            "distribution": self.distribution,
+            "entry_point": self.entry_point,
+            "manifest_path": str(self.manifest_path) if self.manifest_path else None,
+            "description": manifest.description if manifest else None,
+            "interfaces": self.interfaces,
+            "permissions": [p.value for p in manifest.permissions] if manifest else [],
+            "granted": sorted(p.value for p in self.granted),
+            "dependencies": dict(manifest.dependencies) if manifest else {},
+            "tags": list(manifest.tags) if manifest else [],
+            "message_types": sorted(self.message_types),
+            "commands": sorted(self.commands),
+            "data_sources": [source.source_id for source in self.data_sources],
+            "failures": [failure.to_dict() for failure in self.failures],
+            "call_errors": [failure.to_dict() for failure in self.call_errors],
+            "metrics": {hook: stats.to_dict() for hook, stats in sorted(self.metrics.items())},
+        }

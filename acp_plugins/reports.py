@@ -1,0 +1,73 @@
+"""Rendering metrics as reports in json, markdown and csv."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+
+from acp_plugins.errors import UnsupportedReportFormat
+from acp_plugins.models import MetricsData, Report
+
+__all__ = ["REPORT_FORMATS", "render_report"]
+
+
+def _labels(labels: dict[str, str]) -> str:
+    return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+
+
+def _json(metrics: MetricsData, title: str) -> str:
+    return json.dumps({"title": title, **metrics.model_dump(mode="json")}, indent=2)
+
+
+def _markdown(metrics: MetricsData, title: str) -> str:
+    lines = [
+        f"# {title}",
+        "",
+        f"From {metrics.time_range.start.isoformat()} to {metrics.time_range.end.isoformat()}"
+        + (f", collected by `{metrics.source}`." if metrics.source else "."),
+        "",
+        "| metric | labels | value |",
+        "|---|---|---:|",
+    ]
+    for point in metrics.points:
+        labels = _labels(point.labels).replace("|", "\\|")
+        lines.append(f"| {point.name} | {labels} | {point.value:g} |")
+    if not metrics.points:
+        lines.append("| (no data) | | |")
+    return "\n".join(lines) + "\n"
+
+
+def _csv(metrics: MetricsData, title: str) -> str:
+    del title  # csv has no place for a title; the header row says what the columns are
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["metric", "labels", "value", "start", "end"])
+    start, end = metrics.time_range.start.isoformat(), metrics.time_range.end.isoformat()
+    for point in metrics.points:
+        writer.writerow([point.name, _labels(point.labels), repr(point.value), start, end])
+    return out.getvalue()
+
+
+_RENDERERS: dict[str, tuple[str, Callable[[MetricsData, str], str]]] = {
+    "json": ("application/json", _json),
+    "markdown": ("text/markdown", _markdown),
+    "csv": ("text/csv", _csv),
+}
+
+#: The report formats every analytics provider is expected to support.
+REPORT_FORMATS: tuple[str, ...] = tuple(_RENDERERS)
+
+
+def render_report(metrics: MetricsData, format: str, *, title: str = "Metrics report") -> Report:
+    """Render ``metrics`` as a :class:`Report` in ``format`` (one of :data:`REPORT_FORMATS`)."""
+    try:
+        media_type, render = _RENDERERS[format.lower()]
+    except KeyError:
+        raise UnsupportedReportFormat(
+            f"report format {format!r} is not supported; use one of {', '.join(REPORT_FORMATS)}"
+        ) from None
+    return Report(
+        format=format.lower(), media_type=media_type, content=render(metrics, title), title=title
+    )

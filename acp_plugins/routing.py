@@ -1,0 +1,155 @@
+"""Message routing: every eligible handler scores the message, the best one answers.
+
+Eligible handlers are the active plugins whose supported message types include
+the message's type (or ``"*"``). They are asked ``can_handle`` concurrently; a
+score must be a number in ``0.0 .. 1.0`` (anything else is recorded as an error
+of that plugin and counts as no score). The highest score above zero wins; ties
+go to the plugin id that sorts first. If the winner fails, the next best is
+tried. When nobody scores above zero the answer is an explicit "unhandled"
+response.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from acp_plugins.calls import CallGuard
+from acp_plugins.errors import PluginCallError
+from acp_plugins.models import Message, MessageResponse
+from acp_plugins.record import PluginFailure, PluginRecord
+
+if TYPE_CHECKING:
+    from acp_plugins.context import PluginContext
+
+__all__ = ["MessageRouter", "RoutedMessage", "coerce_response"]
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedMessage:
+    """Which plugin answered a message (``None`` if none did), how sure it was, and the answer."""
+
+    plugin_id: str | None
+    confidence: float
+    response: MessageResponse
+    scores: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def handled(self) -> bool:
+        return self.plugin_id is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "plugin_id": self.plugin_id,
+            "handled": self.handled,
+            "confidence": self.confidence,
+            "response": self.response.model_dump(mode="json"),
+            "scores": self.scores,
+            "errors": self.errors,
+        }
+
+
+def coerce_response(record: PluginRecord, value: Any) -> MessageResponse:
+    """Accept a MessageResponse, a dict of its fields, or a string (the content)."""
+    if isinstance(value, MessageResponse):
+        return value
+    if isinstance(value, str):
+        return MessageResponse(content=value)
+    if isinstance(value, dict):
+        try:
+            return MessageResponse.model_validate(value)
+        except ValueError as error:
+            raise _bad_return(record, "handle_message", f"an invalid response: {error}") from None
+    raise _bad_return(record, "handle_message", f"{type(value).__name__}, not a MessageResponse")
+
+
+def _bad_return(record: PluginRecord, hook: str, what: str) -> PluginCallError:
+    error = PluginCallError(
+        f"'{record.plugin_id}' returned {what} from {hook}", plugin_id=record.plugin_id, hook=hook
+    )
+    record.call_errors.append(PluginFailure(hook, error.message))
+    record.stats(hook).errors += 1
+    return error
+
+
+def _valid_score(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and not math.isnan(value)
+        and 0.0 <= value <= 1.0
+    )
+
+
+class MessageRouter:
+    """Routes messages among message handler plugins."""
+
+    __slots__ = ("_guard",)
+
+    def __init__(self, guard: CallGuard) -> None:
+        self._guard = guard
+
+    @staticmethod
+    def eligible(records: Sequence[PluginRecord], message_type: str) -> list[PluginRecord]:
+        """The handlers that accept ``message_type``, in plugin id order."""
+        return [
+            record
+            for record in records
+            if message_type in record.message_types or "*" in record.message_types
+        ]
+
+    async def route(
+        self,
+        message: Message,
+        handlers: Sequence[PluginRecord],
+        context_for: Callable[[PluginRecord], PluginContext],
+    ) -> RoutedMessage:
+        """Offer ``message`` to ``handlers`` (active, sorted by id) and return the answer."""
+        candidates = self.eligible(handlers, message.type)
+        outcomes = await self._guard.call_many(candidates, "can_handle", {"message": message})
+        scores: dict[str, float] = {}
+        errors: dict[str, str] = {}
+        ranked: list[tuple[float, str, PluginRecord]] = []
+        for record, outcome in zip(candidates, outcomes, strict=True):
+            if isinstance(outcome, PluginCallError):
+                errors[record.plugin_id] = outcome.message
+                continue
+            if not _valid_score(outcome):
+                error = _bad_return(
+                    record, "can_handle", f"{outcome!r}, not a confidence between 0.0 and 1.0"
+                )
+                errors[record.plugin_id] = error.message
+                continue
+            score = float(outcome)
+            scores[record.plugin_id] = score
+            if score > 0.0:
+                ranked.append((-score, record.plugin_id, record))
+        ranked.sort(key=lambda item: (item[0], item[1]))
+        for negative, plugin_id, record in ranked:
+            try:
+                answer = await self._guard.call(
+                    record,
+                    "handle_message",
+                    {"message": message, "context": context_for(record)},
+                )
+                response = coerce_response(record, answer)
+            except PluginCallError as error:
+                errors[plugin_id] = error.message
+                continue
+            return RoutedMessage(plugin_id, -negative, response, scores, errors)
+        return RoutedMessage(None, 0.0, self._unhandled(message, candidates, ranked), scores, errors)
+
+    @staticmethod
+    def _unhandled(
+        message: Message, candidates: Sequence[PluginRecord], ranked: Sequence[object]
+    ) -> MessageResponse:
+        if ranked:
+            text = f"every plugin that could handle this '{message.type}' message failed"
+        elif candidates:
+            text = f"no plugin is confident it can handle this '{message.type}' message"
+        else:
+            text = f"no active plugin handles messages of type '{message.type}'"
+        return MessageResponse(content=text, handled=False)

@@ -1,0 +1,77 @@
+"""Shared fixtures: real plugin distributions, installed with pip, and hosts on them.
+
+Each set of plugin projects is installed once per test session with
+``pip install --target DIR`` into its own directory; a host discovers only the
+directory it is given (``PluginHost(search_path=[DIR])``), so scenarios do not
+see each other's plugins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent
+SAMPLES = ROOT / "sample_plugins"
+FIXTURE_PLUGINS = ROOT / "tests" / "fixture_plugins"
+
+SAMPLE_PROJECTS = ("acp-echo", "acp-tools", "acp-sqlite-store", "acp-activity-analytics")
+
+
+def sample(name: str) -> Path:
+    return SAMPLES / name
+
+
+def fixture_plugin(name: str) -> Path:
+    return FIXTURE_PLUGINS / name
+
+
+def pip_install_target(projects: Sequence[Path], target: Path) -> None:
+    """Install plugin projects (and nothing else) into ``target`` with pip."""
+    command = [
+        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+        "--no-deps", "--no-build-isolation", "--no-compile", "--target", str(target),
+        *(str(project) for project in projects),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"pip install failed:\n{result.stdout}\n{result.stderr}")
+
+
+@pytest.fixture(scope="session")
+def install_plugins(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[..., Path]:
+    """Install the given plugin projects into a fresh directory (cached per set)."""
+    cache: dict[tuple[str, ...], Path] = {}
+
+    def install(*projects: Path) -> Path:
+        key = tuple(sorted(str(project) for project in projects))
+        if key not in cache:
+            digest = hashlib.sha1("\n".join(key).encode()).hexdigest()[:10]
+            target = tmp_path_factory.mktemp(f"plugins-{digest}")
+            pip_install_target(projects, target)
+            cache[key] = target
+        return cache[key]
+
+    return install
+
+
+@pytest.fixture(scope="session")
+def samples_dir(install_plugins: Callable[..., Path]) -> Path:
+    """A directory with the four sample plugins installed."""
+    return install_plugins(*(sample(name) for name in SAMPLE_PROJECTS))
+
+
+@pytest.fixture()
+def run() -> Iterator[Callable[..., object]]:
+    """Run a coroutine to completion on one event loop shared by the test."""
+    loop = asyncio.new_event_loop()
+    yield loop.run_until_complete
+    loop.close()

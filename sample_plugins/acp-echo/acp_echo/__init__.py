@@ -1,0 +1,1 @@
+"""Echo: a sample acp-plugins message handler."""
