@@ -1,0 +1,506 @@
+"""The ``acp-plugins`` command line: list, inspect, validate and call plugins.
+
+Every command prints a readable table or text for people and, with ``--json``,
+machine-readable output for scripts. Errors are one line on stderr and a
+non-zero exit status, never a traceback (``--debug`` shows one).
+
+Exit status: 0 success; 1 the operation failed (invalid plugin, failed command,
+unhandled message); 2 bad usage (including bad command arguments); 3 not found
+(plugin, command, data source); 4 a plugin failed while being called.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, NoReturn
+
+from acp_plugins import __version__
+from acp_plugins.errors import (
+    AcpPluginsError,
+    CommandConflictError,
+    CommandUsageError,
+    PluginCallError,
+    PluginNotActive,
+    PluginNotFound,
+    UnknownCommand,
+    UnknownDataSource,
+    UnsupportedReportFormat,
+)
+from acp_plugins.host import CORE_VERSION, PluginHost
+from acp_plugins.lifecycle import PluginState
+from acp_plugins.manifest import manifest_json_schema
+from acp_plugins.models import DataQuery, Message, TimeRange
+from acp_plugins.permissions import PermissionPolicy
+from acp_plugins.project import ProjectCheck, check_project
+from acp_plugins.reports import REPORT_FORMATS
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_PLUGIN_ERROR = 0, 1, 2, 3, 4
+
+
+class CliError(Exception):
+    """An error to print as one line, with the exit status to use."""
+
+    def __init__(self, message: str, status: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# -- output helpers -----------------------------------------------------------
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def _one_line(text: str | None, limit: int = 90) -> str:
+    if not text:
+        return ""
+    first = text.splitlines()[0]
+    return first if len(first) <= limit else first[: limit - 3] + "..."
+
+
+# -- building the host ------------------------------------------------------------
+
+
+def _parse_grants(values: Sequence[str]) -> dict[str, list[str]]:
+    grants: dict[str, list[str]] = {}
+    for value in values:
+        plugin_id, sep, names = value.partition("=")
+        if not sep or not plugin_id or not names:
+            raise CliError(f"--grant expects PLUGIN=PERMISSION[,PERMISSION], not {value!r}", EXIT_USAGE)
+        grants.setdefault(plugin_id, []).extend(n.strip() for n in names.split(",") if n.strip())
+    return grants
+
+
+def _host(args: argparse.Namespace) -> PluginHost:
+    try:
+        policy = PermissionPolicy.from_names(_parse_grants(args.grant))
+    except ValueError as error:
+        raise CliError(f"--grant: {error}", EXIT_USAGE) from None
+    paths = list(args.plugin_path) or [
+        p for p in os.environ.get("ACP_PLUGINS_PATH", "").split(os.pathsep) if p
+    ]
+    for path in paths:
+        if not Path(path).is_dir():
+            raise CliError(f"plugin path {path} is not a directory", EXIT_USAGE)
+    return PluginHost(
+        policy=policy,
+        search_path=paths or None,
+        timeout=args.timeout,
+        data_root=Path(args.data_dir) if args.data_dir else None,
+    )
+
+
+async def _started(args: argparse.Namespace) -> PluginHost:
+    host = _host(args)
+    await host.start()
+    return host
+
+
+# -- commands -------------------------------------------------------------------
+
+
+async def cmd_list(args: argparse.Namespace) -> int:
+    host = await _started(args)
+    records = sorted(host.records.values(), key=lambda r: r.plugin_id)
+    if args.json:
+        _print_json([record.to_dict() for record in records])
+    elif not records:
+        print("no plugins installed (entry point group 'acp.plugins')")
+    else:
+        rows = [
+            (r.plugin_id, r.version, r.state.value, ",".join(r.interfaces) or "-", _one_line(r.reason))
+            for r in records
+        ]
+        print(_table(["ID", "VERSION", "STATE", "INTERFACES", "REASON"], rows))
+        active = sum(1 for r in records if r.state is PluginState.ACTIVE)
+        print(f"\n{active} of {len(records)} plugins active")
+    await host.stop()
+    return EXIT_OK
+
+
+async def cmd_info(args: argparse.Namespace) -> int:
+    host = await _started(args)
+    record = host.record(args.plugin_id)
+    info = record.to_dict()
+    if args.json:
+        _print_json(info)
+    else:
+        manifest = record.manifest
+        fields = [
+            ("id", record.plugin_id),
+            ("name", info["name"]),
+            ("version", record.version),
+            ("state", record.state.value),
+            ("reason", record.reason),
+            ("description", info["description"]),
+            ("author", manifest.author if manifest else None),
+            ("license", manifest.license if manifest else None),
+            ("homepage", manifest.homepage if manifest else None),
+            ("distribution", f"{record.distribution} {record.distribution_version}"),
+            ("entry point", record.entry_point),
+            ("manifest", info["manifest_path"]),
+            ("interfaces", ", ".join(info["interfaces"])),
+            ("permissions", ", ".join(info["permissions"])),
+            ("dependencies", ", ".join(f"{k} {v}" for k, v in info["dependencies"].items())),
+            ("tags", ", ".join(info["tags"])),
+            ("message types", ", ".join(info["message_types"])),
+            ("commands", ", ".join(info["commands"])),
+            ("data sources", ", ".join(info["data_sources"])),
+        ]
+        width = max(len(name) for name, _ in fields)
+        for name, value in fields:
+            if value not in (None, ""):
+                print(f"{name.ljust(width)}  {value}")
+        for failure in record.failures:
+            print(f"{'failure'.ljust(width)}  [{failure.stage}] {failure.message}")
+        for hook, stats in info["metrics"].items():
+            print(
+                f"{'calls'.ljust(width)}  {hook}: {stats['calls']} calls, {stats['errors']} errors, "
+                f"{stats['timeouts']} timeouts, mean {stats['mean_ms']} ms, max {stats['max_ms']} ms"
+            )
+    await host.stop()
+    return EXIT_OK if record.state is PluginState.ACTIVE else EXIT_FAILED
+
+
+def _print_checks(checks: Sequence[ProjectCheck], as_json: bool) -> int:
+    ok = all(check.ok for check in checks)
+    if as_json:
+        _print_json({"valid": ok, "plugins": [check.to_dict() for check in checks]})
+    else:
+        for check in checks:
+            if check.ok:
+                print(f"ok    {check.plugin_id}: {check.source}")
+            else:
+                print(f"FAIL  {check.plugin_id}: {check.message}")
+                for error in check.errors:
+                    print(f"        {error}")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+async def cmd_validate(args: argparse.Namespace) -> int:
+    target = Path(args.target)
+    if target.exists():
+        return _print_checks(check_project(target, core_version=CORE_VERSION), args.json)
+    host = _host(args)
+    host.discover()
+    record = host.record(args.target)
+    if record.reason is None:
+        await host.load(args.target)  # imports it: checks hooks, signatures and interfaces too
+    check = ProjectCheck.from_record(record)
+    if record.state is PluginState.LOADED:
+        await host.unload(args.target)
+    return _print_checks([check], args.json)
+
+
+async def cmd_schema(args: argparse.Namespace) -> int:
+    del args
+    _print_json(manifest_json_schema())
+    return EXIT_OK
+
+
+async def cmd_send(args: argparse.Namespace) -> int:
+    host = await _started(args)
+    message = Message(type=args.type, content=" ".join(args.text), sender=args.sender)
+    routed = await host.send(message)
+    await host.stop()
+    if args.json:
+        _print_json(routed.to_dict())
+    elif routed.handled:
+        print(f"{routed.plugin_id} (confidence {routed.confidence:.2f}): {routed.response.content}")
+    else:
+        print(f"unhandled: {routed.response.content}")
+    if not args.json:
+        for plugin_id, error in routed.errors.items():
+            print(f"warning: {plugin_id}: {error}", file=sys.stderr)
+    return EXIT_OK if routed.handled else EXIT_FAILED
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    host = await _started(args)
+    try:
+        record, _ = host.commands.resolve(args.command)
+        result = await host.run_command(args.command, args.args)
+    finally:
+        await host.stop()
+    if args.json:
+        _print_json({"plugin_id": record.plugin_id, **result.model_dump(mode="json")})
+    else:
+        if result.output:
+            print(result.output)
+        if not result.success:
+            print(f"error: {args.command} failed (exit code {result.exit_code})", file=sys.stderr)
+    if result.success:
+        return EXIT_OK
+    return result.exit_code or EXIT_FAILED
+
+
+def _duration(text: str) -> timedelta:
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    try:
+        return timedelta(**{units[text[-1]]: float(text[:-1])})
+    except (KeyError, ValueError, IndexError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration; use a number and a unit, e.g. 30m, 12h, 7d"
+        ) from None
+
+
+def _filter(text: str) -> tuple[str, str]:
+    field, sep, value = text.partition("=")
+    if not sep or not field:
+        raise argparse.ArgumentTypeError(f"--where expects FIELD=VALUE, not {text!r}")
+    return field, value
+
+
+async def cmd_query(args: argparse.Namespace) -> int:
+    query = DataQuery(
+        filters=dict(args.where),
+        fields=args.fields.split(",") if args.fields else None,
+        order_by=args.order_by,
+        limit=args.limit,
+        offset=args.offset,
+        time_range=TimeRange.last(args.since) if args.since else None,
+    )
+    host = await _started(args)
+    try:
+        result = await host.query(args.source, query)
+    finally:
+        await host.stop()
+    if args.json:
+        _print_json(result.model_dump(mode="json"))
+        return EXIT_OK
+    if not result.rows:
+        print(f"no rows from {result.source_id}")
+        return EXIT_OK
+    columns = list(dict.fromkeys(key for row in result.rows for key in row))
+    print(_table(columns, [[row.get(c) for c in columns] for row in result.rows]))
+    total = f" of {result.total}" if result.total is not None else ""
+    print(f"\n{len(result.rows)}{total} rows from {result.source_id}")
+    return EXIT_OK
+
+
+async def cmd_report(args: argparse.Namespace) -> int:
+    host = await _started(args)
+    try:
+        providers = [args.plugin] if args.plugin else [r.plugin_id for r in host.analytics_providers()]
+        if not providers:
+            raise CliError("no active analytics provider; install one (see `acp-plugins list`)")
+        window = TimeRange.last(args.since)
+        reports = [await host.report(pid, args.format, window) for pid in providers]
+    finally:
+        await host.stop()
+    if args.json:
+        _print_json([{"plugin_id": p, **r.model_dump()} for p, r in zip(providers, reports, strict=True)])
+    else:
+        print("\n".join(report.content.rstrip("\n") for report in reports))
+    return EXIT_OK
+
+
+async def cmd_commands(args: argparse.Namespace) -> int:
+    host = await _started(args)
+    entries = host.command_entries()
+    conflicts = host.commands.conflicts
+    await host.stop()
+    if args.json:
+        _print_json(
+            [
+                {
+                    "name": e.definition.name,
+                    "qualified_name": e.qualified_name,
+                    "plugin_id": e.plugin_id,
+                    "usage": e.definition.usage,
+                    "description": e.definition.description,
+                    "conflict": e.definition.name in conflicts,
+                }
+                for e in entries
+            ]
+        )
+        return EXIT_OK
+    rows = [
+        (
+            e.qualified_name if e.definition.name in conflicts else e.definition.name,
+            e.plugin_id,
+            e.definition.usage,
+            e.definition.description,
+        )
+        for e in entries
+    ]
+    print(_table(["COMMAND", "PLUGIN", "USAGE", "DESCRIPTION"], rows) if rows else "no commands")
+    for name, owners in conflicts.items():
+        print(f"conflict: '{name}' is offered by {', '.join(owners)}; use PLUGIN:{name}")
+    return EXIT_OK
+
+
+async def cmd_sources(args: argparse.Namespace) -> int:
+    host = await _started(args)
+    owners = host.sources.owners()
+    sources = host.data_sources()
+    await host.stop()
+    if args.json:
+        _print_json(
+            [{**s.model_dump(), "plugin_ids": owners.get(s.source_id, [])} for s in sources]
+        )
+        return EXIT_OK
+    rows = [
+        (s.source_id, ",".join(owners.get(s.source_id, [])), ", ".join(s.fields), s.description)
+        for s in sources
+    ]
+    print(_table(["SOURCE", "PLUGIN", "FIELDS", "DESCRIPTION"], rows) if rows else "no data sources")
+    return EXIT_OK
+
+
+async def cmd_metrics(args: argparse.Namespace) -> int:
+    host = await _started(args)
+    try:
+        found = await host.metric_definitions()
+    finally:
+        await host.stop()
+    if args.json:
+        _print_json({pid: [m.model_dump() for m in metrics] for pid, metrics in found.items()})
+        return EXIT_OK
+    rows = [(m.name, pid, m.kind, m.unit, m.description) for pid, ms in found.items() for m in ms]
+    print(_table(["METRIC", "PLUGIN", "KIND", "UNIT", "DESCRIPTION"], rows) if rows else "no metrics")
+    return EXIT_OK
+
+
+# -- argument parsing -------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``acp-plugins`` (exposed for documentation and tests)."""
+    parser = _Parser(
+        prog="acp-plugins",
+        description="Discover, validate and call Agent Cellphone V2 plugins.",
+        epilog="Exit status: 0 ok, 1 failed, 2 bad usage, 3 not found, 4 a plugin failed.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__} (core {CORE_VERSION})")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--plugin-path", action="append", default=[], metavar="DIR",
+        help="discover plugins installed in DIR (pip install --target DIR) instead of this "
+        "environment; repeatable; default from $ACP_PLUGINS_PATH",
+    )  # fmt: skip
+    common.add_argument(
+        "--grant", action="append", default=[], metavar="PLUGIN=PERM[,PERM]",
+        help="grant permissions beyond the defaults to a plugin; repeatable",
+    )  # fmt: skip
+    common.add_argument("--data-dir", metavar="DIR", help="parent of the plugins' data directories")
+    common.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+                        help="how long any call into a plugin may take (default 5)")  # fmt: skip
+    common.add_argument("--debug", action="store_true", help="log everything; show tracebacks")
+    common.add_argument("-v", "--verbose", action="store_true", help="log plugin warnings")
+    sub = parser.add_subparsers(dest="name", required=True, metavar="COMMAND")
+
+    def command(
+        name: str, handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]], text: str,
+        *, json_flag: bool = True,
+    ) -> argparse.ArgumentParser:  # fmt: skip
+        p = sub.add_parser(name, parents=[common], help=text, description=text)
+        p.set_defaults(handler=handler)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="print JSON for scripts")
+        return p
+
+    command("list", cmd_list, "List installed plugins with their state and, if refused, why.")
+    p = command("info", cmd_info, "Show everything known about one plugin.")
+    p.add_argument("plugin_id", metavar="ID")
+    p = command("validate", cmd_validate,
+                "Validate a plugin project folder, a manifest.json, or an installed plugin id.")  # fmt: skip
+    p.add_argument("target", metavar="PATH|ID")
+    command("schema", cmd_schema, "Print the JSON Schema of manifest.json.", json_flag=False)
+    p = command("send", cmd_send, "Route a message; print which plugin answered and its response.")
+    p.add_argument("text", nargs="+", help="the message content")
+    p.add_argument("--type", default="chat", help="message type (default: chat)")
+    p.add_argument("--sender", default="cli", help="sender name (default: cli)")
+    p = command("run", cmd_run, "Run a plugin command: acp-plugins run COMMAND [ARGS...].")
+    p.add_argument("command", metavar="COMMAND", help="a command name or PLUGIN:COMMAND")
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="the command's arguments")
+    p = command("query", cmd_query, "Query a data source and print its rows.")
+    p.add_argument("source", metavar="SOURCE", help="a data source id or PLUGIN:SOURCE")
+    p.add_argument("--where", action="append", default=[], type=_filter, metavar="FIELD=VALUE",
+                   help="keep rows whose FIELD equals VALUE; repeatable")  # fmt: skip
+    p.add_argument("--fields", metavar="A,B", help="only these fields")
+    p.add_argument("--order-by", metavar="FIELD", help="sort by FIELD (-FIELD: descending)")
+    p.add_argument("--limit", type=int, metavar="N")
+    p.add_argument("--offset", type=int, default=0, metavar="N")
+    p.add_argument("--since", type=_duration, metavar="DURATION",
+                   help="only rows of the last DURATION (e.g. 12h, 7d)")  # fmt: skip
+    p = command("report", cmd_report, "Collect metrics and print an analytics report.")
+    p.add_argument("--plugin", metavar="ID", help="one analytics plugin (default: all)")
+    p.add_argument("--format", default="markdown", choices=REPORT_FORMATS)
+    p.add_argument("--since", type=_duration, default=timedelta(days=7), metavar="DURATION",
+                   help="report on the last DURATION (default 7d)")  # fmt: skip
+    command("commands", cmd_commands, "List the commands active plugins offer.")
+    command("sources", cmd_sources, "List the data sources active plugins provide.")
+    command("metrics", cmd_metrics, "List the metrics analytics plugins offer.")
+    return parser
+
+
+_STATUS: tuple[tuple[type[AcpPluginsError], int], ...] = (
+    (CommandUsageError, EXIT_USAGE),
+    (PluginNotFound, EXIT_NOT_FOUND),
+    (UnknownCommand, EXIT_NOT_FOUND),
+    (UnknownDataSource, EXIT_NOT_FOUND),
+    (CommandConflictError, EXIT_USAGE),
+    (UnsupportedReportFormat, EXIT_USAGE),
+    (PluginNotActive, EXIT_FAILED),
+    (PluginCallError, EXIT_PLUGIN_ERROR),
+)
+
+
+def _status_of(error: AcpPluginsError) -> int:
+    return next((status for kind, status in _STATUS if isinstance(error, kind)), EXIT_FAILED)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    level = logging.DEBUG if args.debug else logging.WARNING if args.verbose else logging.CRITICAL
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return asyncio.run(args.handler(args))
+    except CliError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.status
+    except AcpPluginsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return _status_of(error)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): nothing left to say
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's flush quiet
+        return EXIT_OK
+    except Exception as error:  # a bug of ours: say so in one line, keep the traceback for --debug
+        if args.debug:
+            raise
+        print(
+            f"error: internal error ({type(error).__name__}: {error}); rerun with --debug and "
+            "report it",
+            file=sys.stderr,
+        )
+        return 70
