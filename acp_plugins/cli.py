@@ -65,7 +65,9 @@ def _print_json(value: Any) -> None:
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in cells]
+    lines = [
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in cells
+    ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 
@@ -85,7 +87,9 @@ def _parse_grants(values: Sequence[str]) -> dict[str, list[str]]:
     for value in values:
         plugin_id, sep, names = value.partition("=")
         if not sep or not plugin_id or not names:
-            raise CliError(f"--grant expects PLUGIN=PERMISSION[,PERMISSION], not {value!r}", EXIT_USAGE)
+            raise CliError(
+                f"--grant expects PLUGIN=PERMISSION[,PERMISSION], not {value!r}", EXIT_USAGE
+            )
         grants.setdefault(plugin_id, []).extend(n.strip() for n in names.split(",") if n.strip())
     return grants
 
@@ -127,7 +131,13 @@ async def cmd_list(args: argparse.Namespace) -> int:
         print("no plugins installed (entry point group 'acp.plugins')")
     else:
         rows = [
-            (r.plugin_id, r.version, r.state.value, ",".join(r.interfaces) or "-", _one_line(r.reason))
+            (
+                r.plugin_id,
+                r.version,
+                r.state.value,
+                ",".join(r.interfaces) or "-",
+                _one_line(r.reason),
+            )
             for r in records
         ]
         print(_table(["ID", "VERSION", "STATE", "INTERFACES", "REASON"], rows))
@@ -173,10 +183,9 @@ async def cmd_info(args: argparse.Namespace) -> int:
         for failure in record.failures:
             print(f"{'failure'.ljust(width)}  [{failure.stage}] {failure.message}")
         for hook, stats in info["metrics"].items():
-            print(
-                f"{'calls'.ljust(width)}  {hook}: {stats['calls']} calls, {stats['errors']} errors, "
-                f"{stats['timeouts']} timeouts, mean {stats['mean_ms']} ms, max {stats['max_ms']} ms"
-            )
+            counts = f"{stats['calls']} calls, {stats['errors']} errors, {stats['timeouts']} timeouts"
+            latency = f"mean {stats['mean_ms']} ms, max {stats['max_ms']} ms"
+            print(f"{'calls'.ljust(width)}  {hook}: {counts}, {latency}")
     await host.stop()
     return EXIT_OK if record.state is PluginState.ACTIVE else EXIT_FAILED
 
@@ -300,7 +309,9 @@ async def cmd_query(args: argparse.Namespace) -> int:
 async def cmd_report(args: argparse.Namespace) -> int:
     host = await _started(args)
     try:
-        providers = [args.plugin] if args.plugin else [r.plugin_id for r in host.analytics_providers()]
+        providers = (
+            [args.plugin] if args.plugin else [r.plugin_id for r in host.analytics_providers()]
+        )
         if not providers:
             raise CliError("no active analytics provider; install one (see `acp-plugins list`)")
         window = TimeRange.last(args.since)
@@ -308,7 +319,9 @@ async def cmd_report(args: argparse.Namespace) -> int:
     finally:
         await host.stop()
     if args.json:
-        _print_json([{"plugin_id": p, **r.model_dump()} for p, r in zip(providers, reports, strict=True)])
+        _print_json(
+            [{"plugin_id": p, **r.model_dump()} for p, r in zip(providers, reports, strict=True)]
+        )
     else:
         print("\n".join(report.content.rstrip("\n") for report in reports))
     return EXIT_OK
@@ -363,7 +376,9 @@ async def cmd_sources(args: argparse.Namespace) -> int:
         (s.source_id, ",".join(owners.get(s.source_id, [])), ", ".join(s.fields), s.description)
         for s in sources
     ]
-    print(_table(["SOURCE", "PLUGIN", "FIELDS", "DESCRIPTION"], rows) if rows else "no data sources")
+    print(
+        _table(["SOURCE", "PLUGIN", "FIELDS", "DESCRIPTION"], rows) if rows else "no data sources"
+    )
     return EXIT_OK
 
 
@@ -377,7 +392,9 @@ async def cmd_metrics(args: argparse.Namespace) -> int:
         _print_json({pid: [m.model_dump() for m in metrics] for pid, metrics in found.items()})
         return EXIT_OK
     rows = [(m.name, pid, m.kind, m.unit, m.description) for pid, ms in found.items() for m in ms]
-    print(_table(["METRIC", "PLUGIN", "KIND", "UNIT", "DESCRIPTION"], rows) if rows else "no metrics")
+    print(
+        _table(["METRIC", "PLUGIN", "KIND", "UNIT", "DESCRIPTION"], rows) if rows else "no metrics"
+    )
     return EXIT_OK
 
 
@@ -397,8 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Discover, validate and call Agent Cellphone V2 plugins.",
         epilog="Exit status: 0 ok, 1 failed, 2 bad usage, 3 not found, 4 a plugin failed.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__} (core {CORE_VERSION})")
-    common = argparse.ArgumentParser(add_help=False)
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__} (core {CORE_VERSION})"
+    )
+    common = _Parser(add_help=False)
     common.add_argument(
         "--plugin-path", action="append", default=[], metavar="DIR",
         help="discover plugins installed in DIR (pip install --target DIR) instead of this "
@@ -428,8 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
     command("list", cmd_list, "List installed plugins with their state and, if refused, why.")
     p = command("info", cmd_info, "Show everything known about one plugin.")
     p.add_argument("plugin_id", metavar="ID")
-    p = command("validate", cmd_validate,
-                "Validate a plugin project folder, a manifest.json, or an installed plugin id.")  # fmt: skip
+    text = "Validate a plugin project folder, a manifest.json, or an installed plugin id."
+    p = command("validate", cmd_validate, text)
     p.add_argument("target", metavar="PATH|ID")
     command("schema", cmd_schema, "Print the JSON Schema of manifest.json.", json_flag=False)
     p = command("send", cmd_send, "Route a message; print which plugin answered and its response.")
@@ -482,7 +501,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.DEBUG if args.debug else logging.WARNING if args.verbose else logging.CRITICAL
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return asyncio.run(args.handler(args))
+        handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = args.handler
+        return asyncio.run(handler(args))
     except CliError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.status

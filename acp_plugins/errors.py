@@ -25,8 +25,8 @@ __all__ = [
     "PermissionNotGranted",
     "PluginCallError",
     "PluginImportError",
-    "PluginNotFound",
     "PluginNotActive",
+    "PluginNotFound",
     "PluginRegistrationError",
     "UnknownCommand",
     "UnknownDataSource",
@@ -81,7 +81,7 @@ class DependencyError(AcpPluginsError):
 
 
 class PermissionNotGranted(AcpPluginsError):
-    """A plugin requests permissions that the host's policy does not grant (refused before import)."""
+    """A plugin requests permissions the host's policy does not grant (refused before import)."""
 
     def __init__(self, plugin_id: str, missing: Sequence[str]) -> None:
         names = ", ".join(f"'{name}'" for name in missing)

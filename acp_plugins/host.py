@@ -16,10 +16,11 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from importlib.metadata import EntryPoint
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pluggy
 from packaging.version import Version
+from pydantic import BaseModel
 
 from acp_plugins.calls import DEFAULT_TIMEOUT, CallGuard
 from acp_plugins.command_registry import CommandEntry, CommandRegistry, check_arguments
@@ -63,6 +64,8 @@ from acp_plugins.routing import MessageRouter, RoutedMessage
 __all__ = ["CORE_VERSION", "PluginHost", "default_data_root"]
 
 logger = logging.getLogger(__name__)
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 #: The version of the plugin API this host offers (what ``dependencies.core`` is checked against).
 CORE_VERSION = "2.0.0"
@@ -277,7 +280,9 @@ class PluginHost:
             version=record.manifest.version,
             settings=dict(self.settings.get(plugin_id, {})),
         )
-        if not await self._lifecycle_call(record, "validate_config", {"config": config}, "configure"):
+        if not await self._lifecycle_call(
+            record, "validate_config", {"config": config}, "configure"
+        ):
             return False
         data_dir = self.data_root / plugin_id
         try:
@@ -557,9 +562,7 @@ def _check_interfaces(manifest: Manifest, hooks: frozenset[str], plugin_object: 
     for interface in sorted(declared, key=lambda i: i.value):
         missing = sorted(INTERFACE_HOOKS[interface] - hooks)
         if missing:
-            hint = [
-                name for name in missing if callable(getattr(plugin_object, name, None))
-            ]
+            hint = [name for name in missing if callable(getattr(plugin_object, name, None))]
             text = f"declares {interface.value} but does not implement {', '.join(missing)}"
             if hint:
                 verb = "exists but is" if len(hint) == 1 else "exist but are"
@@ -567,9 +570,9 @@ def _check_interfaces(manifest: Manifest, hooks: frozenset[str], plugin_object: 
             problems.append(text)
     undeclared: dict[Interface, list[str]] = {}
     for hook in sorted(hooks):
-        interface = interface_of_hook(hook)
-        if interface is not None and interface not in declared:
-            undeclared.setdefault(interface, []).append(hook)
+        owner = interface_of_hook(hook)
+        if owner is not None and owner not in declared:
+            undeclared.setdefault(owner, []).append(hook)
     for interface, names in undeclared.items():
         problems.append(
             f"implements {', '.join(names)} of {interface.value} but does not declare "
@@ -581,7 +584,7 @@ def _check_interfaces(manifest: Manifest, hooks: frozenset[str], plugin_object: 
         )
 
 
-def _expect(record: PluginRecord, hook: str, value: Any, model: type[Any]) -> Any:
+def _expect(record: PluginRecord, hook: str, value: object, model: type[ModelT]) -> ModelT:
     if isinstance(value, model):
         return value
     try:
@@ -594,7 +597,9 @@ def _expect(record: PluginRecord, hook: str, value: Any, model: type[Any]) -> An
         ) from None
 
 
-def _expect_list(record: PluginRecord, hook: str, value: Any, model: type[Any]) -> list[Any]:
+def _expect_list(
+    record: PluginRecord, hook: str, value: object, model: type[ModelT]
+) -> list[ModelT]:
     if not isinstance(value, (list, tuple)):
         raise PluginCallError(
             f"'{record.plugin_id}' returned {type(value).__name__} from {hook}, "

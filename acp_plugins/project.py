@@ -115,7 +115,9 @@ def check_project(path: Path, *, core_version: str) -> list[ProjectCheck]:
     try:
         project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
     except FileNotFoundError:
-        return [ProjectCheck("?", str(path), f"no pyproject.toml in {path}; is it a plugin project?")]
+        return [
+            ProjectCheck("?", str(path), f"no pyproject.toml in {path}; is it a plugin project?")
+        ]
     except (OSError, tomllib.TOMLDecodeError) as error:
         return [ProjectCheck("?", str(pyproject), f"cannot read {pyproject}: {error}")]
     entry_points = project.get("entry-points", {}).get("acp.plugins", {})

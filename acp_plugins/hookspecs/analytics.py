@@ -5,7 +5,7 @@ Reports come at least in the formats ``json``, ``markdown`` and ``csv``;
 in each of them for plugins that have no reason to do otherwise.
 """
 
-# ruff: noqa: ARG001
+# mypy: disable-error-code="empty-body"
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

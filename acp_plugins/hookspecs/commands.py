@@ -6,7 +6,7 @@ candidates named, while ``plugin_id:command`` always works. Arguments are
 checked against the command's definition before ``execute_command`` is called.
 """
 
-# ruff: noqa: ARG001
+# mypy: disable-error-code="empty-body"
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

@@ -5,7 +5,7 @@ the source. Two plugins declaring one source id is a conflict; the source is
 then reachable only as ``plugin_id:source_id``.
 """
 
-# ruff: noqa: ARG001
+# mypy: disable-error-code="empty-body"
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

@@ -11,7 +11,7 @@ Order when the host starts a plugin: ``on_discover`` and ``on_load`` (-> Loaded)
 recorded. Raising does the same.
 """
 
-# ruff: noqa: ARG001
+# mypy: disable-error-code="empty-body"
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any

@@ -6,7 +6,7 @@ above zero wins (ties go to the plugin id that sorts first) and only the winner
 handles the message.
 """
 
-# ruff: noqa: ARG001
+# mypy: disable-error-code="empty-body"
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

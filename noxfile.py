@@ -1,0 +1,107 @@
+"""Nox sessions: the test matrix, lint, the demo and the benchmarks.
+
+nox -s tests          # the suite on every Python 3.10-3.13 found on this machine
+nox -s tests_lowest   # the suite against the lowest declared dependency versions
+nox -s lint           # ruff and mypy --strict
+nox -s demo           # install the sample plugins and drive them through the CLI
+nox -s bench          # the benchmarks (not part of the tests)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+SAMPLES = sorted(
+    str(p) for p in (ROOT / "sample_plugins").iterdir() if (p / "pyproject.toml").exists()
+)
+SUPPORTED = ["3.10", "3.11", "3.12", "3.13"]
+#: The lowest versions pyproject.toml declares; `tests_lowest` proves they work.
+LOWEST = ["pluggy==1.5.0", "packaging==23.2", "pydantic==2.7.0", "pydantic-settings==2.3.0"]
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = False
+
+
+def _enable_pyenv_interpreters() -> None:
+    """Let pyenv's shims answer for every installed version (python3.10, python3.12...)."""
+    pyenv = shutil.which("pyenv")
+    if pyenv is None or os.environ.get("PYENV_VERSION"):
+        return
+    found = subprocess.run([pyenv, "versions", "--bare"], capture_output=True, text=True)
+    versions = [v.strip() for v in found.stdout.split() if v.strip()[:1].isdigit()]
+    current = subprocess.run([pyenv, "version-name"], capture_output=True, text=True).stdout.strip()
+    ordered = [current] + [v for v in versions if v != current] if current else versions
+    os.environ["PYENV_VERSION"] = ":".join(ordered)
+
+
+def _available(versions: list[str]) -> list[str]:
+    _enable_pyenv_interpreters()
+    usable = []
+    for version in versions:
+        binary = shutil.which(f"python{version}")
+        if binary and subprocess.run([binary, "-c", ""], capture_output=True).returncode == 0:
+            usable.append(version)
+    return usable
+
+
+PYTHONS = _available(SUPPORTED)
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """Run the test suite (the project's tests and the sample plugins' own tests)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHONS[:1])
+def tests_lowest(session: nox.Session) -> None:
+    """Run the suite with the lowest dependency versions pyproject.toml declares."""
+    session.install("-e", ".[test]", *LOWEST)
+    session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session(python=PYTHONS[-1:] or None)
+def lint(session: nox.Session) -> None:
+    """ruff (lint and format) and mypy --strict on the package."""
+    session.install("-e", ".", "ruff", "mypy")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy", "acp_plugins")
+
+
+@nox.session(python=PYTHONS[:1] or None)
+def demo(session: nox.Session) -> None:
+    """Install the sample plugins and show the host at work through the CLI."""
+    session.install("-e", ".", *SAMPLES)
+    data = session.create_tmp()
+    env = {"ACP_PLUGINS_DATA_DIR": str(Path(data) / "plugin-data")}
+    steps = [
+        ["acp-plugins", "list"],
+        ["acp-plugins", "info", "activity-analytics"],
+        ["acp-plugins", "send", "--type", "echo", "hello", "agents"],
+        ["acp-plugins", "commands"],
+        ["acp-plugins", "run", "add", "2", "40"],
+        ["acp-plugins", "run", "upper", "plugins", "are", "distributions"],
+        ["acp-plugins", "sources"],
+        ["acp-plugins", "query", "agent-events", "--limit", "5", "--order-by", "-at"],
+        ["acp-plugins", "query", "agents"],
+        ["acp-plugins", "report", "--format", "markdown"],
+        ["acp-plugins", "validate", str(ROOT / "sample_plugins" / "acp-echo")],
+    ]
+    for step in steps:
+        session.log("$ " + " ".join(step))
+        session.run(*step, env=env)
+
+
+@nox.session(python=PYTHONS[:1] or None)
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks (ratios against raw pluggy and stevedore, measured in the same run)."""
+    session.install("-e", ".[bench]")
+    session.run("python", "-m", "benchmarks", *session.posargs)
