@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -33,11 +34,21 @@ def fixture_plugin(name: str) -> Path:
 
 
 def pip_install_target(projects: Sequence[Path], target: Path) -> None:
-    """Install plugin projects (and nothing else) into ``target`` with pip."""
+    """Install plugin projects (and nothing else) into ``target`` with pip.
+
+    Each project is copied first: pip builds in the source tree, and a stale
+    ``build/`` folder left there could leak old files into the installation.
+    """
+    sources = target.parent / (target.name + "-src")
+    copies = []
+    for project in projects:
+        copy = sources / project.name
+        shutil.copytree(project, copy, ignore=shutil.ignore_patterns("build", "*.egg-info", "tests"))
+        copies.append(copy)
     command = [
         sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
         "--no-deps", "--no-build-isolation", "--no-compile", "--target", str(target),
-        *(str(project) for project in projects),
+        *(str(copy) for copy in copies),
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
