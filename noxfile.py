@@ -90,7 +90,7 @@ def demo(session: nox.Session) -> None:
         ["acp-plugins", "run", "add", "2", "40"],
         ["acp-plugins", "run", "upper", "plugins", "are", "distributions"],
         ["acp-plugins", "sources"],
-        ["acp-plugins", "query", "agent-events", "--limit", "5", "--order-by", "-at"],
+        ["acp-plugins", "query", "agent-events", "--limit", "5", "--order-by=-at"],
         ["acp-plugins", "query", "agents"],
         ["acp-plugins", "report", "--format", "markdown"],
         ["acp-plugins", "validate", str(ROOT / "sample_plugins" / "acp-echo")],

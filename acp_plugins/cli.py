@@ -47,6 +47,10 @@ __all__ = ["main"]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_PLUGIN_ERROR = 0, 1, 2, 3, 4
 
 
+HostCommand = Callable[[PluginHost, argparse.Namespace], Coroutine[Any, Any, int]]
+PlainCommand = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
 class CliError(Exception):
     """An error to print as one line, with the exit status to use."""
 
@@ -113,17 +117,20 @@ def _host(args: argparse.Namespace) -> PluginHost:
     )
 
 
-async def _started(args: argparse.Namespace) -> PluginHost:
+async def _with_host(handler: HostCommand, args: argparse.Namespace) -> int:
+    """Start a host, run ``handler`` on it, and always stop the host again."""
     host = _host(args)
     await host.start()
-    return host
+    try:
+        return await handler(host, args)
+    finally:
+        await host.stop()
 
 
 # -- commands -------------------------------------------------------------------
 
 
-async def cmd_list(args: argparse.Namespace) -> int:
-    host = await _started(args)
+async def cmd_list(host: PluginHost, args: argparse.Namespace) -> int:
     records = sorted(host.records.values(), key=lambda r: r.plugin_id)
     if args.json:
         _print_json([record.to_dict() for record in records])
@@ -143,14 +150,13 @@ async def cmd_list(args: argparse.Namespace) -> int:
         print(_table(["ID", "VERSION", "STATE", "INTERFACES", "REASON"], rows))
         active = sum(1 for r in records if r.state is PluginState.ACTIVE)
         print(f"\n{active} of {len(records)} plugins active")
-    await host.stop()
     return EXIT_OK
 
 
-async def cmd_info(args: argparse.Namespace) -> int:
-    host = await _started(args)
+async def cmd_info(host: PluginHost, args: argparse.Namespace) -> int:
     record = host.record(args.plugin_id)
     info = record.to_dict()
+    status = EXIT_OK if record.state is PluginState.ACTIVE else EXIT_FAILED
     if args.json:
         _print_json(info)
     else:
@@ -183,11 +189,11 @@ async def cmd_info(args: argparse.Namespace) -> int:
         for failure in record.failures:
             print(f"{'failure'.ljust(width)}  [{failure.stage}] {failure.message}")
         for hook, stats in info["metrics"].items():
-            counts = f"{stats['calls']} calls, {stats['errors']} errors, {stats['timeouts']} timeouts"
+            counts = f"{stats['calls']} calls, {stats['errors']} errors"
+            counts += f", {stats['timeouts']} timeouts"
             latency = f"mean {stats['mean_ms']} ms, max {stats['max_ms']} ms"
             print(f"{'calls'.ljust(width)}  {hook}: {counts}, {latency}")
-    await host.stop()
-    return EXIT_OK if record.state is PluginState.ACTIVE else EXIT_FAILED
+    return status
 
 
 def _print_checks(checks: Sequence[ProjectCheck], as_json: bool) -> int:
@@ -226,11 +232,9 @@ async def cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def cmd_send(args: argparse.Namespace) -> int:
-    host = await _started(args)
+async def cmd_send(host: PluginHost, args: argparse.Namespace) -> int:
     message = Message(type=args.type, content=" ".join(args.text), sender=args.sender)
     routed = await host.send(message)
-    await host.stop()
     if args.json:
         _print_json(routed.to_dict())
     elif routed.handled:
@@ -243,13 +247,9 @@ async def cmd_send(args: argparse.Namespace) -> int:
     return EXIT_OK if routed.handled else EXIT_FAILED
 
 
-async def cmd_run(args: argparse.Namespace) -> int:
-    host = await _started(args)
-    try:
-        record, _ = host.commands.resolve(args.command)
-        result = await host.run_command(args.command, args.args)
-    finally:
-        await host.stop()
+async def cmd_run(host: PluginHost, args: argparse.Namespace) -> int:
+    record, _ = host.commands.resolve(args.command)
+    result = await host.run_command(args.command, args.args)
     if args.json:
         _print_json({"plugin_id": record.plugin_id, **result.model_dump(mode="json")})
     else:
@@ -279,7 +279,7 @@ def _filter(text: str) -> tuple[str, str]:
     return field, value
 
 
-async def cmd_query(args: argparse.Namespace) -> int:
+async def cmd_query(host: PluginHost, args: argparse.Namespace) -> int:
     query = DataQuery(
         filters=dict(args.where),
         fields=args.fields.split(",") if args.fields else None,
@@ -288,11 +288,7 @@ async def cmd_query(args: argparse.Namespace) -> int:
         offset=args.offset,
         time_range=TimeRange.last(args.since) if args.since else None,
     )
-    host = await _started(args)
-    try:
-        result = await host.query(args.source, query)
-    finally:
-        await host.stop()
+    result = await host.query(args.source, query)
     if args.json:
         _print_json(result.model_dump(mode="json"))
         return EXIT_OK
@@ -306,18 +302,12 @@ async def cmd_query(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def cmd_report(args: argparse.Namespace) -> int:
-    host = await _started(args)
-    try:
-        providers = (
-            [args.plugin] if args.plugin else [r.plugin_id for r in host.analytics_providers()]
-        )
-        if not providers:
-            raise CliError("no active analytics provider; install one (see `acp-plugins list`)")
-        window = TimeRange.last(args.since)
-        reports = [await host.report(pid, args.format, window) for pid in providers]
-    finally:
-        await host.stop()
+async def cmd_report(host: PluginHost, args: argparse.Namespace) -> int:
+    providers = [args.plugin] if args.plugin else [r.plugin_id for r in host.analytics_providers()]
+    if not providers:
+        raise CliError("no active analytics provider; install one (see `acp-plugins list`)")
+    window = TimeRange.last(args.since)
+    reports = [await host.report(pid, args.format, window) for pid in providers]
     if args.json:
         _print_json(
             [{"plugin_id": p, **r.model_dump()} for p, r in zip(providers, reports, strict=True)]
@@ -327,11 +317,9 @@ async def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def cmd_commands(args: argparse.Namespace) -> int:
-    host = await _started(args)
+async def cmd_commands(host: PluginHost, args: argparse.Namespace) -> int:
     entries = host.command_entries()
     conflicts = host.commands.conflicts
-    await host.stop()
     if args.json:
         _print_json(
             [
@@ -362,11 +350,9 @@ async def cmd_commands(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def cmd_sources(args: argparse.Namespace) -> int:
-    host = await _started(args)
+async def cmd_sources(host: PluginHost, args: argparse.Namespace) -> int:
     owners = host.sources.owners()
     sources = host.data_sources()
-    await host.stop()
     if args.json:
         _print_json(
             [{**s.model_dump(), "plugin_ids": owners.get(s.source_id, [])} for s in sources]
@@ -382,12 +368,8 @@ async def cmd_sources(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def cmd_metrics(args: argparse.Namespace) -> int:
-    host = await _started(args)
-    try:
-        found = await host.metric_definitions()
-    finally:
-        await host.stop()
+async def cmd_metrics(host: PluginHost, args: argparse.Namespace) -> int:
+    found = await host.metric_definitions()
     if args.json:
         _print_json({pid: [m.model_dump() for m in metrics] for pid, metrics in found.items()})
         return EXIT_OK
@@ -405,6 +387,10 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"error: {message}\n")
+
+
+#: Commands that work without starting a host.
+_WITHOUT_HOST = frozenset({"schema", "validate"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -435,11 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="name", required=True, metavar="COMMAND")
 
     def command(
-        name: str, handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]], text: str,
+        name: str, handler: HostCommand | PlainCommand, text: str,
         *, json_flag: bool = True,
     ) -> argparse.ArgumentParser:  # fmt: skip
         p = sub.add_parser(name, parents=[common], help=text, description=text)
-        p.set_defaults(handler=handler)
+        p.set_defaults(handler=handler, needs_host=name not in _WITHOUT_HOST)
         if json_flag:
             p.add_argument("--json", action="store_true", help="print JSON for scripts")
         return p
@@ -497,12 +483,17 @@ def _status_of(error: AcpPluginsError) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, --version and usage errors end here
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     level = logging.DEBUG if args.debug else logging.WARNING if args.verbose else logging.CRITICAL
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
-        handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = args.handler
-        return asyncio.run(handler(args))
+        if args.needs_host:
+            return asyncio.run(_with_host(args.handler, args))
+        plain: PlainCommand = args.handler
+        return asyncio.run(plain(args))
     except CliError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.status

@@ -151,7 +151,7 @@ def test_unknown_command_is_not_found(cli: Cli) -> None:
 
 
 def test_query_table_and_json(cli: Cli) -> None:
-    status, out, _ = cli("query", "agent-events", "--limit", "3", "--order-by", "-at")
+    status, out, _ = cli("query", "agent-events", "--limit", "3", "--order-by=-at")
     assert status == 0
     assert out.splitlines()[0].split()[:2] == ["id", "agent"]
     assert "3 of" in out
