@@ -61,7 +61,7 @@ class PluginContext:
         self.manifest = manifest
         self.permissions = permissions
         self.config = config
-        #: A directory that belongs to this plugin alone (created on first use by the plugin).
+        #: A directory that belongs to this plugin alone (the host creates it).
         self.data_dir = data_dir
         self.logger = logging.getLogger(f"acp_plugins.plugin.{manifest.plugin_id}")
         self._host = host

@@ -163,7 +163,18 @@ class PluginHost:
         """Find plugins, validate manifests and permissions, resolve dependencies.
 
         No plugin code is imported. Refused plugins stay Discovered with the reason.
+        Discovering again is allowed only while no plugin is loaded.
         """
+        loaded = [
+            pid
+            for pid, rec in self._records.items()
+            if rec.state not in (PluginState.DISCOVERED, PluginState.UNLOADED)
+        ]
+        if loaded:
+            raise AcpPluginsError(
+                f"cannot discover again while plugins are loaded ({', '.join(sorted(loaded))}); "
+                "stop the host first"
+            )
         found = discover(self.search_path)
         self._records = {}
         for item in found:
@@ -327,11 +338,17 @@ class PluginHost:
     async def suspend(self, plugin_id: str) -> bool:
         """Temporarily disable an active plugin (Active -> Suspended).
 
-        The host stops routing to it at once; a failing ``deactivate`` or
-        ``on_suspend`` is recorded but does not keep the plugin serving.
+        Active plugins that depend on it are suspended first. The host stops
+        routing to it at once; a failing ``deactivate`` or ``on_suspend`` is
+        recorded but does not keep the plugin serving.
         """
         record = self.record(plugin_id)
         check_transition(plugin_id, record.state, PluginState.SUSPENDED)
+        for dependent in self._dependents(plugin_id, (PluginState.ACTIVE,)):
+            if self._records[dependent].state is not PluginState.ACTIVE:
+                continue  # already suspended along with one of its own dependents
+            await self.suspend(dependent)
+            self._records[dependent].reason = f"suspended with its dependency '{plugin_id}'"
         self._moved(record, PluginState.SUSPENDED)
         self._rebuild_registries()
         ok = await self._lifecycle_call(record, "deactivate", {}, "suspend")
@@ -341,11 +358,23 @@ class PluginHost:
     async def unload(self, plugin_id: str) -> bool:
         """Shut the plugin down and forget its code (-> Unloaded).
 
-        Failing ``deactivate`` or ``on_unload`` hooks are recorded; the plugin is
+        Loaded plugins that depend on it are unloaded first. Failing
+        ``deactivate`` or ``on_unload`` hooks are recorded; the plugin is
         unloaded all the same.
         """
         record = self.record(plugin_id)
         check_transition(plugin_id, record.state, PluginState.UNLOADED)
+        loaded = (
+            PluginState.LOADED,
+            PluginState.INITIALIZED,
+            PluginState.ACTIVE,
+            PluginState.SUSPENDED,
+        )
+        for dependent in self._dependents(plugin_id, loaded):
+            if self._records[dependent].state not in loaded:
+                continue  # already unloaded along with one of its own dependents
+            await self.unload(dependent)
+            self._records[dependent].reason = f"unloaded with its dependency '{plugin_id}'"
         was_active = record.state is PluginState.ACTIVE
         self._moved(record, PluginState.UNLOADED)
         self._rebuild_registries()
@@ -459,6 +488,20 @@ class PluginHost:
         if record.handle is None or not record.handle.implements(hook):
             raise PluginNotActive(f"'{plugin_id}' is not an {interface.value}", plugin_id=plugin_id)
         return record
+
+    def _dependents(self, plugin_id: str, states: tuple[PluginState, ...]) -> list[str]:
+        """Plugins in ``states`` that depend on ``plugin_id``, directly or not, dependents first."""
+        found: set[str] = set()
+        for pid in self._order:  # dependencies come before their dependents in the order
+            manifest = self._records[pid].manifest
+            deps = set(manifest.plugin_dependencies()) if manifest else set()
+            if deps & (found | {plugin_id}):
+                found.add(pid)
+        return [
+            pid
+            for pid in reversed(self._order)
+            if pid in found and self._records[pid].state in states
+        ]
 
     def _inactive_dependency(self, record: PluginRecord, needed: PluginState) -> str | None:
         assert record.manifest is not None

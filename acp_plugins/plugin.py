@@ -4,15 +4,18 @@ Subclass it to get the lifecycle methods with sensible defaults, ``plugin_id``
 and ``version`` from the manifest, and ``self.context`` once initialized. Any
 object or module with ``@hookimpl`` functions is a valid plugin too.
 
-Overriding one of the lifecycle methods below keeps it a hook implementation
-(the override is marked automatically); interface hooks such as ``can_handle``
-must be marked with :data:`acp_plugins.hookimpl`.
+A method named after a lifecycle hook (``initialize``, ``on_load``,
+``on_suspend``...) is a hook implementation without a decorator; interface hooks
+such as ``can_handle`` must be marked with :data:`acp_plugins.hookimpl`. The
+lifecycle methods may be overridden with ``async def``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
 
+from acp_plugins.interfaces import LIFECYCLE_HOOKS
 from acp_plugins.markers import PROJECT_NAME, hookimpl
 
 if TYPE_CHECKING:
@@ -28,21 +31,12 @@ _MARK = PROJECT_NAME + "_impl"
 class Plugin:
     """Base class for class-based plugins (the ``IPlugin`` of the specification)."""
 
-    _lifecycle_hooks: ClassVar[tuple[str, ...]] = (
-        "on_discover",
-        "initialize",
-        "activate",
-        "deactivate",
-        "get_config_schema",
-        "validate_config",
-    )
-
     manifest: Manifest
     context: PluginContext
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for name in Plugin._lifecycle_hooks:
+        for name in LIFECYCLE_HOOKS:
             override = cls.__dict__.get(name)
             if callable(override) and not hasattr(override, _MARK):
                 setattr(cls, name, hookimpl(override))
@@ -58,33 +52,34 @@ class Plugin:
         return self.manifest.version
 
     @hookimpl
-    def on_discover(self, manifest: Manifest) -> None:
+    def on_discover(self, manifest: Manifest) -> Awaitable[None] | None:
         """Keep the manifest (call ``super().on_discover(manifest)`` when overriding)."""
         self.manifest = manifest
+        return None
 
     @hookimpl
-    def initialize(self, context: PluginContext) -> bool:
+    def initialize(self, context: PluginContext) -> bool | Awaitable[bool]:
         """Keep the context (call ``super().initialize(context)`` when overriding)."""
         self.context = context
         return True
 
     @hookimpl
-    def activate(self) -> bool:
+    def activate(self) -> bool | Awaitable[bool]:
         """Start serving; the default has nothing to start."""
         return True
 
     @hookimpl
-    def deactivate(self) -> bool:
+    def deactivate(self) -> bool | Awaitable[bool]:
         """Stop serving; the default has nothing to stop."""
         return True
 
     @hookimpl
-    def get_config_schema(self) -> dict[str, Any]:
+    def get_config_schema(self) -> dict[str, Any] | Awaitable[dict[str, Any]]:
         """The JSON Schema of the plugin's settings; the default has none."""
         return {}
 
     @hookimpl
-    def validate_config(self, config: PluginConfig) -> bool:
+    def validate_config(self, config: PluginConfig) -> bool | Awaitable[bool]:
         """Accept any configuration; override to check ``config.settings``."""
         del config
         return True

@@ -1,0 +1,1 @@
+"""Activity analytics: a sample acp-plugins analytics provider."""

@@ -1,0 +1,103 @@
+"""The activity-analytics plugin: metrics over the agent events of sqlite-store.
+
+It owns no data. Its manifest depends on the ``sqlite-store`` plugin, so the
+host starts that plugin first, and every event it counts comes through
+``context.query_data("agent-events", ...)`` (which needs ``read-data``).
+
+Settings (optional): ``title``, the title of generated reports.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from acp_plugins import (
+    DataQuery,
+    MetricDefinition,
+    MetricPoint,
+    MetricsData,
+    Plugin,
+    Report,
+    TimeRange,
+    hookimpl,
+    render_report,
+)
+
+SOURCE = "agent-events"
+DEFAULT_TITLE = "Agent activity report"
+
+METRICS: tuple[MetricDefinition, ...] = (
+    MetricDefinition(
+        name="events_total",
+        description="Agent events in the time range.",
+        unit="events",
+        kind="counter",
+    ),
+    MetricDefinition(
+        name="events_per_agent",
+        description="Agent events in the time range, per agent (label 'agent').",
+        unit="events",
+        kind="counter",
+    ),
+    MetricDefinition(
+        name="events_per_kind",
+        description="Agent events in the time range, per kind of event (label 'kind').",
+        unit="events",
+        kind="counter",
+    ),
+    MetricDefinition(
+        name="mean_value",
+        description="Mean value of the events in the time range (absent when there are none).",
+        kind="gauge",
+    ),
+)
+
+
+def metric_points(rows: list[dict[str, Any]]) -> list[MetricPoint]:
+    """The metrics of a set of ``agent-events`` rows."""
+    per_agent = Counter(str(row["agent"]) for row in rows)
+    per_kind = Counter(str(row["kind"]) for row in rows)
+    points = [MetricPoint(name="events_total", value=len(rows))]
+    points += [
+        MetricPoint(name="events_per_agent", value=count, labels={"agent": agent})
+        for agent, count in sorted(per_agent.items())
+    ]
+    points += [
+        MetricPoint(name="events_per_kind", value=count, labels={"kind": kind})
+        for kind, count in sorted(per_kind.items())
+    ]
+    if rows:
+        mean = sum(float(row["value"]) for row in rows) / len(rows)
+        points.append(MetricPoint(name="mean_value", value=mean))
+    return points
+
+
+class ActivityAnalyticsPlugin(Plugin):
+    """Collects ``events_total``, ``events_per_agent``, ``events_per_kind``, ``mean_value``."""
+
+    @hookimpl
+    async def on_activate(self) -> None:
+        offered = {source.source_id for source in self.context.data_sources()}
+        if SOURCE not in offered:
+            raise RuntimeError(
+                f"data source '{SOURCE}' is not offered by any active plugin "
+                "(it comes from the sqlite-store plugin)"
+            )
+
+    @hookimpl
+    async def get_metrics(self) -> list[MetricDefinition]:
+        return list(METRICS)
+
+    @hookimpl
+    async def collect_metrics(self, time_range: TimeRange) -> MetricsData:
+        query = DataQuery(time_range=time_range, fields=["agent", "kind", "value"])
+        result = await self.context.query_data(SOURCE, query)
+        return MetricsData(
+            time_range=time_range, points=metric_points(result.rows), source=self.plugin_id
+        )
+
+    @hookimpl
+    async def generate_report(self, metrics: MetricsData, format: str) -> Report:
+        title = str(self.context.config.get("title") or DEFAULT_TITLE)
+        return render_report(metrics, format, title=title)

@@ -1,0 +1,1 @@
+"""SQLite store: a sample acp-plugins data provider backed by a SQLite file."""

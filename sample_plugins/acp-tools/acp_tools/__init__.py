@@ -1,0 +1,1 @@
+"""Tools: a sample acp-plugins command handler."""
