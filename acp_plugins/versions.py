@@ -1,130 +1,124 @@
-"""Version ranges for plugin requirements: npm-style ranges and PEP 440 specifiers.
+r"""Version ranges for plugin requirements: npm-style ranges and PEP 440 specifiers.
 
-A range is written either in the npm style (``^1.2``, ``~1.4.0``, ``>=1.2 <2``,
-``1.2.3 - 2.0``, ``1.x || ^3``) or as a PEP 440 specifier set
-(``>=1.2,<2``, ``~=1.4``).  Either way it is turned into PEP 440
-:class:`~packaging.specifiers.SpecifierSet` objects and every check is done
-by :mod:`packaging`, so plugin versions are compared exactly as pip compares
-them.
+(This docstring is Markdown so that it can be copied into the README.)
 
-Which syntax?
-    The text is PEP 440 if it contains a comma or starts (after stripping
-    whitespace) with ``~=``, ``==``, ``!=`` or ``===``; otherwise it is npm
-    style.  ``>=1.2`` is npm style, which means the same thing anyway.  PEP 440
-    text may also use ``||`` between specifier sets (an extension; ``||`` is
-    not PEP 440 syntax), but every alternative must then be PEP 440 and none
-    may be empty.
+A range is written either in the npm style (`^1.2`, `~1.4.0`, `>=1.2 <2`,
+`1.2.3 - 2.0`, `1.x || ^3`) or as a PEP 440 specifier set (`>=1.2,<2`,
+`~=1.4`). Either way it becomes a union of `packaging.specifiers.SpecifierSet`
+objects and every check is done by `packaging`, so plugin versions are
+compared as pip compares them.
 
-npm-style forms and their PEP 440 meaning (what ``describe()`` returns):
+**Which syntax?** The text is PEP 440 if it contains a comma or starts (after
+stripping whitespace) with `~=`, `==`, `!=` or `===`; otherwise it is npm
+style. `>=1.2` is therefore npm style, which means the same thing anyway. PEP
+440 text may also join specifier sets with `||` (an extension: `||` is not PEP
+440 syntax); every alternative must then be PEP 440 and none may be empty.
 
-======================================  =====================================
-npm range                               PEP 440 (``VersionRange.describe()``)
-======================================  =====================================
-``*``, ``x``, ``X``, empty text         ``>=0.0.0`` (any release)
-``1.2.3``, ``=1.2.3``, ``v1.2.3``       ``==1.2.3``
-``1``, ``1.x``, ``1.*``, ``1.x.x``      ``>=1.0.0,<2.0.0``
-``1.2``, ``1.2.x``, ``=1.2``            ``>=1.2.0,<1.3.0``
-``^1.2.3``                              ``>=1.2.3,<2.0.0``
-``^0.2.3``                              ``>=0.2.3,<0.3.0``
-``^0.0.3``                              ``>=0.0.3,<0.0.4``
-``^1.2``, ``^1.2.x``                    ``>=1.2.0,<2.0.0``
-``^0.0``, ``^0.0.x``                    ``>=0.0.0,<0.1.0``
-``^1``, ``^1.x``                        ``>=1.0.0,<2.0.0``
-``^0``, ``^0.x``                        ``>=0.0.0,<1.0.0``
-``~1.2.3``, ``~>1.2.3``                 ``>=1.2.3,<1.3.0``
-``~1.2``, ``~1.2.x``                    ``>=1.2.0,<1.3.0``
-``~1``, ``~1.x``                        ``>=1.0.0,<2.0.0``
-``~0.2.3``                              ``>=0.2.3,<0.3.0``
-``~0.2``                                ``>=0.2.0,<0.3.0``
-``~0``                                  ``>=0.0.0,<1.0.0``
-``^*``, ``~*``, ``>=*``, ``<=*``, ``=*``  ``>=0.0.0`` (any release)
-``>*``, ``<*``                          ``<0.0.0`` (matches nothing)
-``>1.2.3``, ``>=1.2.3``                 ``>1.2.3``, ``>=1.2.3``
-``<1.2.3``, ``<=1.2.3``                 ``<1.2.3``, ``<=1.2.3``
-``>1.2`` / ``>1``                       ``>=1.3.0`` / ``>=2.0.0``
-``>=1.2`` / ``>=1``                     ``>=1.2.0`` / ``>=1.0.0``
-``<1.2`` / ``<1``                       ``<1.2.0`` / ``<1.0.0``
-``<=1.2`` / ``<=1``                     ``<1.3.0`` / ``<2.0.0``
-``>= 1.2.3``, ``^ 1.2``, ``~> 1.2``     spaces after an operator are allowed
-``>=1.2 <2`` (space = AND)              ``>=1.2.0,<2.0.0``
-``1.2.3 - 2.3.4``                       ``>=1.2.3,<=2.3.4``
-``1.2 - 2.3.4``                         ``>=1.2.0,<=2.3.4``
-``1.2.3 - 2.3``                         ``>=1.2.3,<2.4.0``
-``1.2.3 - 2``                           ``>=1.2.3,<3.0.0``
-``* - 2`` / ``1 - *``                   ``<3.0.0`` / ``>=1.0.0``
-``^1.2 || ~3.1``                        ``>=1.2.0,<2.0.0 || >=3.1.0,<3.2.0``
-``1.2.3 ||`` (empty alternative)        ``==1.2.3 || >=0.0.0`` (empty = any)
-``^1.2.3-beta.2``                       ``>=1.2.3b2,<2.0.0``
-``~1.2.3-rc.1``                         ``>=1.2.3rc1,<1.3.0``
-``>=1.0.0-0``                           ``>=1.0.0.dev0``
-``1.2.3+build.5``                       ``==1.2.3`` (build metadata ignored)
-``>=1.2,<2``, ``~=1.4``, ``!=1.3.0``    PEP 440, used as written
-``>=1,<2 || >=3,<4``                    ``>=1,<2 || >=3,<4``
-======================================  =====================================
+| npm range | PEP 440 meaning (`VersionRange.describe()`) |
+| --- | --- |
+| `*`, `x`, `X`, empty text | `>=0.0.0` (any release) |
+| `1.2.3`, `=1.2.3`, `v1.2.3` | `==1.2.3` |
+| `1`, `1.x`, `1.*`, `1.x.x`, `=1` | `>=1.0.0,<2.0.0` |
+| `1.2`, `1.2.x`, `1.2.*`, `=1.2` | `>=1.2.0,<1.3.0` |
+| `^1.2.3` | `>=1.2.3,<2.0.0` |
+| `^0.2.3` | `>=0.2.3,<0.3.0` |
+| `^0.0.3` | `>=0.0.3,<0.0.4` |
+| `^1.2`, `^1.2.x` | `>=1.2.0,<2.0.0` |
+| `^0.0`, `^0.0.x` | `>=0.0.0,<0.1.0` |
+| `^1`, `^1.x` | `>=1.0.0,<2.0.0` |
+| `^0`, `^0.x` | `>=0.0.0,<1.0.0` |
+| `~1.2.3`, `~>1.2.3` | `>=1.2.3,<1.3.0` |
+| `~1.2`, `~1.2.x` | `>=1.2.0,<1.3.0` |
+| `~1`, `~1.x` | `>=1.0.0,<2.0.0` |
+| `~0.2.3` | `>=0.2.3,<0.3.0` |
+| `~0.2` | `>=0.2.0,<0.3.0` |
+| `~0` | `>=0.0.0,<1.0.0` |
+| `^*`, `~*`, `>=*`, `<=*`, `=*` | `>=0.0.0` (any release) |
+| `>*`, `<*` | `<0.0.0` (matches nothing) |
+| `>1.2.3`, `>=1.2.3`, `<1.2.3`, `<=1.2.3` | the same |
+| `>1.2`, `>1` | `>=1.3.0`, `>=2.0.0` |
+| `>=1.2`, `>=1` | `>=1.2.0`, `>=1.0.0` |
+| `<1.2`, `<1` | `<1.2.0`, `<1.0.0` |
+| `<=1.2`, `<=1` | `<1.3.0`, `<2.0.0` |
+| `>= 1.2.3`, `^ 1.2`, `~> 1.2` | `>=1.2.3`, `>=1.2.0,<2.0.0`, `>=1.2.0,<1.3.0` |
+| `>=1.2 <2` (space = AND) | `>=1.2.0,<2.0.0` |
+| `1.2.3 - 2.3.4` | `>=1.2.3,<=2.3.4` |
+| `1.2 - 2.3.4` | `>=1.2.0,<=2.3.4` |
+| `1.2.3 - 2.3` | `>=1.2.3,<2.4.0` |
+| `1.2.3 - 2` | `>=1.2.3,<3.0.0` |
+| `* - 2`, `1 - *` | `<3.0.0`, `>=1.0.0` |
+| `^1.2 \|\| ~3.1` | `>=1.2.0,<2.0.0 \|\| >=3.1.0,<3.2.0` |
+| `1.2.3 \|\|` (empty alternative) | `==1.2.3 \|\| >=0.0.0` (empty means any) |
+| `^1.2.3-beta.2` | `>=1.2.3b2,<2.0.0` |
+| `~1.2.3-rc.1` | `>=1.2.3rc1,<1.3.0` |
+| `>=1.0.0-0` | `>=1.0.0.dev0` |
+| `1.2.3+build.5` | `==1.2.3` (build metadata is ignored) |
+| `>=1.2,<2`, `~=1.4`, `==1.2.*`, `!=1.3.0` | as written (PEP 440) |
+| `>=1,<2 \|\| >=3,<4` | as written (PEP 440 with `\|\|`) |
 
-A leading ``v`` (``v1.2.3``, ``^v1.2``, ``>=v1.2``) and a leading ``=`` on a
-bare version (``=1.2.3``, ``=v1.2``) are stripped, as npm does.  Within an
-AND-set, an "any" comparator is dropped when there are others, and a
-"nothing" comparator makes the whole set "nothing"; "nothing" alternatives
-are dropped from a union that has others (all as npm does).
+Spaces may follow an operator (`>= 1.2.3`, `^ 1.2`, `~> 1.2`). A leading `v`
+(`v1.2.3`, `^v1.2`, `>=v1.2`, `1 - v2`) and a leading `=` on a comparator
+(`=1.2.3`, `=v1.2`) are stripped, as npm does. Within an AND-set
+an "any" comparator is dropped when there are others and a "nothing"
+comparator makes the whole set "nothing"; "nothing" alternatives are dropped
+from a union that has others (all as npm does). Within an alternative,
+`describe()` puts lower bounds before upper bounds.
 
-Pre-release tags
-    An npm pre-release tag is mapped to its PEP 440 spelling:
-    ``alpha``/``a`` -> ``aN``, ``beta``/``b`` -> ``bN``,
-    ``rc``/``c``/``pre``/``preview`` -> ``rcN``, ``dev`` -> ``.devN``, each
-    optionally followed by a number (``beta.2``, ``beta2``, ``beta-2``; no
-    number means 0), and a bare number ``-N`` -> ``.devN`` (so npm's
-    "lowest pre-release" idiom ``-0`` stays the lowest).  Any other tag
-    (``-alpha.beta``, ``-foo``, ``-beta.1.2``) has no PEP 440 equivalent and
-    is rejected.  Ordering then follows PEP 440: ``dev < a < b < rc``,
-    ``beta`` equals ``beta.0`` and ``pre`` equals ``rc``, whereas npm compares
-    identifiers as strings (``alpha < beta < dev < pre < rc``, ``beta <
-    beta.0``, ``alpha10 < alpha2``).
+**Pre-release tags.** An npm pre-release tag is mapped to its PEP 440
+spelling: `alpha`/`a` -> `aN`, `beta`/`b` -> `bN`, `rc`/`c`/`pre`/`preview`
+-> `rcN`, `dev` -> `.devN`, each optionally followed by a number (`beta.2`,
+`beta2`, `beta-2`; no number means 0), and a bare number `-N` -> `.devN` (so
+npm's "lowest pre-release" idiom `-0` stays the lowest). Any other tag
+(`-alpha.beta`, `-foo`, `-beta.1.2`) has no PEP 440 equivalent and is
+rejected. Ordering then follows PEP 440: `dev < a < b < rc`, `beta` equals
+`beta.0` and `pre` equals `rc`, whereas npm compares the identifiers as
+strings (`alpha < beta < dev < pre < rc`, `beta < beta.0`,
+`alpha10 < alpha2`).
 
-Pre-release admission (differs from npm)
-    :meth:`VersionRange.contains` admits a pre-release version only if the
-    alternative's specifier set itself names a pre-release (PEP 440's rule
-    and packaging's classic default, applied explicitly so the answer does
-    not depend on the installed packaging version; packaging 26 changed its
-    own default to admit pre-releases).  Then *every* pre-release inside
-    the bounds is admitted: ``^1.2.3-beta.2`` (``>=1.2.3b2,<2.0.0``)
-    contains ``1.2.3b3`` *and* ``1.5.0a1``.  npm admits a pre-release only
-    when a comparator in the same set names a pre-release of the *same*
-    ``major.minor.patch``, so npm's ``^1.2.3-beta.2`` matches
-    ``1.2.3-beta.3`` but not ``1.5.0-alpha.1``.  Ranges without a
-    pre-release tag admit no pre-release at all, in both systems
-    (``^1.2.3`` contains neither ``1.5.0a1`` nor ``2.0.0a1``).  Upper
-    bounds made from partial versions (``<2.0.0``) exclude the pre-releases
-    of that version by PEP 440's rule for ``<``, which is what npm's
-    ``<2.0.0-0`` does.  On release versions the two systems agree exactly,
-    and the test suite checks this against npm's own ``semver`` package.
+**Pre-release admission differs from npm.** `VersionRange.contains()` admits
+a pre-release version only through an alternative in which some specifier
+other than `!=` names a pre-release (PEP 440's rule; it is applied explicitly
+so the answer does not depend on the installed packaging: packaging < 24
+counted only `==`, `>=`, `<=`, `~=` and `===`, and packaging 26 admits
+pre-releases by default). Such an alternative then admits *every*
+pre-release inside its bounds: `^1.2.3-beta.2` (`>=1.2.3b2,<2.0.0`) contains
+`1.2.3b3` *and* `1.5.0a1`. npm admits a pre-release only when a comparator in
+the same set names a pre-release of the *same* `major.minor.patch`, so npm's
+`^1.2.3-beta.2` matches `1.2.3-beta.3` but not `1.5.0-alpha.1`, and its
+`>=1.0.0-0` matches `1.0.0-rc.1` but not `3.0.0-rc.1` (ours matches both).
+Ranges that name no pre-release admit none, in both systems (`^1.2.3`
+contains neither `1.5.0a1` nor `2.0.0a1`). An upper bound made from a
+partial version (`<2.0.0`) excludes the pre-releases of that version by PEP
+440's rule for `<`, which is what npm's `<2.0.0-0` does. On release versions
+the two systems agree exactly; the tests check this against npm's own
+`semver` package.
 
-Versions
-    :func:`parse_version` reads PEP 440 versions (packaging's parser, which
-    also takes ``v1.2.3``, ``1.2.3-beta.2`` -> ``1.2.3b2`` and
-    ``1.2.3+build`` as a local version).  Note that PEP 440 reads ``1.2.3-1``
-    as the *post*-release ``1.2.3.post1``, while inside an npm *range*
-    ``-1`` is a pre-release (``.dev1``).
+**Versions.** `parse_version()` reads PEP 440 versions with packaging's parser,
+which also takes `v1.2.3`, `1.2.3-beta.2` (-> `1.2.3b2`) and `1.2.3+build`
+(a local version). PEP 440 reads `1.2.3-1` as the *post*-release
+`1.2.3.post1`, while inside an npm *range* `-1` is a pre-release (`.dev1`).
 
-Other differences from node-semver (``semver`` 7)
-    * ``~=`` at the start, or any comma, selects PEP 440: ``~=1.2`` is
-      ``>=1.2,<2`` here but ``~1.2`` (``<1.3.0``) in npm.  ``~=`` elsewhere in
-      an npm range is rejected with a hint.
-    * Rejected although npm accepts them (npm silently ignores or repairs
-      the odd part): wildcards followed by numbers (``^1.x.3``, ``~x.1``,
-      ``1.x.3 - 2``), a pre-release tag on a wildcard (``1.2.x-beta``),
-      prefixes npm's regular expressions happen to tolerate (``^vv1``,
-      ``v=1.2``, ``^=1.2``, ``>==1.2``, ``~ > 1.2``) and build metadata
-      standing alone (``1.2.3 +build``).
-    * Accepted although npm rejects them: version numbers above
-      ``2**53 - 1``.
-    * npm collapses a union containing ``*`` to ``*``; the alternatives are
-      kept here (same release versions; ``describe()`` shows them all).
+**Other differences from node-semver 7:**
+
+* A comma, or `~=`, `==`, `!=` at the start, selects PEP 440: `~=1.2` is
+  `>=1.2,<2` here but `~1.2` (`<1.3.0`) in npm, and `==x` (any version to
+  npm) is invalid PEP 440. `~=` elsewhere in an npm range is rejected with a
+  hint.
+* Rejected although npm accepts them (npm silently ignores or repairs the
+  odd part): numbers after a wildcard (`^1.x.3`, `~x.1`, `1.x.3 - 2`), a
+  pre-release tag on a wildcard (`1.2.x-beta`), prefixes that npm's regular
+  expressions happen to tolerate (`^vv1`, `v=1.2`, `^=1.2`, `~>=1.2`,
+  `>==1.2`, `~ > 1.2`, `=1.2 - 2`; npm itself rejects `=1.2.3 - 2`) and build
+  metadata standing alone (`1.2.3 +build`, `+build`).
+* Accepted although npm rejects them: version numbers above `2**53 - 1`.
+* npm collapses a union containing `*` to `*`; the alternatives are kept
+  here (same release versions, and `describe()` shows them all).
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -182,7 +176,7 @@ class VersionRange:
         elif not isinstance(version, Version):
             raise TypeError(f"expected a version string or Version, got {type(version).__name__}")
         return any(
-            spec_set.contains(version, prereleases=bool(spec_set.prereleases))
+            spec_set.contains(version, prereleases=_admits_prereleases(spec_set))
             for spec_set in self.alternatives
         )
 
@@ -200,6 +194,30 @@ class VersionRange:
         Within an alternative, lower bounds come before upper bounds.
         """
         return " || ".join(_describe_set(spec_set) for spec_set in self.alternatives)
+
+
+def _admits_prereleases(spec_set: SpecifierSet) -> bool:
+    # True if set so explicitly by whoever built the SpecifierSet, else PEP 440's rule.
+    return bool(spec_set.prereleases) or _names_prerelease(spec_set)
+
+
+@functools.lru_cache(maxsize=4096)
+def _names_prerelease(spec_set: SpecifierSet) -> bool:
+    """Whether a specifier other than ``!=`` names a pre-release version (PEP 440's rule).
+
+    Decided here rather than by ``SpecifierSet.prereleases`` because packaging's
+    answer has changed over time (< 24 ignored ``<`` and ``>``; 26 admits
+    pre-releases by default).
+    """
+    for spec in spec_set:
+        if spec.operator == "!=" or spec.version.endswith(".*"):
+            continue
+        try:
+            if Version(spec.version).is_prerelease:
+                return True
+        except InvalidVersion:  # "===" takes arbitrary strings
+            continue
+    return False
 
 
 def _describe_set(spec_set: SpecifierSet) -> str:
@@ -361,20 +379,26 @@ def _parse_npm_alternative(alt: str, text: str) -> tuple[_Bound, ...]:
         comparators.append(token)
         i += 1
 
+    all_bounds = [_comparator_bounds(comparator, text) for comparator in comparators]
+    if _NOTHING in all_bounds:
+        return _NOTHING
     result: list[_Bound] = []
-    for comparator in comparators:
-        bounds = _comparator_bounds(comparator, text)
-        if bounds == _NOTHING:
-            return _NOTHING
-        for bound in bounds:
-            if bound not in result:
-                result.append(bound)
+    for bound in itertools.chain.from_iterable(all_bounds):
+        if bound not in result:
+            result.append(bound)
     return tuple(result)
 
 
 def _hyphen_bounds(low_text: str, high_text: str, text: str) -> tuple[_Bound, ...]:
-    low = _parse_partial(low_text.removeprefix("="), low_text, text)
-    high = _parse_partial(high_text.removeprefix("="), high_text, text)
+    for end in (low_text, high_text):
+        if end.startswith(("<", ">", "=", "~", "^")):
+            raise _error(
+                text,
+                f"{end!r}: the ends of a hyphen range must be plain versions,"
+                " as in '1.2.3 - 2.3.4'",
+            )
+    low = _parse_partial(low_text, low_text, text)
+    high = _parse_partial(high_text, high_text, text)
     bounds: list[_Bound] = []
     if low.major is not None:
         bounds.append((">=", low.version()))
@@ -441,6 +465,13 @@ def _parse_partial(version: str, comparator: str, text: str) -> _Partial:
         core = version.removeprefix("v").split("+")[0].split("-")[0]
         if version.startswith(("<", ">", "=", "~", "^")):
             problem = f"{comparator!r} has a misplaced or doubled operator"
+        elif re.search(r"[0-9xX*][<>=~^]", version):
+            problem = f"{comparator!r} is two comparators; separate them with a space"
+        elif re.fullmatch(r"[0-9xX*]+(?:\.[0-9xX*]+){0,1}-.*", version.removeprefix("v")):
+            problem = (
+                f"{comparator!r} has a pre-release tag on a partial version"
+                " (a tag needs all three numbers, e.g. '1.2.0-beta.1')"
+            )
         elif re.fullmatch(r"[0-9xX*]+(?:\.[0-9xX*]+){3,}", core):
             problem = (
                 f"{comparator!r} has more than three version numbers"
@@ -453,12 +484,10 @@ def _parse_partial(version: str, comparator: str, text: str) -> _Partial:
         raise _error(text, problem)
 
     parts = [match["major"], match["minor"], match["patch"]]
-    numbers = [None if part is None or part in "xX*" else int(part) for part in parts]
-    for earlier, later in zip(numbers, numbers[1:]):
+    numbers = [None if part in (None, "x", "X", "*") else int(part) for part in parts]
+    for earlier, later in itertools.pairwise(numbers):
         if earlier is None and later is not None:
-            raise _error(
-                text, f"{comparator!r} has a number after a wildcard ('x', 'X' or '*')"
-            )
+            raise _error(text, f"{comparator!r} has a number after a wildcard ('x', 'X' or '*')")
     pre = match["pre"]
     if pre is not None and numbers[2] is None:
         raise _error(text, f"{comparator!r} has a pre-release tag on a wildcard version")
