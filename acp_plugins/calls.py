@@ -72,10 +72,13 @@ class CallGuard:
             if inspect.isawaitable(result):
                 pending.append((position, record, result, started))
             else:
-                outcomes[position] = self._finished(record, hook, result, started)
+                outcomes[position] = self._finished(record, hook, result, started, None)
         if pending:
             awaited = await asyncio.gather(
-                *(self._await(record, hook, result, started, None) for _, record, result, started in pending)
+                *(
+                    self._await(record, hook, result, started, None)
+                    for _, record, result, started in pending
+                )
             )
             for (position, *_), outcome in zip(pending, awaited, strict=True):
                 outcomes[position] = outcome
@@ -94,25 +97,28 @@ class CallGuard:
             return self._failed(record, hook, error, started)
         if inspect.isawaitable(result):
             return await self._await(record, hook, result, started, timeout)
-        return self._finished(record, hook, result, started)
+        return self._finished(record, hook, result, started, timeout)
 
     async def _await(
         self, record: PluginRecord, hook: str, awaitable: Any, started: float, timeout: float | None
     ) -> Any:
         limit = self.timeout if timeout is None else timeout
         try:
-            result = await asyncio.wait_for(awaitable, limit)
+            result = await asyncio.wait_for(_contained(awaitable), limit)
+        except _PluginRaised as raised:
+            return self._failed(record, hook, raised.error, started)
         except asyncio.TimeoutError:
             return self._timed_out(record, hook, started, limit)
-        except (Exception, SystemExit) as error:
-            return self._failed(record, hook, error, started)
-        return self._finished(record, hook, result, started)
+        return self._finished(record, hook, result, started, timeout)
 
-    def _finished(self, record: PluginRecord, hook: str, result: Any, started: float) -> Any:
+    def _finished(
+        self, record: PluginRecord, hook: str, result: Any, started: float, timeout: float | None
+    ) -> Any:
+        limit = self.timeout if timeout is None else timeout
         elapsed = perf_counter() - started
-        if elapsed > self.timeout:
+        if elapsed > limit:
             # A plain hook run inline cannot be interrupted; its late answer is still refused.
-            return self._timed_out(record, hook, started, self.timeout)
+            return self._timed_out(record, hook, started, limit)
         record.stats(hook).add(elapsed)
         return result
 
@@ -146,3 +152,24 @@ class CallGuard:
         logger.warning("%s", failure.message)
         logger.debug("%s: traceback", record.plugin_id, exc_info=error)
         return failure
+
+
+class _PluginRaised(Exception):
+    """Carries what a plugin's awaitable raised out of the task that ran it."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+async def _contained(awaitable: Any) -> Any:
+    """Await a plugin's awaitable, wrapping whatever it raises in :class:`_PluginRaised`.
+
+    ``wait_for`` runs the awaitable as a task, and a task re-raises ``SystemExit``
+    out of the event loop itself; and a ``TimeoutError`` the plugin raises must
+    not be taken for the guard's own timeout. Cancellation passes through.
+    """
+    try:
+        return await awaitable
+    except (Exception, SystemExit) as error:
+        raise _PluginRaised(error) from error

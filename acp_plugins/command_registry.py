@@ -81,7 +81,7 @@ class CommandRegistry:
                 "`acp-plugins commands` lists what is available"
             )
         if len(entries) > 1:
-            choices = ", ".join(entry.qualified_name for entry in entries)
+            choices = ", ".join(sorted(entry.qualified_name for entry in entries))
             raise CommandConflictError(
                 f"command '{name}' is offered by several plugins; name one of: {choices}"
             )

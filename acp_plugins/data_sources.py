@@ -60,7 +60,7 @@ class DataSourceRegistry:
                 "`acp-plugins sources` lists what is available"
             )
         if len(owners) > 1:
-            choices = ", ".join(f"{record.plugin_id}:{name}" for record, _ in owners)
+            choices = ", ".join(sorted(f"{record.plugin_id}:{name}" for record, _ in owners))
             raise UnknownDataSource(
                 f"data source '{name}' is provided by several plugins; name one of: {choices}"
             )

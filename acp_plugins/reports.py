@@ -17,6 +17,11 @@ def _labels(labels: dict[str, str]) -> str:
     return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
 
 
+def _number(value: float) -> str:
+    """Every digit of ``value`` (``1234567``, not ``1.23457e+06``); whole numbers without ``.0``."""
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
 def _json(metrics: MetricsData, title: str) -> str:
     return json.dumps({"title": title, **metrics.model_dump(mode="json")}, indent=2)
 
@@ -33,7 +38,7 @@ def _markdown(metrics: MetricsData, title: str) -> str:
     ]
     for point in metrics.points:
         labels = _labels(point.labels).replace("|", "\\|")
-        lines.append(f"| {point.name} | {labels} | {point.value:g} |")
+        lines.append(f"| {point.name} | {labels} | {_number(point.value)} |")
     if not metrics.points:
         lines.append("| (no data) | | |")
     return "\n".join(lines) + "\n"

@@ -140,7 +140,8 @@ class MessageRouter:
                 errors[plugin_id] = error.message
                 continue
             return RoutedMessage(plugin_id, -negative, response, scores, errors)
-        return RoutedMessage(None, 0.0, self._unhandled(message, candidates, ranked), scores, errors)
+        unhandled = self._unhandled(message, candidates, ranked)
+        return RoutedMessage(None, 0.0, unhandled, scores, errors)
 
     @staticmethod
     def _unhandled(

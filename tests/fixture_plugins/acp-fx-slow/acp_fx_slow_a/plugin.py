@@ -1,7 +1,7 @@
 """An async handler of "slow" messages that thinks before it scores.
 
 can_handle sleeps message.metadata["delays"]["slow-a"] seconds (default 0.3),
-then answers 0.6.
+then answers 0.4.
 """
 
 import asyncio
@@ -17,7 +17,7 @@ class Plugin(Base):
     @hookimpl
     async def can_handle(self, message):
         await asyncio.sleep(message.metadata.get("delays", {}).get("slow-a", 0.3))
-        return 0.6
+        return 0.4
 
     @hookimpl
     async def handle_message(self, message, context):
