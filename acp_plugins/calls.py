@@ -18,7 +18,7 @@ from typing import Any
 from acp_plugins.errors import CallTimeout, PluginCallError
 from acp_plugins.record import PluginFailure, PluginRecord
 
-__all__ = ["DEFAULT_TIMEOUT", "CallGuard"]
+__all__ = ["DEFAULT_TIMEOUT", "CallGuard", "invalid_return"]
 
 logger = logging.getLogger(__name__)
 
@@ -139,8 +139,15 @@ class CallGuard:
         self, record: PluginRecord, hook: str, error: BaseException, started: float
     ) -> PluginCallError:
         record.stats(hook).add(perf_counter() - started, error=True)
-        if isinstance(error, PluginCallError):
+        if isinstance(error, PluginCallError) and error.plugin_id == record.plugin_id:
             failure = error
+        elif isinstance(error, PluginCallError):  # raised by another plugin this one called
+            failure = PluginCallError(
+                f"'{record.plugin_id}' failed in {hook}: {error.message}",
+                plugin_id=record.plugin_id,
+                hook=hook,
+            )
+            failure.__cause__ = error
         else:
             failure = PluginCallError(
                 f"'{record.plugin_id}' failed in {hook}: {type(error).__name__}: {error}",
@@ -152,6 +159,17 @@ class CallGuard:
         logger.warning("%s", failure.message)
         logger.debug("%s: traceback", record.plugin_id, exc_info=error)
         return failure
+
+
+def invalid_return(record: PluginRecord, hook: str, what: str) -> PluginCallError:
+    """The error for a plugin that returned something unusable from ``hook``, recorded on it."""
+    error = PluginCallError(
+        f"'{record.plugin_id}' returned {what} from {hook}", plugin_id=record.plugin_id, hook=hook
+    )
+    record.call_errors.append(PluginFailure(hook, error.message))
+    record.stats(hook).errors += 1
+    logger.warning("%s", error.message)
+    return error
 
 
 class _PluginRaised(Exception):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from acp_plugins.errors import UnknownDataSource
+from acp_plugins.errors import DataSourceConflictError, UnknownDataSource
 from acp_plugins.models import DataSourceDefinition
 from acp_plugins.record import PluginRecord
 
@@ -61,7 +61,7 @@ class DataSourceRegistry:
             )
         if len(owners) > 1:
             choices = ", ".join(sorted(f"{record.plugin_id}:{name}" for record, _ in owners))
-            raise UnknownDataSource(
+            raise DataSourceConflictError(
                 f"data source '{name}' is provided by several plugins; name one of: {choices}"
             )
         return owners[0]

@@ -16,6 +16,7 @@ __all__ = [
     "CallTimeout",
     "CommandConflictError",
     "CommandUsageError",
+    "DataSourceConflictError",
     "DependencyError",
     "FieldError",
     "IllegalTransition",
@@ -158,6 +159,10 @@ class CommandUsageError(AcpPluginsError):
 
 class UnknownDataSource(AcpPluginsError):
     """No active plugin provides this data source."""
+
+
+class DataSourceConflictError(AcpPluginsError):
+    """Several plugins provide a source id; the namespaced form picks one."""
 
 
 class UnsupportedReportFormat(AcpPluginsError):

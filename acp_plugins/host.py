@@ -22,7 +22,7 @@ import pluggy
 from packaging.version import Version
 from pydantic import BaseModel
 
-from acp_plugins.calls import DEFAULT_TIMEOUT, CallGuard
+from acp_plugins.calls import DEFAULT_TIMEOUT, CallGuard, invalid_return
 from acp_plugins.command_registry import CommandEntry, CommandRegistry, check_arguments
 from acp_plugins.config import PluginConfig
 from acp_plugins.context import PluginContext
@@ -326,6 +326,10 @@ class PluginHost:
             await self._collect_capabilities(record)
         except AcpPluginsError as error:
             record.fail("activate", error.message)
+            # undo the half-done activation; the plugin stays where it was
+            reason = record.reason
+            await self._lifecycle_call(record, "deactivate", {}, "activate")
+            record.reason = reason
             return False
         self._moved(record, PluginState.ACTIVE)
         self._rebuild_registries()
@@ -539,28 +543,31 @@ class PluginHost:
         return True
 
     async def _collect_capabilities(self, record: PluginRecord) -> None:
+        """Ask an activating plugin what it offers; the record changes only if all is valid."""
         handle = record.handle
         assert handle is not None
+        message_types: frozenset[str] = frozenset()
+        commands: dict[str, CommandDefinition] = {}
+        sources: list[DataSourceDefinition] = []
         if handle.implements("get_supported_message_types"):
             types = await self.guard.call(record, "get_supported_message_types", {})
             if not isinstance(types, (list, tuple, set, frozenset)) or not all(
                 isinstance(t, str) for t in types
             ):
-                raise PluginCallError(
-                    f"'{record.plugin_id}' returned {types!r} from get_supported_message_types, "
-                    "not a list of strings",
-                    plugin_id=record.plugin_id,
-                    hook="get_supported_message_types",
+                raise invalid_return(
+                    record, "get_supported_message_types", f"{types!r}, not a list of strings"
                 )
-            record.message_types = frozenset(types)
+            message_types = frozenset(types)
         if handle.implements("get_commands"):
-            commands = await self.guard.call(record, "get_commands", {})
-            record.commands = _expect_commands(record, commands)
+            commands = _expect_commands(record, await self.guard.call(record, "get_commands", {}))
         if handle.implements("get_data_sources"):
-            sources = await self.guard.call(record, "get_data_sources", {})
-            record.data_sources = _expect_list(
-                record, "get_data_sources", sources, DataSourceDefinition
-            )
+            found = await self.guard.call(record, "get_data_sources", {})
+            sources = _expect_list(record, "get_data_sources", found, DataSourceDefinition)
+        record.message_types, record.commands, record.data_sources = (
+            message_types,
+            commands,
+            sources,
+        )
 
     def _moved(self, record: PluginRecord, state: PluginState) -> bool:
         logger.info("%s: %s -> %s", record.plugin_id, record.state.value, state.value)
@@ -633,42 +640,32 @@ def _expect(record: PluginRecord, hook: str, value: object, model: type[ModelT])
     try:
         return model.model_validate(value)
     except ValueError as error:
-        raise PluginCallError(
-            f"'{record.plugin_id}' returned an invalid {model.__name__} from {hook}: {error}",
-            plugin_id=record.plugin_id,
-            hook=hook,
-        ) from None
+        raise invalid_return(record, hook, f"an invalid {model.__name__}: {error}") from None
 
 
 def _expect_list(
     record: PluginRecord, hook: str, value: object, model: type[ModelT]
 ) -> list[ModelT]:
     if not isinstance(value, (list, tuple)):
-        raise PluginCallError(
-            f"'{record.plugin_id}' returned {type(value).__name__} from {hook}, "
-            f"not a list of {model.__name__}",
-            plugin_id=record.plugin_id,
-            hook=hook,
+        raise invalid_return(
+            record, hook, f"{type(value).__name__}, not a list of {model.__name__}"
         )
     return [_expect(record, hook, item, model) for item in value]
 
 
-def _expect_commands(record: PluginRecord, value: Any) -> dict[str, CommandDefinition]:
+def _expect_commands(record: PluginRecord, value: object) -> dict[str, CommandDefinition]:
     if not isinstance(value, dict):
-        raise PluginCallError(
-            f"'{record.plugin_id}' returned {type(value).__name__} from get_commands, "
-            "not a dict of name -> CommandDefinition",
-            plugin_id=record.plugin_id,
-            hook="get_commands",
+        raise invalid_return(
+            record,
+            "get_commands",
+            f"{type(value).__name__}, not a dict of name -> CommandDefinition",
         )
     commands = {}
     for name, item in value.items():
         definition = _expect(record, "get_commands", item, CommandDefinition)
         if definition.name != name:
-            raise PluginCallError(
-                f"'{record.plugin_id}' lists command {definition.name!r} under the key {name!r}",
-                plugin_id=record.plugin_id,
-                hook="get_commands",
+            raise invalid_return(
+                record, "get_commands", f"command {definition.name!r} under the key {name!r}"
             )
         commands[name] = definition
     return commands

@@ -16,10 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from acp_plugins.calls import CallGuard
+from acp_plugins.calls import CallGuard, invalid_return
 from acp_plugins.errors import PluginCallError
 from acp_plugins.models import Message, MessageResponse
-from acp_plugins.record import PluginFailure, PluginRecord
+from acp_plugins.record import PluginRecord
 
 if TYPE_CHECKING:
     from acp_plugins.context import PluginContext
@@ -62,17 +62,10 @@ def coerce_response(record: PluginRecord, value: Any) -> MessageResponse:
         try:
             return MessageResponse.model_validate(value)
         except ValueError as error:
-            raise _bad_return(record, "handle_message", f"an invalid response: {error}") from None
-    raise _bad_return(record, "handle_message", f"{type(value).__name__}, not a MessageResponse")
-
-
-def _bad_return(record: PluginRecord, hook: str, what: str) -> PluginCallError:
-    error = PluginCallError(
-        f"'{record.plugin_id}' returned {what} from {hook}", plugin_id=record.plugin_id, hook=hook
-    )
-    record.call_errors.append(PluginFailure(hook, error.message))
-    record.stats(hook).errors += 1
-    return error
+            raise invalid_return(
+                record, "handle_message", f"an invalid response: {error}"
+            ) from None
+    raise invalid_return(record, "handle_message", f"{type(value).__name__}, not a MessageResponse")
 
 
 def _valid_score(value: Any) -> bool:
@@ -118,7 +111,7 @@ class MessageRouter:
                 errors[record.plugin_id] = outcome.message
                 continue
             if not _valid_score(outcome):
-                error = _bad_return(
+                error = invalid_return(
                     record, "can_handle", f"{outcome!r}, not a confidence between 0.0 and 1.0"
                 )
                 errors[record.plugin_id] = error.message

@@ -17,6 +17,7 @@ from acp_plugins import (
     CallTimeout,
     DataQuery,
     DataResult,
+    DataSourceConflictError,
     DataSourceDefinition,
     PluginHost,
     UnknownDataSource,
@@ -49,7 +50,7 @@ def test_both_providers_are_listed(host: PluginHost) -> None:
 def test_a_conflicting_plain_id_is_refused_naming_the_choices(
     host: PluginHost, run: Callable[..., Any]
 ) -> None:
-    with pytest.raises(UnknownDataSource) as caught:
+    with pytest.raises(DataSourceConflictError) as caught:
         run(host.query("numbers"))
     assert caught.value.message == (
         "data source 'numbers' is provided by several plugins; "
