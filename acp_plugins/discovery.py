@@ -9,11 +9,13 @@ package (regular or editable install) without executing it.
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import site
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from importlib.machinery import ModuleSpec
 from importlib.metadata import Distribution, EntryPoint, distributions
 from pathlib import Path
 
@@ -54,14 +56,34 @@ def add_search_path(paths: Iterable[str | Path]) -> None:
     importlib.invalidate_caches()
 
 
-def manifest_path(entry_point_value: str) -> Path | None:
-    """Where the manifest of the plugin whose entry point is ``entry_point_value`` lives."""
-    module = entry_point_value.partition(":")[0].strip()
-    package = module.partition(".")[0]
+def _installed_next_to(package: str, dist: Distribution) -> ModuleSpec | None:
+    """The spec of ``package`` in the directory ``dist`` is installed in, if it is there."""
     try:
-        spec = importlib.util.find_spec(package)
+        directory = dist.locate_file("")
+    except NotImplementedError:  # a custom Distribution that has no files on disk
+        return None
+    try:
+        return importlib.machinery.PathFinder.find_spec(package, [str(directory)])
     except (ImportError, ValueError):
         return None
+
+
+def manifest_path(entry_point_value: str, dist: Distribution | None = None) -> Path | None:
+    """Where the manifest of the plugin whose entry point is ``entry_point_value`` lives.
+
+    With ``dist``, the package is looked for first in the directory that
+    distribution is installed in, so that a package of the same name earlier on
+    ``sys.path`` (or already imported) is not mistaken for it; otherwise, and for
+    editable installs, it is looked up like an import would (without executing it).
+    """
+    module = entry_point_value.partition(":")[0].strip()
+    package = module.partition(".")[0]
+    spec = _installed_next_to(package, dist) if dist is not None else None
+    if spec is None or not spec.submodule_search_locations:
+        try:
+            spec = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            return None
     if spec is None or not spec.submodule_search_locations:
         return None
     for location in spec.submodule_search_locations:
@@ -92,7 +114,7 @@ def _check_identity(entry_point: EntryPoint, dist_version: str, manifest: Manife
 
 def _inspect(entry_point: EntryPoint, dist: Distribution) -> Discovery:
     dist_name = dist.metadata["Name"] or "?"
-    location = manifest_path(entry_point.value)
+    location = manifest_path(entry_point.value, dist)
     manifest: Manifest | None = None
     error: AcpPluginsError | None = None
     if location is None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["INTERFACE_HOOKS", "Interface", "LIFECYCLE_HOOKS", "interface_of_hook"]
+__all__ = ["INTERFACE_HOOKS", "LIFECYCLE_HOOKS", "Interface", "interface_of_hook"]
 
 
 class Interface(str, Enum):

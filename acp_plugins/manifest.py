@@ -20,6 +20,7 @@ from pydantic import (
     HttpUrl,
     ValidationError,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from acp_plugins.errors import FieldError, ManifestError
 from acp_plugins.interfaces import Interface
@@ -60,21 +61,37 @@ def _check_range(value: str) -> str:
     return value
 
 
+def _item_error(key: str | int, value: object, problem: str) -> ValidationError:
+    """An error located at one key or index of the collection being validated.
+
+    Pydantic prefixes the location with the field's, so the manifest error names
+    ``dependencies.<name>`` or ``permissions.<index>`` rather than the whole field.
+    """
+    detail = InitErrorDetails(
+        type=PydanticCustomError("value_error", "{problem}", {"problem": problem}),
+        loc=(key,),
+        input=value,
+    )
+    return ValidationError.from_exception_data("Manifest", [detail])
+
+
 def _check_dependency_names(value: dict[str, str]) -> dict[str, str]:
     for name in value:
         if name != CORE_DEPENDENCY and not _PLUGIN_ID.match(name):
-            raise ValueError(
+            raise _item_error(
+                name,
+                name,
                 f"dependency name {name!r} is neither 'core' nor a valid plugin id "
-                "(lowercase letters, digits, and '-', '_' or '.' between them)"
+                "(lowercase letters, digits, and '-', '_' or '.' between them)",
             )
     return value
 
 
 def _unique(value: list[Any]) -> list[Any]:
     seen: set[Any] = set()
-    for item in value:
+    for index, item in enumerate(value):
         if item in seen:
-            raise ValueError(f"{item!s} is listed twice")
+            raise _item_error(index, str(item), f"{item!s} is listed twice")
         seen.add(item)
     return value
 
@@ -117,11 +134,19 @@ class Manifest(BaseModel):
     dependencies: Annotated[dict[str, RangeText], AfterValidator(_check_dependency_names)] = Field(
         default_factory=dict,
         description="'core' -> range of the host plugin API; other keys are plugin ids.",
+        # 'core' matches the plugin id pattern too, so one pattern covers every key
+        json_schema_extra={"propertyNames": {"pattern": PLUGIN_ID_PATTERN}},
     )
-    permissions: Annotated[list[Permission], AfterValidator(_unique)] = Field(default_factory=list)
-    interfaces: Annotated[list[Interface], AfterValidator(_unique)] = Field(default_factory=list)
+    permissions: Annotated[list[Permission], AfterValidator(_unique)] = Field(
+        default_factory=list, json_schema_extra={"uniqueItems": True}
+    )
+    interfaces: Annotated[list[Interface], AfterValidator(_unique)] = Field(
+        default_factory=list, json_schema_extra={"uniqueItems": True}
+    )
     tags: list[Annotated[str, Field(min_length=1, max_length=50)]] = Field(default_factory=list)
-    min_python: PythonVersion | None = Field(default=None, description="Oldest Python, e.g. '3.10'.")
+    min_python: PythonVersion | None = Field(
+        default=None, description="Oldest Python, e.g. '3.10'."
+    )
     max_python: PythonVersion | None = Field(
         default=None, description="Newest Python (every micro release of it), e.g. '3.13'."
     )
@@ -152,8 +177,20 @@ def _field_errors(error: ValidationError) -> list[FieldError]:
         elif item["type"] == "missing":
             problem = "required field is missing"
         value = item.get("input") if item["type"] != "missing" else None
-        found.append(FieldError(path=path, value=value, problem=problem.removeprefix("Value error, ")))
+        problem = problem.removeprefix("Value error, ")
+        found.append(FieldError(path=path, value=value, problem=problem))
     return found
+
+
+def _json_kind(value: object) -> str:
+    """What JSON calls the type of a decoded value ('an array', 'a string', ...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a string" if isinstance(value, str) else "an array"
 
 
 def parse_manifest(data: str | bytes, *, source: str = MANIFEST_FILENAME) -> Manifest:
@@ -162,9 +199,14 @@ def parse_manifest(data: str | bytes, *, source: str = MANIFEST_FILENAME) -> Man
         raw = json.loads(data)
     except (ValueError, UnicodeDecodeError) as error:
         raise ManifestError(f"{source} is not valid JSON: {error}", source=source) from None
+    except RecursionError:
+        # json raises this, not a ValueError, for arrays or objects nested too deep
+        raise ManifestError(
+            f"{source} is not valid JSON: it is nested too deeply", source=source
+        ) from None
     if not isinstance(raw, dict):
         raise ManifestError(
-            f"{source} must hold a JSON object, not {type(raw).__name__}", source=source
+            f"{source} must hold a JSON object, not {_json_kind(raw)}", source=source
         )
     plugin_id = raw.get("plugin_id") if isinstance(raw.get("plugin_id"), str) else None
     try:

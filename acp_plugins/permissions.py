@@ -60,13 +60,16 @@ class PermissionPolicy:
         grants: Mapping[str, Iterable[str]] | None = None,
         defaults: Iterable[str] | None = None,
     ) -> PermissionPolicy:
-        """Build a policy from permission names (raises ``ValueError`` on an unknown name)."""
+        """Build a policy from permission names (raises ``ValueError`` on an unknown name).
+
+        A single name may be given as a plain string instead of a list of one.
+        """
         return cls(
             defaults=DEFAULT_GRANTS
             if defaults is None
-            else frozenset(Permission(name) for name in defaults),
+            else _permissions(defaults, "in the default grants"),
             grants={
-                plugin_id: frozenset(Permission(name) for name in names)
+                plugin_id: _permissions(names, f"granted to '{plugin_id}'")
                 for plugin_id, names in (grants or {}).items()
             },
         )
@@ -79,3 +82,17 @@ class PermissionPolicy:
         """The requested permissions that are not granted, in request order."""
         held = self.granted(plugin_id)
         return [permission for permission in requested if permission not in held]
+
+
+def _permissions(names: Iterable[str], where: str) -> frozenset[Permission]:
+    # a bare string is one name, not an iterable of one-letter names
+    found = set()
+    for name in [names] if isinstance(names, str) else names:
+        try:
+            found.add(Permission(name))
+        except ValueError:
+            known = ", ".join(permission.value for permission in Permission)
+            raise ValueError(
+                f"unknown permission {name!r} {where}; known permissions: {known}"
+            ) from None
+    return frozenset(found)

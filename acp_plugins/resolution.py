@@ -20,6 +20,8 @@ from acp_plugins.manifest import Manifest
 
 __all__ = ["Resolution", "find_cycles", "resolve"]
 
+Graph = Mapping[str, set[str]]
+
 
 @dataclass(frozen=True, slots=True)
 class Resolution:
@@ -38,7 +40,7 @@ def _python_problem(manifest: Manifest, python: tuple[int, int]) -> str | None:
     if manifest.max_python is not None:
         major, minor = (int(part) for part in manifest.max_python.split("."))
         if python > (major, minor):
-            return f"supports Python up to {manifest.max_python} but the host runs {running}"
+            return f"supports Python up to {manifest.max_python} but the host runs Python {running}"
     return None
 
 
@@ -128,16 +130,61 @@ def find_cycles(graph: Mapping[str, set[str]]) -> list[list[str]]:
     return cycles
 
 
-def _cycle_path(members: list[str], graph: Mapping[str, set[str]]) -> str:
-    """A readable path around a cycle, e.g. ``a -> b -> a``."""
-    inside = set(members)
-    path = [members[0]]
+def _reaches(start: str, goal: str, inside: set[str], avoid: set[str], graph: Graph) -> bool:
+    """Whether ``goal`` can be reached from ``start`` through ``inside``, avoiding ``avoid``."""
+    seen = {start}
+    todo = [start]
+    while todo:
+        for succ in graph.get(todo.pop(), ()):
+            if succ == goal:
+                return True
+            if succ in inside and succ not in avoid and succ not in seen:
+                seen.add(succ)
+                todo.append(succ)
+    return False
+
+
+def _cycle_through(start: str, inside: set[str], graph: Graph) -> list[str]:
+    """A cycle from ``start`` back to it within its strongly connected component ``inside``.
+
+    The walk takes the first (sorted) successor from which ``start`` can still be
+    reached without revisiting a node, so it always closes at ``start`` and
+    passes through as many members as that greedy choice allows.
+    """
+    path = [start]
     while True:
-        following = sorted(graph[path[-1]] & inside)
-        nxt = next((n for n in following if n not in path), following[0])
+        visited = set(path)
+        nxt = next(
+            (
+                succ
+                for succ in sorted(graph[path[-1]] & inside)
+                if succ not in visited and _reaches(succ, start, inside, visited | {succ}, graph)
+            ),
+            None,
+        )
+        if nxt is None:  # only the step back to ``start`` is left
+            path.append(start)
+            return path
         path.append(nxt)
-        if nxt == members[0] or nxt in path[:-1]:
-            return " -> ".join(path)
+
+
+def _cycle_paths(members: list[str], graph: Graph) -> dict[str, str]:
+    """Member -> a readable cycle through it, e.g. ``a -> b -> a``.
+
+    Members on the cycle through the first member share its path; any other
+    member gets a cycle of its own, starting from it, so that every message
+    names a cycle its plugin is really on.
+    """
+    inside = set(members)
+    cycles: list[list[str]] = []
+    paths: dict[str, str] = {}
+    for member in members:
+        cycle = next((c for c in cycles if member in c), None)
+        if cycle is None:
+            cycle = _cycle_through(member, inside, graph)
+            cycles.append(cycle)
+        paths[member] = " -> ".join(cycle)
+    return paths
 
 
 def resolve(
@@ -161,8 +208,7 @@ def resolve(
 
     graph = {pid: set(m.plugin_dependencies()) for pid, m in manifests.items()}
     for members in find_cycles(graph):
-        path = _cycle_path(members, graph)
-        for member in members:
+        for member, path in _cycle_paths(members, graph).items():
             failures.setdefault(
                 member,
                 DependencyError(
