@@ -8,6 +8,7 @@ errors below are what callers of the host API and the CLI see.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -35,6 +36,11 @@ __all__ = [
 ]
 
 
+_short = reprlib.Repr()
+_short.maxstring = 80
+_short.maxother = 80
+
+
 class AcpPluginsError(Exception):
     """Base of every error raised by acp-plugins."""
 
@@ -56,7 +62,7 @@ class FieldError:
     problem: str
 
     def __str__(self) -> str:
-        return f"{self.path or '<manifest>'}: {self.problem} (got {self.value!r})"
+        return f"{self.path or '<manifest>'}: {self.problem} (got {_short.repr(self.value)})"
 
 
 class ManifestError(AcpPluginsError):

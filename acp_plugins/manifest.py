@@ -19,6 +19,8 @@ from pydantic import (
     Field,
     HttpUrl,
     ValidationError,
+    ValidationInfo,
+    field_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
@@ -43,6 +45,10 @@ CORE_DEPENDENCY = "core"
 PLUGIN_ID_PATTERN = r"^[a-z][a-z0-9]*(?:[-_.][a-z0-9]+)*$"
 _PLUGIN_ID = re.compile(PLUGIN_ID_PATTERN)
 _PYTHON_VERSION = r"^3\.\d{1,2}$"
+
+
+def _minor(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
 
 
 def _check_version(value: str) -> str:
@@ -150,6 +156,17 @@ class Manifest(BaseModel):
     max_python: PythonVersion | None = Field(
         default=None, description="Newest Python (every micro release of it), e.g. '3.13'."
     )
+
+    @field_validator("max_python")
+    @classmethod
+    def _not_older_than_min_python(cls, value: str | None, info: ValidationInfo) -> str | None:
+        low = info.data.get("min_python")
+        if value and low and _minor(low) > _minor(value):
+            raise ValueError(
+                f"max_python {value} is older than min_python {low}; "
+                "no Python could load the plugin"
+            )
+        return value
 
     def core_range(self) -> VersionRange | None:
         """The range of core (plugin API) versions this plugin works with, if it says."""

@@ -188,6 +188,8 @@ INVALID = [
     ({"min_python": 3.10}, "min_python", 3.1, "Input should be a valid string"),
     ({"max_python": "3"}, "max_python", "3", PY_PATTERN),
     ({"max_python": "3.10.1"}, "max_python", "3.10.1", PY_PATTERN),
+    ({"min_python": "3.12", "max_python": "3.10"}, "max_python", "3.10",
+     "max_python 3.10 is older than min_python 3.12; no Python could load the plugin"),
     ({"manifest_version": "2.0"}, "manifest_version", "2.0", "Input should be '1.0'"),
     ({"name": ""}, "name", "", "String should have at least 1 character"),
     ({"name": "   "}, "name", "   ", "String should have at least 1 character"),
