@@ -43,7 +43,9 @@ def pip_install_target(projects: Sequence[Path], target: Path) -> None:
     copies = []
     for project in projects:
         copy = sources / project.name
-        shutil.copytree(project, copy, ignore=shutil.ignore_patterns("build", "*.egg-info", "tests"))
+        shutil.copytree(
+            project, copy, ignore=shutil.ignore_patterns("build", "*.egg-info", "tests")
+        )
         copies.append(copy)
     command = [
         sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",

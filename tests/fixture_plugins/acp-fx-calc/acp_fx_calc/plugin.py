@@ -1,8 +1,13 @@
 """Offers an `add` command (clashing with the tools sample) and a data source."""
 
 from acp_plugins import (
-    ArgumentDefinition, CommandDefinition, CommandResult, DataResult,
-    DataSourceDefinition, Plugin as Base, hookimpl,
+    ArgumentDefinition,
+    CommandDefinition,
+    CommandResult,
+    DataResult,
+    DataSourceDefinition,
+    Plugin as Base,
+    hookimpl,
 )
 
 
@@ -14,7 +19,9 @@ class Plugin(Base):
                 name="add",
                 arguments=[ArgumentDefinition(name="n", type="int", variadic=True)],
             ),
-            "neg": CommandDefinition(name="neg", arguments=[ArgumentDefinition(name="n", type="int")]),
+            "neg": CommandDefinition(
+                name="neg", arguments=[ArgumentDefinition(name="n", type="int")]
+            ),
         }
 
     @hookimpl
