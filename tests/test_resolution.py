@@ -183,7 +183,6 @@ PYTHON_BOUNDS = [
     (None, "3.12", (3, 13), "'p' supports Python up to 3.12 but the host runs Python 3.13"),
     ("3.11", "3.11", (3, 11), None),
     ("3.11", "3.11", (3, 12), "'p' supports Python up to 3.11 but the host runs Python 3.12"),
-    ("3.12", "3.10", (3, 11), "'p' needs Python >= 3.12 but the host runs Python 3.11"),
     (None, None, (3, 0), None),
 ]
 
