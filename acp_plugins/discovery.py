@@ -9,13 +9,11 @@ package (regular or editable install) without executing it.
 
 from __future__ import annotations
 
-import importlib.machinery
 import importlib.util
 import site
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from importlib.machinery import ModuleSpec
 from importlib.metadata import Distribution, EntryPoint, distributions
 from pathlib import Path
 
@@ -56,16 +54,13 @@ def add_search_path(paths: Iterable[str | Path]) -> None:
     importlib.invalidate_caches()
 
 
-def _installed_next_to(package: str, dist: Distribution) -> ModuleSpec | None:
-    """The spec of ``package`` in the directory ``dist`` is installed in, if it is there."""
+def _installed_next_to(package: str, dist: Distribution) -> Path | None:
+    """``package``'s manifest in the directory ``dist`` is installed in, if it is there."""
     try:
-        directory = dist.locate_file("")
+        candidate = Path(str(dist.locate_file(package))) / MANIFEST_FILENAME
     except NotImplementedError:  # a custom Distribution that has no files on disk
         return None
-    try:
-        return importlib.machinery.PathFinder.find_spec(package, [str(directory)])
-    except (ImportError, ValueError):
-        return None
+    return candidate if candidate.is_file() else None
 
 
 def manifest_path(entry_point_value: str, dist: Distribution | None = None) -> Path | None:
@@ -78,12 +73,14 @@ def manifest_path(entry_point_value: str, dist: Distribution | None = None) -> P
     """
     module = entry_point_value.partition(":")[0].strip()
     package = module.partition(".")[0]
-    spec = _installed_next_to(package, dist) if dist is not None else None
-    if spec is None or not spec.submodule_search_locations:
-        try:
-            spec = importlib.util.find_spec(package)
-        except (ImportError, ValueError):
-            return None
+    if dist is not None:
+        found = _installed_next_to(package, dist)
+        if found is not None:
+            return found
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
     if spec is None or not spec.submodule_search_locations:
         return None
     for location in spec.submodule_search_locations:
@@ -112,8 +109,9 @@ def _check_identity(entry_point: EntryPoint, dist_version: str, manifest: Manife
         )
 
 
-def _inspect(entry_point: EntryPoint, dist: Distribution) -> Discovery:
-    dist_name = dist.metadata["Name"] or "?"
+def _inspect(
+    entry_point: EntryPoint, dist: Distribution, dist_name: str, version: str
+) -> Discovery:
     location = manifest_path(entry_point.value, dist)
     manifest: Manifest | None = None
     error: AcpPluginsError | None = None
@@ -126,7 +124,7 @@ def _inspect(entry_point: EntryPoint, dist: Distribution) -> Discovery:
     else:
         try:
             manifest = read_manifest(location)
-            _check_identity(entry_point, dist.version, manifest)
+            _check_identity(entry_point, version, manifest)
         except ManifestError as failure:
             failure.plugin_id = entry_point.name
             error, manifest = failure, None
@@ -134,11 +132,66 @@ def _inspect(entry_point: EntryPoint, dist: Distribution) -> Discovery:
         plugin_id=entry_point.name,
         entry_point=entry_point.value,
         distribution=dist_name,
-        distribution_version=dist.version,
+        distribution_version=version,
         manifest_path=location,
         manifest=manifest,
         error=error,
     )
+
+
+def _name_and_version(dist: Distribution) -> tuple[str, str]:
+    """The distribution's (normalized) name and version.
+
+    Installers name the metadata folder ``{name}-{version}.dist-info`` (the
+    wheel and installed-distribution specifications), so that name says both
+    without opening a file; otherwise the two headers are read from the
+    metadata file directly instead of parsing it as a whole e-mail message,
+    which would cost most of discovery's time.
+    """
+    folder = getattr(dist, "_path", None)  # importlib.metadata's PathDistribution
+    if isinstance(folder, Path) and folder.suffix == ".dist-info":
+        name, sep, version = folder.stem.partition("-")
+        if sep and version and "-" not in version:
+            return canonicalize_name(name), version
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    name = version = ""
+    for line in text.splitlines():
+        if not line:
+            break  # the headers end at the first empty line
+        key, _, value = line.partition(":")
+        if key == "Name":
+            name = value.strip()
+        elif key == "Version":
+            version = value.strip()
+    return canonicalize_name(name) if name else "?", version or "0"
+
+
+def _entry_points_of_group(text: str, group: str) -> list[tuple[str, str]]:
+    """``(name, value)`` of each entry point of ``group`` in an ``entry_points.txt`` text."""
+    found = []
+    inside = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line[0] == "[":
+            inside = line.strip("[]").strip() == group
+        elif inside:
+            name, sep, value = line.partition("=")
+            if sep:
+                found.append((name.strip(), value.strip()))
+    return found
+
+
+def _plugin_entry_points(dist: Distribution) -> list[EntryPoint]:
+    """The ``acp.plugins`` entry points of ``dist``, reading its entry point file once."""
+    text = dist.read_text("entry_points.txt")
+    if not text or ENTRY_POINT_GROUP not in text:
+        return []  # most distributions are not plugins: no parsing for them
+    return [
+        EntryPoint(name, value, ENTRY_POINT_GROUP)
+        for name, value in _entry_points_of_group(text, ENTRY_POINT_GROUP)
+    ]
 
 
 def discover(search_path: Sequence[str | Path] | None = None) -> list[Discovery]:
@@ -157,12 +210,15 @@ def discover(search_path: Sequence[str | Path] | None = None) -> list[Discovery]
     claimed: dict[str, Discovery] = {}
     results: list[Discovery] = []
     for dist in found:
-        name = canonicalize_name(dist.metadata["Name"] or "")
+        entry_points = _plugin_entry_points(dist)
+        if not entry_points:
+            continue
+        name, version = _name_and_version(dist)
         if name in seen_distributions:
             continue
         seen_distributions.add(name)
-        for entry_point in dist.entry_points.select(group=ENTRY_POINT_GROUP):
-            discovery = _inspect(entry_point, dist)
+        for entry_point in entry_points:
+            discovery = _inspect(entry_point, dist, name, version)
             previous = claimed.get(discovery.plugin_id)
             if previous is not None:
                 discovery = _duplicate(discovery, previous)

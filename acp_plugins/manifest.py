@@ -213,6 +213,10 @@ def _json_kind(value: object) -> str:
 def parse_manifest(data: str | bytes, *, source: str = MANIFEST_FILENAME) -> Manifest:
     """Validate manifest JSON text; raise :class:`ManifestError` naming each bad field."""
     try:
+        return Manifest.model_validate_json(data)  # the fast path, for valid manifests
+    except ValidationError:
+        pass  # parse again below, to say precisely what is wrong
+    try:
         raw = json.loads(data)
     except (ValueError, UnicodeDecodeError) as error:
         raise ManifestError(f"{source} is not valid JSON: {error}", source=source) from None

@@ -342,3 +342,48 @@ def test_the_host_refuses_both_claimants_of_one_id_and_plugins_it_cannot_place(
     assert host.load_order == ()
     assert not side_effect.exists()
     assert imported_refused_modules() == []
+
+
+ENTRY_POINTS_TEXT = """
+[console_scripts]
+echo = not_a_plugin:main
+
+# a comment
+[acp.plugins]
+echo = acp_echo.plugin:EchoPlugin
+ tools=acp_tools.plugin:ToolsPlugin
+; another comment
+
+[acp.plugins.extra]
+ghost = nowhere:Nothing
+"""
+
+
+def test_entry_points_are_read_from_their_group_only() -> None:
+    from acp_plugins.discovery import _entry_points_of_group
+
+    assert _entry_points_of_group(ENTRY_POINTS_TEXT, "acp.plugins") == [
+        ("echo", "acp_echo.plugin:EchoPlugin"),
+        ("tools", "acp_tools.plugin:ToolsPlugin"),
+    ]
+    assert _entry_points_of_group(ENTRY_POINTS_TEXT, "acp.plugins.extra") == [
+        ("ghost", "nowhere:Nothing")
+    ]
+    assert _entry_points_of_group("", "acp.plugins") == []
+
+
+def test_name_and_version_come_from_the_folder_or_the_metadata_headers(tmp_path: Path) -> None:
+    from importlib.metadata import PathDistribution
+
+    from acp_plugins.discovery import _name_and_version
+
+    wheel_style = tmp_path / "Acp_Echo-1.2.0.dist-info"
+    wheel_style.mkdir()
+    assert _name_and_version(PathDistribution(wheel_style)) == ("acp-echo", "1.2.0")
+
+    egg_style = tmp_path / "acp_legacy.egg-info"
+    egg_style.mkdir()
+    (egg_style / "PKG-INFO").write_text(
+        "Metadata-Version: 2.1\nName: acp-Legacy\nVersion: 0.3\n\nName: not a header\n"
+    )
+    assert _name_and_version(PathDistribution(egg_style)) == ("acp-legacy", "0.3")
