@@ -43,10 +43,14 @@ class CommandRegistry:
         self._by_name = {}
         self._records = {}
         for record in records:
-            self._records[record.plugin_id] = record
-            for definition in record.commands.values():
-                entry = CommandEntry(record.plugin_id, definition)
-                self._by_name.setdefault(definition.name, []).append(entry)
+            self.add(record)
+
+    def add(self, record: PluginRecord) -> None:
+        """Take the commands of one more plugin (one that has just become active)."""
+        self._records[record.plugin_id] = record
+        for definition in record.commands.values():
+            entry = CommandEntry(record.plugin_id, definition)
+            self._by_name.setdefault(definition.name, []).append(entry)
 
     @property
     def conflicts(self) -> dict[str, list[str]]:

@@ -46,7 +46,16 @@ class HostServices(Protocol):
 class PluginContext:
     """What a plugin receives in ``initialize``: its identity, settings and host services."""
 
-    __slots__ = ("_host", "config", "data_dir", "logger", "manifest", "permissions", "plugin_id")
+    __slots__ = (
+        "_data_dir",
+        "_data_dir_made",
+        "_host",
+        "config",
+        "logger",
+        "manifest",
+        "permissions",
+        "plugin_id",
+    )
 
     def __init__(
         self,
@@ -61,10 +70,18 @@ class PluginContext:
         self.manifest = manifest
         self.permissions = permissions
         self.config = config
-        #: A directory that belongs to this plugin alone (the host creates it).
-        self.data_dir = data_dir
+        self._data_dir = data_dir
+        self._data_dir_made = False
         self.logger = logging.getLogger(f"acp_plugins.plugin.{manifest.plugin_id}")
         self._host = host
+
+    @property
+    def data_dir(self) -> Path:
+        """A directory that belongs to this plugin alone, created when first asked for."""
+        if not self._data_dir_made:
+            self._data_dir.mkdir(parents=True, exist_ok=True)
+            self._data_dir_made = True
+        return self._data_dir
 
     def has_permission(self, permission: Permission | str) -> bool:
         """Whether this plugin was granted ``permission``."""

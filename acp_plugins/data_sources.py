@@ -25,9 +25,13 @@ class DataSourceRegistry:
         self._by_id = {}
         self._records = {}
         for record in records:
-            self._records[record.plugin_id] = record
-            for source in record.data_sources:
-                self._by_id.setdefault(source.source_id, []).append((record, source))
+            self.add(record)
+
+    def add(self, record: PluginRecord) -> None:
+        """Take the sources of one more plugin (one that has just become active)."""
+        self._records[record.plugin_id] = record
+        for source in record.data_sources:
+            self._by_id.setdefault(source.source_id, []).append((record, source))
 
     def definitions(self) -> list[DataSourceDefinition]:
         """Every source of every active provider, by source id."""

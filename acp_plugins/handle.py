@@ -13,13 +13,70 @@ import asyncio
 import difflib
 import inspect
 from collections.abc import Mapping
-from typing import Any, Protocol
+from types import ModuleType
+from typing import Any, Protocol, cast
 
 import pluggy
+from pluggy import HookimplOpts
 
 from acp_plugins.errors import PluginRegistrationError
+from acp_plugins.hookspecs import SPEC_MODULES
+from acp_plugins.markers import PROJECT_NAME
 
-__all__ = ["InProcessHandle", "PluginHandle"]
+__all__ = ["HookRegistry", "InProcessHandle", "PluginHandle"]
+
+_IMPL_MARK = PROJECT_NAME + "_impl"
+
+
+def _static_attribute(plugin: object, name: str) -> object:
+    """``name`` of ``plugin`` as stored, without running a property or ``__getattr__``."""
+    if isinstance(plugin, ModuleType):
+        return vars(plugin).get(name)
+    namespace = getattr(plugin, "__dict__", None)
+    if isinstance(namespace, dict) and name in namespace:
+        return namespace[name]
+    for klass in (plugin if isinstance(plugin, type) else type(plugin)).__mro__:
+        if name in klass.__dict__:
+            return klass.__dict__[name]
+    return None
+
+
+class HookRegistry(pluggy.PluginManager):
+    """The host's pluggy manager: registry and validator of hook implementations.
+
+    It finds a plugin's implementations without running any of the plugin's code
+    (no property is evaluated) and without looking at private names, and tells
+    each registration which hooks it added, so that building a handle needs no
+    scan over every plugin registered before it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(PROJECT_NAME)
+        for module in SPEC_MODULES:
+            self.add_hookspecs(module)
+        self._collected: list[str] | None = None
+
+    def parse_hookimpl_opts(self, plugin: object, name: str) -> HookimplOpts | None:
+        if name.startswith("_"):
+            return None
+        attribute = _static_attribute(plugin, name)
+        if isinstance(attribute, (staticmethod, classmethod)):
+            attribute = attribute.__func__
+        options = getattr(attribute, _IMPL_MARK, None) if callable(attribute) else None
+        if not isinstance(options, dict):
+            return None
+        if self._collected is not None:
+            self._collected.append(options.get("specname") or name)
+        return cast(HookimplOpts, options)
+
+    def register_plugin(self, plugin: object, plugin_id: str) -> list[str]:
+        """Register ``plugin`` as ``plugin_id``; return the hook names it implements."""
+        self._collected = []
+        try:
+            self.register(plugin, name=plugin_id)
+            return self._collected
+        finally:
+            self._collected = None
 
 
 class PluginHandle(Protocol):
@@ -59,7 +116,7 @@ class InProcessHandle:
         self,
         plugin_id: str,
         plugin_object: object,
-        manager: pluggy.PluginManager,
+        manager: HookRegistry,
         *,
         sync_in_thread: bool = False,
     ) -> None:
@@ -68,7 +125,7 @@ class InProcessHandle:
         self._manager = manager
         self._object = plugin_object
         try:
-            manager.register(plugin_object, name=plugin_id)
+            hook_names = manager.register_plugin(plugin_object, plugin_id)
         except pluggy.PluginValidationError as error:
             raise PluginRegistrationError(
                 f"'{plugin_id}' has an invalid hook implementation: "
@@ -81,14 +138,17 @@ class InProcessHandle:
             ) from None
         self._impls: dict[str, tuple[Any, tuple[str, ...], bool]] = {}
         unknown = []
-        for caller in manager.get_hookcallers(plugin_object) or []:
+        for name in hook_names:
+            caller = getattr(manager.hook, name)
             if caller.spec is None:
-                unknown.append(caller.name)
+                unknown.append(name)
                 continue
-            for impl in caller.get_hookimpls():
+            # the newest implementation is normally last: search from the end
+            for impl in reversed(caller.get_hookimpls()):
                 if impl.plugin is plugin_object:
                     is_async = inspect.iscoroutinefunction(impl.function)
-                    self._impls[caller.name] = (impl.function, tuple(impl.argnames), is_async)
+                    self._impls[name] = (impl.function, tuple(impl.argnames), is_async)
+                    break
         if unknown:
             manager.unregister(plugin_object)
             known = [

@@ -9,6 +9,7 @@ the plugin's handle.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import sys
@@ -18,7 +19,6 @@ from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pluggy
 from packaging.version import Version
 from pydantic import BaseModel
 
@@ -37,12 +37,10 @@ from acp_plugins.errors import (
     PluginNotActive,
     PluginNotFound,
 )
-from acp_plugins.handle import InProcessHandle
-from acp_plugins.hookspecs import SPEC_MODULES
+from acp_plugins.handle import HookRegistry, InProcessHandle
 from acp_plugins.interfaces import INTERFACE_HOOKS, Interface, interface_of_hook
 from acp_plugins.lifecycle import PluginState, check_transition
 from acp_plugins.manifest import Manifest
-from acp_plugins.markers import PROJECT_NAME
 from acp_plugins.models import (
     CommandDefinition,
     CommandResult,
@@ -118,9 +116,7 @@ class PluginHost:
         self.router = MessageRouter(self.guard)
         self.commands = CommandRegistry()
         self.sources = DataSourceRegistry()
-        self._manager = pluggy.PluginManager(PROJECT_NAME)
-        for module in SPEC_MODULES:
-            self._manager.add_hookspecs(module)
+        self._manager = HookRegistry()
         self._records: dict[str, PluginRecord] = {}
         self._order: list[str] = []
         self._contexts: dict[str, PluginContext] = {}
@@ -295,17 +291,11 @@ class PluginHost:
             record, "validate_config", {"config": config}, "configure"
         ):
             return False
-        data_dir = self.data_root / plugin_id
-        try:
-            data_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            record.fail("initialize", f"cannot create data directory {data_dir}: {error.strerror}")
-            return False
         context = PluginContext(
             manifest=record.manifest,
             permissions=record.granted,
             config=config.settings,
-            data_dir=data_dir,
+            data_dir=self.data_root / plugin_id,
             host=self,
         )
         record.config = config
@@ -332,7 +322,7 @@ class PluginHost:
             record.reason = reason
             return False
         self._moved(record, PluginState.ACTIVE)
-        self._rebuild_registries()
+        self._register_capabilities(record)
         return True
 
     async def resume(self, plugin_id: str) -> bool:
@@ -574,6 +564,15 @@ class PluginHost:
         record.state = state
         record.reason = None
         return True
+
+    def _register_capabilities(self, record: PluginRecord) -> None:
+        """Add a plugin that has just become active to the routing tables."""
+        if record.handle is not None and record.handle.implements("can_handle"):
+            bisect.insort(self._active_handlers, record, key=lambda r: r.plugin_id)
+        if record.commands:
+            self.commands.add(record)
+        if record.data_sources:
+            self.sources.add(record)
 
     def _rebuild_registries(self) -> None:
         active = sorted(self.active(), key=lambda r: r.plugin_id)

@@ -177,12 +177,16 @@ def test_an_unknown_plugin_id_names_the_installed_ones(host: PluginHost) -> None
     )
 
 
-def test_each_initialized_plugin_gets_its_own_data_directory(
+def test_a_plugin_data_directory_is_its_own_and_made_when_first_used(
     host: PluginHost, tmp_path: Path
 ) -> None:
+    assert not (tmp_path / "data" / "echo").exists()  # echo never asked for it
+    context = host._context_of(host.record("echo"))
+    assert context.data_dir == tmp_path / "data" / "echo"
     assert (tmp_path / "data" / "echo").is_dir()
-    assert (tmp_path / "data" / "lifecycle-log").is_dir()
-    assert not (tmp_path / "data" / "import-error").exists()  # never got that far
+    other = host._context_of(host.record("lifecycle-log"))
+    assert other.data_dir == tmp_path / "data" / "lifecycle-log"
+    assert "import-error" not in host._contexts  # never got that far
 
 
 def test_settings_reach_the_plugin_context(
