@@ -41,13 +41,12 @@ def _static_attribute(plugin: object, name: str) -> object:
     return None
 
 
-class HookRegistry(pluggy.PluginManager):
-    """The host's pluggy manager: registry and validator of hook implementations.
+class _Shard(pluggy.PluginManager):
+    """One pluggy manager holding the registrations of a few plugins.
 
     It finds a plugin's implementations without running any of the plugin's code
     (no property is evaluated) and without looking at private names, and tells
-    each registration which hooks it added, so that building a handle needs no
-    scan over every plugin registered before it.
+    each registration which hooks it added.
     """
 
     def __init__(self) -> None:
@@ -70,13 +69,50 @@ class HookRegistry(pluggy.PluginManager):
         return cast(HookimplOpts, options)
 
     def register_plugin(self, plugin: object, plugin_id: str) -> list[str]:
-        """Register ``plugin`` as ``plugin_id``; return the hook names it implements."""
         self._collected = []
         try:
             self.register(plugin, name=plugin_id)
             return self._collected
         finally:
             self._collected = None
+
+
+class HookRegistry:
+    """Registers plugins' hook implementations with pluggy, which validates them.
+
+    The host calls each plugin through its own handle, never through a pluggy
+    broadcast, so registrations are spread over managers of at most
+    :attr:`SHARD_SIZE` plugins: pluggy scans every implementation of a hook each
+    time it adds one, which over hundreds of plugins in one manager costs time
+    that grows with the square of their number.
+    """
+
+    SHARD_SIZE = 64
+
+    def __init__(self) -> None:
+        self._shards: list[_Shard] = []
+
+    def register_plugin(
+        self, plugin: object, plugin_id: str
+    ) -> tuple[pluggy.PluginManager, list[str]]:
+        """Register ``plugin`` as ``plugin_id``: its manager and the hook names it implements.
+
+        Raises :class:`pluggy.PluginValidationError` when an implementation does
+        not match its hook specification.
+        """
+        shard = next(
+            (s for s in reversed(self._shards) if len(s.list_name_plugin()) < self.SHARD_SIZE),
+            None,
+        )
+        if shard is None:
+            shard = _Shard()
+            self._shards.append(shard)
+        return shard, shard.register_plugin(plugin, plugin_id)
+
+    def hook_names(self) -> list[str]:
+        """The names of every specified hook."""
+        shard = self._shards[0] if self._shards else _Shard()
+        return [name for name, caller in vars(shard.hook).items() if caller.has_spec()]
 
 
 class PluginHandle(Protocol):
@@ -116,16 +152,15 @@ class InProcessHandle:
         self,
         plugin_id: str,
         plugin_object: object,
-        manager: HookRegistry,
+        registry: HookRegistry,
         *,
         sync_in_thread: bool = False,
     ) -> None:
         self.plugin_id = plugin_id
         self.sync_in_thread = sync_in_thread
-        self._manager = manager
         self._object = plugin_object
         try:
-            hook_names = manager.register_plugin(plugin_object, plugin_id)
+            self._manager, hook_names = registry.register_plugin(plugin_object, plugin_id)
         except pluggy.PluginValidationError as error:
             raise PluginRegistrationError(
                 f"'{plugin_id}' has an invalid hook implementation: "
@@ -139,7 +174,7 @@ class InProcessHandle:
         self._impls: dict[str, tuple[Any, tuple[str, ...], bool]] = {}
         unknown = []
         for name in hook_names:
-            caller = getattr(manager.hook, name)
+            caller = getattr(self._manager.hook, name)
             if caller.spec is None:
                 unknown.append(name)
                 continue
@@ -150,12 +185,8 @@ class InProcessHandle:
                     self._impls[name] = (impl.function, tuple(impl.argnames), is_async)
                     break
         if unknown:
-            manager.unregister(plugin_object)
-            known = [
-                name
-                for name, caller in vars(manager.hook).items()
-                if getattr(caller, "spec", None) is not None
-            ]
+            self._manager.unregister(plugin_object)
+            known = registry.hook_names()
             hints = []
             for name in sorted(unknown):
                 close = difflib.get_close_matches(name, known, n=1)

@@ -4,10 +4,14 @@ Subclass it to get the lifecycle methods with sensible defaults, ``plugin_id``
 and ``version`` from the manifest, and ``self.context`` once initialized. Any
 object or module with ``@hookimpl`` functions is a valid plugin too.
 
-A method named after a lifecycle hook (``initialize``, ``on_load``,
-``on_suspend``...) is a hook implementation without a decorator; interface hooks
-such as ``can_handle`` must be marked with :data:`acp_plugins.hookimpl`. The
-lifecycle methods may be overridden with ``async def``.
+Only ``on_discover`` and ``initialize`` are hook implementations here (they
+keep the manifest and the context); the other defaults are what the host does
+anyway for a plugin that does not implement those hooks, so they are plain
+methods that cost nothing at registration. In a subclass, a method named after
+a lifecycle hook (``activate``, ``on_load``, ``on_suspend``...) is a hook
+implementation without a decorator; interface hooks such as ``can_handle`` must
+be marked with :data:`acp_plugins.hookimpl`. The lifecycle methods may be
+overridden with ``async def``.
 """
 
 from __future__ import annotations
@@ -63,22 +67,18 @@ class Plugin:
         self.context = context
         return True
 
-    @hookimpl
     def activate(self) -> bool | Awaitable[bool]:
         """Start serving; the default has nothing to start."""
         return True
 
-    @hookimpl
     def deactivate(self) -> bool | Awaitable[bool]:
         """Stop serving; the default has nothing to stop."""
         return True
 
-    @hookimpl
     def get_config_schema(self) -> dict[str, Any] | Awaitable[dict[str, Any]]:
         """The JSON Schema of the plugin's settings; the default has none."""
         return {}
 
-    @hookimpl
     def validate_config(self, config: PluginConfig) -> bool | Awaitable[bool]:
         """Accept any configuration; override to check ``config.settings``."""
         del config
