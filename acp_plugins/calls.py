@@ -13,6 +13,7 @@ import inspect
 import logging
 from collections.abc import Mapping, Sequence
 from time import perf_counter
+from types import CoroutineType
 from typing import Any
 
 from acp_plugins.errors import CallTimeout, PluginCallError
@@ -24,6 +25,18 @@ logger = logging.getLogger(__name__)
 
 #: Seconds a call into a plugin may take before it is abandoned.
 DEFAULT_TIMEOUT = 5.0
+
+#: Result types that are never awaitable: most answers, checked without the ABC machinery.
+_PLAIN_RESULTS: frozenset[type] = frozenset(
+    {float, int, bool, str, bytes, type(None), dict, list, tuple}
+)
+
+
+def _is_awaitable(value: object) -> bool:
+    kind = type(value)
+    if kind in _PLAIN_RESULTS:
+        return False
+    return kind is CoroutineType or inspect.isawaitable(value)
 
 
 class CallGuard:
@@ -69,18 +82,15 @@ class CallGuard:
             except (Exception, SystemExit) as error:
                 outcomes[position] = self._failed(record, hook, error, started)
                 continue
-            if inspect.isawaitable(result):
+            if _is_awaitable(result):
                 pending.append((position, record, result, started))
             else:
                 outcomes[position] = self._finished(record, hook, result, started, None)
         if pending:
-            awaited = await asyncio.gather(
-                *(
-                    self._await(record, hook, result, started, None)
-                    for _, record, result, started in pending
-                )
+            settled = await self._settle(
+                [(r, result, t) for _, r, result, t in pending], hook, None
             )
-            for (position, *_), outcome in zip(pending, awaited, strict=True):
+            for (position, *_), outcome in zip(pending, settled, strict=True):
                 outcomes[position] = outcome
         return outcomes
 
@@ -95,31 +105,69 @@ class CallGuard:
             result = handle.invoke(hook, kwargs)
         except (Exception, SystemExit) as error:
             return self._failed(record, hook, error, started)
-        if inspect.isawaitable(result):
+        if _is_awaitable(result):
             return await self._await(record, hook, result, started, timeout)
         return self._finished(record, hook, result, started, timeout)
 
     async def _await(
         self, record: PluginRecord, hook: str, awaitable: Any, started: float, timeout: float | None
     ) -> Any:
+        return (await self._settle([(record, awaitable, started)], hook, timeout))[0]
+
+    async def _settle(
+        self,
+        calls: Sequence[tuple[PluginRecord, Any, float]],
+        hook: str,
+        timeout: float | None,
+    ) -> list[Any]:
+        """Await the awaitables of started calls concurrently, each within the time limit.
+
+        Each runs as a task; one that is not done at the limit is cancelled and
+        left behind rather than awaited, so a plugin that ignores cancellation
+        cannot hold the host.
+        """
         limit = self.timeout if timeout is None else timeout
+        tasks = [asyncio.ensure_future(_contained(awaitable)) for _, awaitable, _ in calls]
         try:
-            result = await asyncio.wait_for(_contained(awaitable), limit)
-        except _PluginRaised as raised:
-            return self._failed(record, hook, raised.error, started)
-        except asyncio.TimeoutError:
-            return self._timed_out(record, hook, started, limit)
-        return self._finished(record, hook, result, started, timeout)
+            await asyncio.wait(tasks, timeout=limit)
+        except asyncio.CancelledError:  # the caller gave up: so do the plugins' calls
+            for task in tasks:
+                task.cancel()
+            raise
+        outcomes = []
+        for (record, _, started), task in zip(calls, tasks, strict=True):
+            if not task.done():
+                task.cancel()
+                task.add_done_callback(_forget)
+                outcomes.append(self._timed_out(record, hook, started, limit))
+            elif task.cancelled():
+                outcomes.append(self._failed(record, hook, RuntimeError("cancelled"), started))
+            elif isinstance(raised := task.exception(), _PluginRaised):
+                outcomes.append(self._failed(record, hook, raised.error, started))
+            else:
+                result, ended = task.result()
+                outcomes.append(self._finished(record, hook, result, started, timeout, ended))
+        return outcomes
 
     def _finished(
-        self, record: PluginRecord, hook: str, result: Any, started: float, timeout: float | None
+        self,
+        record: PluginRecord,
+        hook: str,
+        result: Any,
+        started: float,
+        timeout: float | None,
+        ended: float | None = None,
     ) -> Any:
         limit = self.timeout if timeout is None else timeout
-        elapsed = perf_counter() - started
+        elapsed = (ended or perf_counter()) - started
         if elapsed > limit:
             # A plain hook run inline cannot be interrupted; its late answer is still refused.
             return self._timed_out(record, hook, started, limit)
-        record.stats(hook).add(elapsed)
+        stats = record.metrics.get(hook) or record.stats(hook)
+        stats.calls += 1
+        stats.total_seconds += elapsed
+        if elapsed > stats.max_seconds:
+            stats.max_seconds = elapsed
         return result
 
     def _timed_out(
@@ -172,6 +220,12 @@ def invalid_return(record: PluginRecord, hook: str, what: str) -> PluginCallErro
     return error
 
 
+def _forget(task: asyncio.Future[Any]) -> None:
+    """Retrieve an abandoned task's outcome so that asyncio does not report it."""
+    if not task.cancelled():
+        task.exception()
+
+
 class _PluginRaised(Exception):
     """Carries what a plugin's awaitable raised out of the task that ran it."""
 
@@ -180,14 +234,14 @@ class _PluginRaised(Exception):
         self.error = error
 
 
-async def _contained(awaitable: Any) -> Any:
-    """Await a plugin's awaitable, wrapping whatever it raises in :class:`_PluginRaised`.
+async def _contained(awaitable: Any) -> tuple[Any, float]:
+    """Await a plugin's awaitable: its result and when it ended, or :class:`_PluginRaised`.
 
-    ``wait_for`` runs the awaitable as a task, and a task re-raises ``SystemExit``
-    out of the event loop itself; and a ``TimeoutError`` the plugin raises must
-    not be taken for the guard's own timeout. Cancellation passes through.
+    The awaitable runs as a task, and a task re-raises ``SystemExit`` out of the
+    event loop itself; and a ``TimeoutError`` the plugin raises must not be taken
+    for the guard's own timeout. Cancellation passes through.
     """
     try:
-        return await awaitable
+        return await awaitable, perf_counter()
     except (Exception, SystemExit) as error:
         raise _PluginRaised(error) from error

@@ -205,7 +205,8 @@ class InProcessHandle:
 
     def invoke(self, hook: str, kwargs: Mapping[str, Any]) -> Any:
         function, argnames, is_async = self._impls[hook]
-        arguments = {name: kwargs[name] for name in argnames}
+        # the host passes exactly a hook's arguments; an implementation may take fewer
+        arguments = kwargs if len(argnames) == len(kwargs) else {n: kwargs[n] for n in argnames}
         if self.sync_in_thread and not is_async:
             return asyncio.to_thread(function, **arguments)
         return function(**arguments)

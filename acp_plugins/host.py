@@ -9,7 +9,6 @@ the plugin's handle.
 
 from __future__ import annotations
 
-import bisect
 import logging
 import os
 import sys
@@ -120,7 +119,6 @@ class PluginHost:
         self._records: dict[str, PluginRecord] = {}
         self._order: list[str] = []
         self._contexts: dict[str, PluginContext] = {}
-        self._active_handlers: list[PluginRecord] = []
         self._discovered = False
 
     # -- reading state ------------------------------------------------------
@@ -386,7 +384,7 @@ class PluginHost:
 
     async def send(self, message: Message) -> RoutedMessage:
         """Route ``message`` to the most confident active handler and return its answer."""
-        return await self.router.route(message, self._active_handlers, self._context_of)
+        return await self.router.route(message, self._context_of)
 
     async def run_command(self, name: str, args: Sequence[str] = ()) -> CommandResult:
         """Run a command (plain name or ``plugin_id:command``) after checking its arguments."""
@@ -568,7 +566,7 @@ class PluginHost:
     def _register_capabilities(self, record: PluginRecord) -> None:
         """Add a plugin that has just become active to the routing tables."""
         if record.handle is not None and record.handle.implements("can_handle"):
-            bisect.insort(self._active_handlers, record, key=lambda r: r.plugin_id)
+            self.router.add(record)
         if record.commands:
             self.commands.add(record)
         if record.data_sources:
@@ -576,9 +574,9 @@ class PluginHost:
 
     def _rebuild_registries(self) -> None:
         active = sorted(self.active(), key=lambda r: r.plugin_id)
-        self._active_handlers = [
+        self.router.reset(
             r for r in active if r.handle is not None and r.handle.implements("can_handle")
-        ]
+        )
         self.commands.rebuild(r for r in active if r.commands)
         self.sources.rebuild(r for r in active if r.data_sources)
 

@@ -11,8 +11,9 @@ response.
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +70,8 @@ def coerce_response(record: PluginRecord, value: Any) -> MessageResponse:
 
 
 def _valid_score(value: Any) -> bool:
+    if type(value) is float or type(value) is int:
+        return 0.0 <= value <= 1.0  # NaN fails both comparisons
     return (
         isinstance(value, (int, float))
         and not isinstance(value, bool)
@@ -80,28 +83,51 @@ def _valid_score(value: Any) -> bool:
 class MessageRouter:
     """Routes messages among message handler plugins."""
 
-    __slots__ = ("_guard",)
+    __slots__ = ("_by_type", "_guard", "_handlers")
+
+    #: How many message types' candidate lists are remembered at once.
+    MAX_CACHED_TYPES = 1024
 
     def __init__(self, guard: CallGuard) -> None:
         self._guard = guard
+        self._handlers: list[PluginRecord] = []
+        self._by_type: dict[str, list[PluginRecord]] = {}
 
-    @staticmethod
-    def eligible(records: Sequence[PluginRecord], message_type: str) -> list[PluginRecord]:
+    @property
+    def handlers(self) -> list[PluginRecord]:
+        """The active message handlers, in plugin id order."""
+        return list(self._handlers)
+
+    def add(self, record: PluginRecord) -> None:
+        """Route to one more (just activated) handler."""
+        bisect.insort(self._handlers, record, key=lambda r: r.plugin_id)
+        self._by_type.clear()
+
+    def reset(self, records: Iterable[PluginRecord]) -> None:
+        """Route to exactly ``records`` from now on."""
+        self._handlers = sorted(records, key=lambda r: r.plugin_id)
+        self._by_type.clear()
+
+    def eligible(self, message_type: str) -> list[PluginRecord]:
         """The handlers that accept ``message_type``, in plugin id order."""
-        return [
-            record
-            for record in records
-            if message_type in record.message_types or "*" in record.message_types
-        ]
+        found = self._by_type.get(message_type)
+        if found is None:
+            if len(self._by_type) >= self.MAX_CACHED_TYPES:
+                self._by_type.clear()
+            found = self._by_type[message_type] = [
+                record
+                for record in self._handlers
+                if message_type in record.message_types or "*" in record.message_types
+            ]
+        return found
 
     async def route(
         self,
         message: Message,
-        handlers: Sequence[PluginRecord],
         context_for: Callable[[PluginRecord], PluginContext],
     ) -> RoutedMessage:
-        """Offer ``message`` to ``handlers`` (active, sorted by id) and return the answer."""
-        candidates = self.eligible(handlers, message.type)
+        """Offer ``message`` to the eligible handlers and return the answer."""
+        candidates = self.eligible(message.type)
         outcomes = await self._guard.call_many(candidates, "can_handle", {"message": message})
         scores: dict[str, float] = {}
         errors: dict[str, str] = {}
@@ -120,7 +146,7 @@ class MessageRouter:
             scores[record.plugin_id] = score
             if score > 0.0:
                 ranked.append((-score, record.plugin_id, record))
-        ranked.sort(key=lambda item: (item[0], item[1]))
+        ranked.sort()  # best score first, then plugin id (unique: records are never compared)
         for negative, plugin_id, record in ranked:
             try:
                 answer = await self._guard.call(

@@ -171,6 +171,17 @@ def test_when_the_winner_fails_the_next_best_answers(
     assert record.metrics["handle_message"].errors == 1
 
 
+def test_a_handler_that_ignores_cancellation_cannot_hold_the_host(
+    host: PluginHost, run: Callable[..., Any]
+) -> None:
+    started = perf_counter()
+    routed = run(host.send(loud("stubborn")))  # swallows the cancellation for 2 s
+    elapsed = perf_counter() - started
+    assert elapsed < 1.0  # the 0.5 s timeout, not the 2 s the plugin insists on
+    assert routed.plugin_id == "echo"
+    assert routed.errors == {"loud": "'loud' did not answer handle_message within 0.5 s"}
+
+
 def test_when_every_candidate_fails_the_message_is_unhandled(
     host: PluginHost, run: Callable[..., Any]
 ) -> None:

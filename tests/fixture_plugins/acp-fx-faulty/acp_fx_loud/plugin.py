@@ -23,7 +23,7 @@ class Plugin(Base):
             return "very"
         if mode == "hang-score":
             await asyncio.sleep(3600)
-        if mode in ("hang", "crash", "garbage"):
+        if mode in ("hang", "crash", "garbage", "stubborn"):
             return 1.0
         return 0.0
 
@@ -32,6 +32,15 @@ class Plugin(Base):
         mode = message.metadata.get("loud")
         if mode == "hang":
             await asyncio.sleep(3600)
+        if mode == "stubborn":  # ignores cancellation for 2 s, then answers
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 2
+            while loop.time() < deadline:
+                try:
+                    await asyncio.sleep(deadline - loop.time())
+                except asyncio.CancelledError:
+                    continue
+            return "too late"
         if mode == "crash":
             raise RuntimeError("handler crashed")
         return 42

@@ -1,0 +1,1 @@
+"""Benchmarks of acp-plugins against raw pluggy and stevedore: ``python -m benchmarks``."""

@@ -1,0 +1,284 @@
+"""Run the acp-plugins benchmarks: ``python -m benchmarks [--runs N] [--plugins N] ...``.
+
+Every benchmark measures acp-plugins and a baseline in the same invocation,
+several runs each, and reports the medians, their ratio and the goal for it.
+Progress goes to stderr; the table (or, with ``--json``, a JSON document) to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from importlib.metadata import version
+from typing import Any
+
+import pluggy
+
+import acp_plugins
+from benchmarks import env
+from benchmarks.dispatch import measure_dispatch, profile_dispatch
+from benchmarks.startup import measure_startup, profile_startup
+
+BENCHMARKS = ("dispatch", "discover", "start")
+
+
+@dataclass(frozen=True)
+class Result:
+    """One row of the table."""
+
+    name: str
+    description: str
+    baseline_name: str
+    unit: str  # "us/msg" or "ms"
+    ours: list[float]  # seconds per run
+    baseline: list[float]
+    goal: float | None  # maximum ratio; None = informational
+
+    @property
+    def ours_median(self) -> float:
+        return statistics.median(self.ours)
+
+    @property
+    def baseline_median(self) -> float:
+        return statistics.median(self.baseline)
+
+    @property
+    def ratio(self) -> float:
+        return self.ours_median / self.baseline_median
+
+    @property
+    def ok(self) -> bool | None:
+        return None if self.goal is None else self.ratio <= self.goal
+
+    def scaled(self, seconds: float) -> float:
+        return seconds * (1e6 if self.unit == "us/msg" else 1e3)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(
+            ours=self._summary(self.ours),
+            baseline=self._summary(self.baseline),
+            ratio=round(self.ratio, 4),
+            ok=self.ok,
+        )
+        return data
+
+    def _summary(self, runs: list[float]) -> dict[str, Any]:
+        values = [round(self.scaled(value), 3) for value in runs]
+        return {
+            "median": round(self.scaled(statistics.median(runs)), 3),
+            "min": min(values),
+            "max": max(values),
+            "runs": values,
+        }
+
+
+def _log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _bench_dispatch(args: argparse.Namespace) -> list[Result]:
+    results = []
+    for is_async in (False, True):
+        kind = "async" if is_async else "sync"
+        directory = env.dispatch_env(is_async=is_async, rebuild=args.rebuild)
+        _log(f"[dispatch-{kind}] {args.runs} runs x {args.messages} messages ...")
+        times = measure_dispatch(
+            str(directory), is_async=is_async, runs=args.runs, messages=args.messages
+        )
+        if args.profile:
+            _log(f"[dispatch-{kind}] cProfile of the host side (one run):")
+            _log(profile_dispatch(str(directory), is_async=is_async, messages=args.messages))
+        results.append(
+            Result(
+                name="dispatch" if not is_async else "dispatch-async",
+                description=(
+                    f"await host.send(m) among {env.DISPATCH_HANDLERS} {kind} message handlers"
+                ),
+                baseline_name=(
+                    "raw pluggy: hook.can_handle, max, winner.handle_message"
+                    + (" (asyncio.gather)" if is_async else "")
+                ),
+                unit="us/msg",
+                ours=times.host,
+                baseline=times.baseline,
+                goal=None if is_async else 3.0,
+            )
+        )
+    return results
+
+
+def _startup(
+    what: str, goal: float, description: str, baseline: str
+) -> Callable[[argparse.Namespace], Result]:
+    def bench(args: argparse.Namespace) -> Result:
+        directory = env.plugins_env(args.plugins, rebuild=args.rebuild)
+        _log(
+            f"[{what}] {args.runs} runs x 2 fresh interpreters, {args.plugins} plugins, "
+            f"{args.stevedore_cache} stevedore cache ..."
+        )
+        times = measure_startup(
+            what,
+            directory,
+            args.plugins,
+            runs=args.runs,
+            cache_root=env.cache_root(),
+            stevedore_cache=args.stevedore_cache,
+        )
+        if args.profile:
+            _log(f"[{what}] cProfile of one acp-plugins run (fresh interpreter):")
+            _log(profile_startup(what, directory, args.plugins, cache_root=env.cache_root()))
+        return Result(
+            name=what,
+            description=description.format(n=args.plugins),
+            baseline_name=baseline.format(n=args.plugins, cache=args.stevedore_cache),
+            unit="ms",
+            ours=times.host,
+            baseline=times.baseline,
+            goal=goal,
+        )
+
+    return bench
+
+
+_discover = _startup(
+    "discover",
+    0.5,
+    "acp_plugins.discover(search_path=[dir]): {n} manifests validated, nothing imported",
+    "stevedore ExtensionManager(invoke_on_load=False), {cache} cache: imports {n} entry points",
+)
+_start = _startup(
+    "start",
+    1.5,
+    "PluginHost(search_path=[dir]).start(): {n} plugins to Active",
+    "stevedore ExtensionManager(invoke_on_load=True), {cache} cache",
+)
+
+
+def _table(results: Sequence[Result], args: argparse.Namespace, elapsed: float) -> str:
+    header = ("benchmark", "acp-plugins", "baseline", "ratio", "goal", "ok")
+    rows = []
+    for r in results:
+        unit = "µs/msg" if r.unit == "us/msg" else "ms"
+        rows.append(
+            (
+                r.name,
+                f"{r.scaled(r.ours_median):.2f} {unit}",
+                f"{r.scaled(r.baseline_median):.2f} {unit}",
+                f"{r.ratio:.2f}x",
+                "info" if r.goal is None else f"<= {r.goal:g}x",
+                "-" if r.ok is None else ("yes" if r.ok else "NO"),
+            )
+        )
+    widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        return " | ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+
+    out = [
+        f"acp-plugins benchmarks: medians of {args.runs} runs; {args.plugins} plugins for "
+        f"discover/start; {args.messages} messages per dispatch run",
+        f"Python {platform.python_version()}, acp-plugins {acp_plugins.__version__}, "
+        f"pluggy {pluggy.__version__}, stevedore {version('stevedore')}",
+        "",
+        line(header),
+        "-+-".join("-" * width for width in widths),
+        *(line(row) for row in rows),
+        "",
+    ]
+    for r in results:
+        spread = ", ".join(f"{r.scaled(v):.2f}" for v in r.ours)
+        base = ", ".join(f"{r.scaled(v):.2f}" for v in r.baseline)
+        out.append(f"{r.name}: {r.description}")
+        out.append(f"    acp-plugins runs: {spread}")
+        out.append(f"    baseline ({r.baseline_name}) runs: {base}")
+    out.append("")
+    out.append(f"environment: {env.cache_root()}   total time: {elapsed:.1f} s")
+    return "\n".join(out)
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Benchmark acp-plugins against raw pluggy and stevedore.",
+    )
+    parser.add_argument("--runs", type=int, default=5, help="measured runs per side (default 5)")
+    parser.add_argument(
+        "--plugins", type=int, default=500, help="installed plugins for discover/start (500)"
+    )
+    parser.add_argument(
+        "--messages", type=int, default=5000, help="messages per dispatch run (default 5000)"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=BENCHMARKS,
+        metavar="NAME",
+        help=f"run only this benchmark ({', '.join(BENCHMARKS)}); repeatable",
+    )
+    parser.add_argument("--json", action="store_true", help="print results as JSON")
+    parser.add_argument(
+        "--stevedore-cache",
+        choices=("warm", "cold"),
+        default="warm",
+        help="stevedore's on-disk entry point cache for discover/start (default warm)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also print a cProfile of the acp-plugins side of each benchmark (stderr)",
+    )
+    parser.add_argument(
+        "--rebuild", action="store_true", help="regenerate and reinstall the plugin environments"
+    )
+    args = parser.parse_args(argv)
+    if args.runs < 1 or args.plugins < 1 or args.messages < 1:
+        parser.error("--runs, --plugins and --messages must be positive")
+    if importlib.util.find_spec("stevedore") is None:
+        parser.error("stevedore is needed for the baselines: pip install -e '.[bench]'")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    selected = args.only or list(BENCHMARKS)
+    started = time.perf_counter()
+    results: list[Result] = []
+    if "dispatch" in selected:
+        results.extend(_bench_dispatch(args))
+    if "discover" in selected:
+        results.append(_discover(args))
+    if "start" in selected:
+        results.append(_start(args))
+    elapsed = time.perf_counter() - started
+    if args.json:
+        document = {
+            "python": platform.python_version(),
+            "versions": {
+                "acp-plugins": acp_plugins.__version__,
+                "pluggy": pluggy.__version__,
+                "stevedore": version("stevedore"),
+            },
+            "runs": args.runs,
+            "plugins": args.plugins,
+            "messages": args.messages,
+            "stevedore_cache": args.stevedore_cache,
+            "environment": str(env.cache_root()),
+            "total_seconds": round(elapsed, 2),
+            "results": [r.to_dict() for r in results],
+        }
+        print(json.dumps(document, indent=2))
+    else:
+        print(_table(results, args, elapsed))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
