@@ -448,6 +448,24 @@ class PluginHost:
         )
         return _expect(record, "generate_report", result, Report)
 
+    async def config_schema(self, plugin_id: str) -> dict[str, Any]:
+        """The JSON Schema of a loaded plugin's settings (``{}`` when it declares none)."""
+        record = self.record(plugin_id)
+        if record.handle is None:
+            raise PluginNotActive(
+                f"'{plugin_id}' is {record.state.value}; only a loaded plugin can say "
+                "what its settings are",
+                plugin_id=plugin_id,
+            )
+        if not record.handle.implements("get_config_schema"):
+            return {}
+        schema = await self.guard.call(record, "get_config_schema", {})
+        if not isinstance(schema, dict):
+            raise invalid_return(
+                record, "get_config_schema", f"{type(schema).__name__}, not a JSON Schema object"
+            )
+        return schema
+
     # -- HostServices: what contexts may ask of the host ------------------------
 
     async def query_data(self, caller: str, source_id: str, query: DataQuery) -> DataResult:

@@ -17,6 +17,7 @@ import pytest
 from acp_plugins import (
     Message,
     PluginHost,
+    PluginNotActive,
     PluginNotFound,
     PluginState,
 )
@@ -201,3 +202,11 @@ def test_settings_reach_the_plugin_context(
     run(host.start())
     routed = run(host.send(Message(type="echo", content="hi")))
     assert routed.response.content == ">> hi"
+
+
+def test_only_a_loaded_plugin_has_a_settings_schema(
+    host: PluginHost, run: Callable[..., Any]
+) -> None:
+    assert run(host.config_schema("lifecycle-log")) == {}
+    with pytest.raises(PluginNotActive, match="'import-error' is discovered"):
+        run(host.config_schema("import-error"))

@@ -378,3 +378,9 @@ def test_unload_closes_cleanly(host: PluginHost, run: Run) -> None:
     assert record.state is PluginState.UNLOADED
     assert record.failures == []
     assert record.handle is None
+
+
+def test_the_host_reports_its_settings_schema(host: PluginHost, run: Run) -> None:
+    schema = run(host.config_schema("sqlite-store"))
+    assert set(schema["properties"]) == {"database", "seed_demo_data"}
+    assert run(host.config_schema("echo")) == {}  # echo declares no settings
