@@ -96,7 +96,6 @@ def demo(session: nox.Session) -> None:
         ["acp-plugins", "validate", str(ROOT / "sample_plugins" / "acp-echo")],
     ]
     for step in steps:
-        session.log("$ " + " ".join(step))
         session.run(*step, env=env)
 
 
