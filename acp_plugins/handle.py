@@ -73,6 +73,11 @@ class _Shard(pluggy.PluginManager):
         try:
             self.register(plugin, name=plugin_id)
             return self._collected
+        except pluggy.PluginValidationError:
+            # pluggy < 1.7 records the name before it validates: leave nothing behind
+            if self.get_plugin(plugin_id) is plugin:
+                self.unregister(name=plugin_id)
+            raise
         finally:
             self._collected = None
 

@@ -45,15 +45,19 @@ class Plugin:
             if callable(override) and not hasattr(override, _MARK):
                 setattr(cls, name, hookimpl(override))
 
+    # Properties never raise: tools that inspect plugin objects (pluggy before 1.7
+    # among them) read every attribute, before the host has called on_discover.
     @property
     def plugin_id(self) -> str:
-        """The plugin's id, from its manifest."""
-        return self.manifest.plugin_id
+        """The plugin's id, from its manifest (empty until the host discovered it)."""
+        manifest = getattr(self, "manifest", None)
+        return manifest.plugin_id if manifest is not None else ""
 
     @property
     def version(self) -> str:
-        """The plugin's version, from its manifest."""
-        return self.manifest.version
+        """The plugin's version, from its manifest (empty until the host discovered it)."""
+        manifest = getattr(self, "manifest", None)
+        return manifest.version if manifest is not None else ""
 
     @hookimpl
     def on_discover(self, manifest: Manifest) -> Awaitable[None] | None:

@@ -205,3 +205,9 @@ def test_the_defaults_accept_everything() -> None:
 
 def _config(settings: dict[str, Any]) -> PluginConfig:
     return PluginConfig(plugin_id="demo", version="1.2.3", settings=settings)
+
+
+def test_identity_properties_do_not_raise_before_discovery() -> None:
+    # pluggy before 1.7 reads every attribute of a plugin object while registering it
+    plugin = Grandchild()
+    assert (plugin.plugin_id, plugin.version) == ("", "")
