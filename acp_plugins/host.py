@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from importlib.metadata import EntryPoint
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from packaging.version import Version
@@ -178,12 +179,9 @@ class PluginHost:
             for pid, rec in self._records.items()
             if rec.manifest is not None and rec.reason is None
         }
-        refused = {pid: rec.reason for pid, rec in self._records.items() if rec.reason}
+        refused = {pid: rec.reason for pid, rec in self._records.items() if rec.reason is not None}
         resolution = resolve(
-            manifests,
-            core_version=self.core_version,
-            python=self.python,
-            unavailable={pid: why for pid, why in refused.items() if why},
+            manifests, core_version=self.core_version, python=self.python, unavailable=refused
         )
         for pid, failure in resolution.failures.items():
             self._records[pid].fail("resolve", failure.message)
@@ -292,7 +290,7 @@ class PluginHost:
         context = PluginContext(
             manifest=record.manifest,
             permissions=record.granted,
-            config=config.settings,
+            config=MappingProxyType(dict(config.settings)),  # a plugin reads, never writes, it
             data_dir=self.data_root / plugin_id,
             host=self,
         )

@@ -202,6 +202,10 @@ def test_settings_reach_the_plugin_context(
     run(host.start())
     routed = run(host.send(Message(type="echo", content="hi")))
     assert routed.response.content == ">> hi"
+    context = host._context_of(host.record("echo"))
+    with pytest.raises(TypeError):
+        context.config["prefix"] = "changed by the plugin"  # type: ignore[index]
+    assert host.record("echo").config.settings == {"prefix": ">> "}  # type: ignore[union-attr]
 
 
 def test_only_a_loaded_plugin_has_a_settings_schema(
