@@ -287,3 +287,25 @@ def test_a_plugin_over_its_timeout_fails_cleanly(zoo_dir: Path, tmp_path: Path) 
         result.stderr
     )
     assert "Traceback" not in result.stderr
+
+
+def test_listings_for_people_and_for_scripts(cli: Cli) -> None:
+    status, out, _ = cli("commands", "--json")
+    assert status == 0
+    commands = {item["qualified_name"]: item for item in json.loads(out)}
+    assert commands["tools:add"]["usage"] == "add A B"
+    assert commands["tools:add"]["conflict"] is False
+    status, out, _ = cli("sources")
+    assert status == 0
+    assert out.splitlines()[0].split() == ["SOURCE", "PLUGIN", "FIELDS", "DESCRIPTION"]
+    assert any(line.startswith("agent-events  sqlite-store") for line in out.splitlines())
+    status, out, _ = cli("metrics")
+    assert status == 0
+    assert any(line.startswith("events_total") for line in out.splitlines())
+
+
+def test_help_and_version_exit_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert "core 2.0.0" in capsys.readouterr().out
+    assert main(["run", "--help"]) == 0
+    assert "COMMAND" in capsys.readouterr().out
