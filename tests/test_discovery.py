@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from acp_plugins import ManifestError, PluginHost, PluginState
 from acp_plugins.discovery import Discovery, discover, manifest_path
@@ -387,3 +389,28 @@ def test_name_and_version_come_from_the_folder_or_the_metadata_headers(tmp_path:
         "Metadata-Version: 2.1\nName: acp-Legacy\nVersion: 0.3\n\nName: not a header\n"
     )
     assert _name_and_version(PathDistribution(egg_style)) == ("acp-legacy", "0.3")
+
+
+_names = st.from_regex(r"[a-z][a-z0-9_-]{0,12}", fullmatch=True)
+_values = st.from_regex(r"[a-z_][a-z0-9_.]{0,15}:[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True)
+_groups = st.sampled_from(["acp.plugins", "console_scripts", "acp.plugins.extra", "pytest11"])
+
+
+@given(
+    st.lists(
+        st.tuples(_groups, st.lists(st.tuples(_names, _values), max_size=4)),
+        max_size=5,
+    ),
+    st.sampled_from(["=", " = ", "= ", " ="]),
+)
+def test_entry_point_text_round_trips(
+    sections: list[tuple[str, list[tuple[str, str]]]], equals: str
+) -> None:
+    from acp_plugins.discovery import _entry_points_of_group
+
+    text = "\n".join(
+        f"[{group}]\n" + "".join(f"{name}{equals}{value}\n" for name, value in entries)
+        for group, entries in sections
+    )
+    expected = [entry for group, entries in sections if group == "acp.plugins" for entry in entries]
+    assert _entry_points_of_group(text, "acp.plugins") == expected
