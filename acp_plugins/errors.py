@@ -17,6 +17,8 @@ __all__ = [
     "CallTimeout",
     "CommandConflictError",
     "CommandUsageError",
+    "ConfigError",
+    "ConfigProblem",
     "DataSourceConflictError",
     "DependencyError",
     "FieldError",
@@ -81,6 +83,38 @@ class ManifestError(AcpPluginsError):
         self.summary = message
         self.errors = tuple(errors)
         self.source = source
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    """One bad setting: whose, where in the settings, which layer set it, what is wrong."""
+
+    plugin_id: str
+    path: str
+    layer: str
+    source: str
+    problem: str
+    value: object = None
+
+    def __str__(self) -> str:
+        where = f"setting '{self.path}'" if self.path else "settings"
+        got = "" if self.value is None else f" (got {_short.repr(self.value)})"
+        return f"'{self.plugin_id}' {where}: {self.problem}{got} [from {self.source}]"
+
+
+class ConfigError(AcpPluginsError):
+    """Configuration is invalid; ``problems`` names each bad setting and where it came from.
+
+    Secret values never appear in the message: whoever builds the problems masks them.
+    """
+
+    def __init__(
+        self, message: str, *, plugin_id: str | None = None, problems: Sequence[ConfigProblem] = ()
+    ) -> None:
+        details = "".join(f"\n  - {problem}" for problem in problems)
+        super().__init__(message + details, plugin_id=plugin_id)
+        self.summary = message
+        self.problems = tuple(problems)
 
 
 class DependencyError(AcpPluginsError):
