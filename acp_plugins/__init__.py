@@ -9,7 +9,16 @@ safely. See the README for a complete plugin example.
 
 from acp_plugins.calls import DEFAULT_TIMEOUT, CallGuard
 from acp_plugins.command_registry import CommandEntry
-from acp_plugins.config import PluginConfig
+from acp_plugins.config import (
+    ConfigSources,
+    Layer,
+    PluginConfig,
+    PluginSettings,
+    ResolvedConfig,
+    ValueOrigin,
+    plugin_env_prefix,
+    resolve_plugin_config,
+)
 from acp_plugins.context import PluginContext
 from acp_plugins.discovery import ENTRY_POINT_GROUP, Discovery, discover
 from acp_plugins.errors import (
@@ -56,12 +65,14 @@ from acp_plugins.models import (
     Report,
     TimeRange,
 )
+from acp_plugins.overrides import OverrideStore
 from acp_plugins.permissions import DEFAULT_GRANTS, Permission, PermissionPolicy
 from acp_plugins.plugin import Plugin
 from acp_plugins.record import CallStats, PluginFailure, PluginRecord
 from acp_plugins.reports import REPORT_FORMATS, render_report
 from acp_plugins.resolution import Resolution, resolve
 from acp_plugins.routing import RoutedMessage
+from acp_plugins.settings import HostSettings, load_host_settings
 from acp_plugins.versions import VersionRange, VersionRangeError, parse_range, parse_version
 
 __version__ = "0.1.0"
@@ -86,6 +97,7 @@ __all__ = [
     "CommandUsageError",
     "ConfigError",
     "ConfigProblem",
+    "ConfigSources",
     "DataQuery",
     "DataResult",
     "DataSourceConflictError",
@@ -93,9 +105,11 @@ __all__ = [
     "DependencyError",
     "Discovery",
     "FieldError",
+    "HostSettings",
     "IllegalTransition",
     "Interface",
     "InterfaceMismatch",
+    "Layer",
     "Manifest",
     "ManifestError",
     "Message",
@@ -103,6 +117,7 @@ __all__ = [
     "MetricDefinition",
     "MetricPoint",
     "MetricsData",
+    "OverrideStore",
     "Permission",
     "PermissionDenied",
     "PermissionNotGranted",
@@ -118,25 +133,31 @@ __all__ = [
     "PluginNotFound",
     "PluginRecord",
     "PluginRegistrationError",
+    "PluginSettings",
     "PluginState",
     "Report",
     "Resolution",
+    "ResolvedConfig",
     "RoutedMessage",
     "TimeRange",
     "UnknownCommand",
     "UnknownDataSource",
     "UnsupportedReportFormat",
+    "ValueOrigin",
     "VersionRange",
     "VersionRangeError",
     "__version__",
     "discover",
     "hookimpl",
     "hookspec",
+    "load_host_settings",
     "manifest_json_schema",
     "parse_manifest",
     "parse_range",
     "parse_version",
+    "plugin_env_prefix",
     "read_manifest",
     "render_report",
     "resolve",
+    "resolve_plugin_config",
 ]

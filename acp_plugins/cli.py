@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from acp_plugins import __version__
+from acp_plugins.config import ConfigSources, Layer, ValueOrigin
 from acp_plugins.errors import (
     AcpPluginsError,
     CommandConflictError,
     CommandUsageError,
+    ConfigError,
     DataSourceConflictError,
     PluginCallError,
     PluginNotActive,
@@ -39,9 +41,10 @@ from acp_plugins.host import CORE_VERSION, PluginHost
 from acp_plugins.lifecycle import PluginState
 from acp_plugins.manifest import manifest_json_schema
 from acp_plugins.models import DataQuery, Message, TimeRange
-from acp_plugins.permissions import PermissionPolicy
+from acp_plugins.overrides import OverrideStore
 from acp_plugins.project import ProjectCheck, check_project
 from acp_plugins.reports import REPORT_FORMATS
+from acp_plugins.settings import HostSettings, load_host_settings
 
 __all__ = ["main"]
 
@@ -99,22 +102,63 @@ def _parse_grants(values: Sequence[str]) -> dict[str, list[str]]:
     return grants
 
 
-def _host(args: argparse.Namespace) -> PluginHost:
+def _sources(args: argparse.Namespace) -> ConfigSources:
+    return ConfigSources.from_environment(
+        global_file=Path(args.config) if args.config else None,
+        user_file=Path(args.user_config) if args.user_config else None,
+    )
+
+
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The host settings this command line's flags give (the top layer)."""
+    flags: dict[str, Any] = {}
+    if args.plugin_path:
+        flags["plugin_path"] = list(args.plugin_path)
+    if args.data_dir:
+        flags["data_dir"] = args.data_dir
+    if args.timeout is not None:
+        flags["timeout"] = args.timeout
+    if args.grant:
+        flags["grants"] = _parse_grants(args.grant)
+    return flags
+
+
+def _host_settings(args: argparse.Namespace) -> tuple[HostSettings, ConfigSources]:
+    """The host's settings: its layers, with this command line's flags on top."""
+    sources = _sources(args)
     try:
-        policy = PermissionPolicy.from_names(_parse_grants(args.grant))
-    except ValueError as error:
-        raise CliError(f"--grant: {error}", EXIT_USAGE) from None
-    paths = list(args.plugin_path) or [
-        p for p in os.environ.get("ACP_PLUGINS_PATH", "").split(os.pathsep) if p
-    ]
-    for path in paths:
-        if not Path(path).is_dir():
+        settings, _ = load_host_settings(sources, _flags(args))
+    except ConfigError as error:
+        flags = [p for p in error.problems if p.layer == Layer.RUNTIME.value]
+        if flags:  # name the flag, not the setting behind it
+            lines = [f"{_FLAG_OF.get(p.path.split('.')[0], p.path)}: {p}" for p in flags]
+            raise CliError("\n".join(lines), EXIT_USAGE) from None
+        raise CliError(str(error), EXIT_FAILED) from None
+    return settings, sources
+
+
+_FLAG_OF = {
+    "grants": "--grant",
+    "timeout": "--timeout",
+    "data_dir": "--data-dir",
+    "plugin_path": "--plugin-path",
+}
+
+
+def _host(args: argparse.Namespace) -> PluginHost:
+    settings, sources = _host_settings(args)
+    for path in settings.plugin_path:
+        if not path.is_dir():
             raise CliError(f"plugin path {path} is not a directory", EXIT_USAGE)
     return PluginHost(
-        policy=policy,
-        search_path=paths or None,
-        timeout=args.timeout,
-        data_root=Path(args.data_dir) if args.data_dir else None,
+        policy=settings.policy(),
+        search_path=settings.plugin_path or None,
+        timeout=settings.timeout,
+        data_root=settings.data_dir,
+        sync_in_thread=settings.sync_in_thread,
+        config=sources,
+        overrides=OverrideStore(settings.effective_overrides_file),
+        disabled=settings.disabled,
     )
 
 
@@ -381,6 +425,178 @@ async def cmd_metrics(host: PluginHost, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- configuration ------------------------------------------------------------------
+
+HOST = "host"  # `config show host`: the host's own settings
+
+
+def _parse_value(text: str) -> Any:
+    """A value from the command line: JSON when it parses (5, true, [1], {"a": 1}), else text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _origins_json(rows: Sequence[tuple[str, Any, ValueOrigin]]) -> dict[str, Any]:
+    return {
+        path: {"value": value, "layer": origin.layer.value, "source": origin.source}
+        for path, value, origin in rows
+    }
+
+
+def _under(
+    rows: Sequence[tuple[str, Any, ValueOrigin]], key: str
+) -> list[tuple[str, Any, ValueOrigin]]:
+    """The rows of ``key`` itself or of the keys inside it."""
+    return [row for row in rows if row[0] == key or row[0].startswith(key + ".")]
+
+
+def _origin_line(row: tuple[str, Any, ValueOrigin]) -> str:
+    path, value, origin = row
+    return f"{path} = {json.dumps(value, default=str)}  [{origin.layer.value}: {origin.source}]"
+
+
+def _print_explained(rows: Sequence[tuple[str, Any, ValueOrigin]]) -> None:
+    if not rows:
+        print("no settings")
+        return
+    table = [
+        (path, json.dumps(value, default=str), origin.layer.value, origin.source)
+        for path, value, origin in rows
+    ]
+    print(_table(["KEY", "VALUE", "LAYER", "SOURCE"], table))
+
+
+def _host_rows(args: argparse.Namespace) -> list[tuple[str, Any, ValueOrigin]]:
+    settings, _ = _host_settings(args)
+    _, origins = load_host_settings(_sources(args), _flags(args))
+    values = json.loads(settings.model_dump_json())
+    return [(path, _at(values, path), origin) for path, origin in sorted(origins.items())]
+
+
+def _at(values: Any, path: str) -> Any:
+    for part in path.split("."):
+        values = values[part] if isinstance(values, dict) and part in values else None
+    return values
+
+
+async def cmd_config_show(args: argparse.Namespace) -> int:
+    if args.plugin_id == HOST:
+        rows = _host_rows(args)
+        _print_json({"plugin_id": HOST, "settings": _origins_json(rows)}) if args.json else (
+            _print_explained(rows)
+        )
+        return EXIT_OK
+    return await _with_host(_config_show, args)
+
+
+async def _config_show(host: PluginHost, args: argparse.Namespace) -> int:
+    resolved = host.config_of(args.plugin_id)
+    rows = resolved.explain()
+    if args.json:
+        _print_json({"plugin_id": args.plugin_id, "settings": _origins_json(rows)})
+    else:
+        _print_explained(rows)
+    return EXIT_OK
+
+
+async def cmd_config_get(args: argparse.Namespace) -> int:
+    if args.plugin_id == HOST:
+        rows = _host_rows(args)
+    else:
+        rows = await _with_host_result(args, lambda host: host.config_of(args.plugin_id).explain())
+    found = _under(rows, args.key)
+    if not found:
+        known = ", ".join(row[0] for row in rows) or "none"
+        raise CliError(f"'{args.plugin_id}' has no setting '{args.key}' (settings: {known})", 3)
+    if args.json:
+        _print_json(_origins_json(found))
+    else:
+        for row in found:
+            print(_origin_line(row))
+    return EXIT_OK
+
+
+async def _config_set(host: PluginHost, args: argparse.Namespace) -> int:
+    if args.action == "set":
+        resolved = await host.set_config(args.plugin_id, args.key, _parse_value(args.value))
+    else:
+        resolved = await host.unset_config(args.plugin_id, args.key)
+    rows = [
+        row for row in resolved.explain() if row[0] == args.key or row[0].startswith(args.key + ".")
+    ]
+    for path, value, origin in rows:
+        print(f"{path} = {json.dumps(value, default=str)}  [{origin.layer.value}: {origin.source}]")
+    if args.action == "set":
+        print(f"saved in {host.overrides.path}")
+    return EXIT_OK
+
+
+async def cmd_config_set(args: argparse.Namespace) -> int:
+    if args.plugin_id == HOST:
+        raise CliError(
+            "the host's settings are not changed at run time; set them in the config file, "
+            "the environment (ACP_HOST_*) or with command line flags",
+            EXIT_USAGE,
+        )
+    return await _with_host(_config_set, args)
+
+
+async def _config_schema(host: PluginHost, args: argparse.Namespace) -> int:
+    _print_json(await host.config_schema(args.plugin_id))
+    return EXIT_OK
+
+
+async def cmd_config_schema(args: argparse.Namespace) -> int:
+    if args.plugin_id == HOST:
+        _print_json(HostSettings.model_json_schema())
+        return EXIT_OK
+    return await _with_host(_config_schema, args)
+
+
+async def cmd_config_validate(args: argparse.Namespace) -> int:
+    """Check a config file: its [host] table and every [plugins.ID] table."""
+    if args.file:
+        args.config = args.file
+    sources = _sources(args)
+    if sources.global_file is None:
+        raise CliError("no config file to validate: name one, or set $ACP_CONFIG_FILE", EXIT_USAGE)
+    _host_settings(args)  # the [host] table: raises ConfigError naming the bad keys
+    return await _with_host(_config_validate, args)
+
+
+async def _config_validate(host: PluginHost, args: argparse.Namespace) -> int:
+    sources = host.config_sources
+    assert sources.global_file is not None
+    tables = sources.plugin_tables(Layer.GLOBAL)
+    problems = []
+    for plugin_id in sorted(tables):
+        record = host.records.get(plugin_id)
+        if record is None:
+            problems.append(f"[plugins.{plugin_id}]: no plugin '{plugin_id}' is installed")
+        elif record.failures and record.failures[-1].stage == "configure":
+            problems.append(record.failures[-1].message)
+    if args.json:
+        _print_json({"file": str(sources.global_file), "valid": not problems, "problems": problems})
+    elif problems:
+        print("\n".join(problems))
+    else:
+        print(f"ok    {sources.global_file}: host settings and {len(tables)} plugin table(s)")
+    return EXIT_FAILED if problems else EXIT_OK
+
+
+async def _with_host_result(args: argparse.Namespace, read: Callable[[PluginHost], Any]) -> Any:
+    result: list[Any] = []
+
+    async def grab(host: PluginHost, _: argparse.Namespace) -> int:
+        result.append(read(host))
+        return EXIT_OK
+
+    await _with_host(grab, args)
+    return result[0]
+
+
 # -- argument parsing -------------------------------------------------------------
 
 
@@ -408,15 +624,26 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--plugin-path", action="append", default=[], metavar="DIR",
         help="discover plugins installed in DIR (pip install --target DIR) instead of this "
-        "environment; repeatable; default from $ACP_PLUGINS_PATH",
+        "environment; repeatable (host setting plugin_path)",
     )  # fmt: skip
     common.add_argument(
         "--grant", action="append", default=[], metavar="PLUGIN=PERM[,PERM]",
         help="grant permissions beyond the defaults to a plugin; repeatable",
     )  # fmt: skip
-    common.add_argument("--data-dir", metavar="DIR", help="parent of the plugins' data directories")
-    common.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
-                        help="how long any call into a plugin may take (default 5)")  # fmt: skip
+    common.add_argument(
+        "--data-dir", metavar="DIR",
+        help="parent of the plugins' data directories (host setting data_dir)",
+    )  # fmt: skip
+    common.add_argument(
+        "--timeout", type=float, metavar="SECONDS",
+        help="how long any call into a plugin may take (host setting timeout; default 5)",
+    )  # fmt: skip
+    common.add_argument("--config", metavar="FILE",
+                        help="the host's config file, TOML (default $ACP_CONFIG_FILE or "
+                        "./acp-plugins.toml)")  # fmt: skip
+    common.add_argument("--user-config", metavar="FILE",
+                        help="the per-user config file (default $ACP_USER_CONFIG or "
+                        "~/.config/acp-plugins/config.toml)")  # fmt: skip
     common.add_argument("--debug", action="store_true", help="log everything; show tracebacks")
     common.add_argument("-v", "--verbose", action="store_true", help="log plugin warnings")
     sub = parser.add_subparsers(dest="name", required=True, metavar="COMMAND")
@@ -463,6 +690,43 @@ def build_parser() -> argparse.ArgumentParser:
     command("commands", cmd_commands, "List the commands active plugins offer.")
     command("sources", cmd_sources, "List the data sources active plugins provide.")
     command("metrics", cmd_metrics, "List the metrics analytics plugins offer.")
+
+    config = sub.add_parser(
+        "config",
+        help="Show, change and check configuration (plugins' and the host's).",
+        description="Configuration in five layers, lowest first: defaults, the global config "
+        "file, environment variables, the user config file, runtime overrides. "
+        f"Use '{HOST}' as ID for the host's own settings.",
+    )
+    actions = config.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def action(
+        name: str, handler: PlainCommand, text: str, *, json_flag: bool = True
+    ) -> argparse.ArgumentParser:
+        p = actions.add_parser(name, parents=[common], help=text, description=text)
+        p.set_defaults(handler=handler, needs_host=False)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="print JSON for scripts")
+        return p
+
+    p = action("show", cmd_config_show, "Effective settings and the layer each came from.")
+    p.add_argument("plugin_id", metavar="ID")
+    p = action("get", cmd_config_get, "One setting and where it came from.")
+    p.add_argument("plugin_id", metavar="ID")
+    p.add_argument("key", metavar="KEY", help="a dotted key, e.g. database or db.path")
+    p = action("set", cmd_config_set, "Set a runtime override (validated, saved, applied).",
+               json_flag=False)  # fmt: skip
+    p.add_argument("plugin_id", metavar="ID")
+    p.add_argument("key", metavar="KEY")
+    p.add_argument("value", metavar="VALUE", help="JSON (5, true, [1, 2]) or plain text")
+    p = action("unset", cmd_config_set, "Remove a runtime override.", json_flag=False)
+    p.add_argument("plugin_id", metavar="ID")
+    p.add_argument("key", metavar="KEY")
+    p = action("schema", cmd_config_schema, "The JSON Schema of a plugin's settings.",
+               json_flag=False)  # fmt: skip
+    p.add_argument("plugin_id", metavar="ID")
+    p = action("validate", cmd_config_validate, "Check a config file against the plugins.")
+    p.add_argument("file", nargs="?", metavar="FILE", help="default: the host's config file")
     return parser
 
 

@@ -55,6 +55,7 @@ class PluginContext:
         "manifest",
         "permissions",
         "plugin_id",
+        "settings",
     )
 
     def __init__(
@@ -65,11 +66,15 @@ class PluginContext:
         config: Mapping[str, Any],
         data_dir: Path,
         host: HostServices,
+        settings: Any = None,
     ) -> None:
         self.plugin_id: str = manifest.plugin_id
         self.manifest = manifest
         self.permissions = permissions
+        #: The effective settings, read-only (replaced, not changed, when they change).
         self.config = config
+        #: The validated settings model instance (``None`` for a plugin without a model).
+        self.settings = settings
         self._data_dir = data_dir
         self._data_dir_made = False
         self.logger = logging.getLogger(f"acp_plugins.plugin.{manifest.plugin_id}")

@@ -9,10 +9,11 @@ the plugin's handle.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -24,12 +25,19 @@ from pydantic import BaseModel
 
 from acp_plugins.calls import DEFAULT_TIMEOUT, CallGuard, invalid_return
 from acp_plugins.command_registry import CommandEntry, CommandRegistry, check_arguments
-from acp_plugins.config import PluginConfig
+from acp_plugins.config import (
+    ConfigSources,
+    PluginConfig,
+    ResolvedConfig,
+    plugin_env_prefix,
+    resolve_plugin_config,
+)
 from acp_plugins.context import PluginContext
 from acp_plugins.data_sources import DataSourceRegistry
 from acp_plugins.discovery import ENTRY_POINT_GROUP, Discovery, discover
 from acp_plugins.errors import (
     AcpPluginsError,
+    ConfigError,
     InterfaceMismatch,
     PermissionNotGranted,
     PluginCallError,
@@ -54,6 +62,7 @@ from acp_plugins.models import (
     Report,
     TimeRange,
 )
+from acp_plugins.overrides import OverrideStore
 from acp_plugins.permissions import PermissionPolicy
 from acp_plugins.record import PluginRecord
 from acp_plugins.resolution import resolve
@@ -86,7 +95,13 @@ class PluginHost:
     :param search_path: directories to discover plugins in (``pip install --target``);
         ``None`` means the host's own environment.
     :param timeout: seconds any call into a plugin may take.
-    :param settings: plugin id -> settings handed to the plugin at initialization.
+    :param settings: plugin id -> settings given by the embedding application; they
+        belong to the global layer, over the global config file's tables.
+    :param config: where the configuration layers come from (config files and the
+        environment); default: no files, this process's environment.
+    :param overrides: the store of runtime overrides (default
+        ``<data_root>/overrides.json``).
+    :param disabled: plugin ids the host must not load.
     :param data_root: parent of each plugin's own data directory.
     :param sync_in_thread: run plain (non-async) hooks in worker threads so that a
         hanging one can be abandoned at its timeout (slower per call).
@@ -104,12 +119,19 @@ class PluginHost:
         data_root: str | Path | None = None,
         sync_in_thread: bool = False,
         python: tuple[int, int] | None = None,
+        config: ConfigSources | None = None,
+        overrides: OverrideStore | None = None,
+        disabled: Iterable[str] = (),
     ) -> None:
         self.policy = policy or PermissionPolicy()
         self.core_version = Version(core_version)
         self.search_path = list(search_path) if search_path is not None else None
-        self.settings = dict(settings or {})
         self.data_root = Path(data_root) if data_root is not None else default_data_root()
+        self.config_sources = config or ConfigSources(environ=os.environ)
+        if settings:
+            self.config_sources = self.config_sources.with_global_tables(settings)
+        self.overrides = overrides or OverrideStore(self.data_root / "overrides.json")
+        self.disabled = frozenset(disabled)
         self.sync_in_thread = sync_in_thread
         self.python = python or (sys.version_info.major, sys.version_info.minor)
         self.guard = CallGuard(timeout)
@@ -207,6 +229,9 @@ class PluginHost:
             record.fail("manifest", item.error.message)
             return
         assert item.manifest is not None
+        if item.plugin_id in self.disabled:
+            record.fail("disabled", f"'{item.plugin_id}' is disabled in the host's settings")
+            return
         record.granted = self.policy.granted(item.plugin_id)
         missing = self.policy.missing(item.plugin_id, item.manifest.permissions)
         if missing:
@@ -278,11 +303,10 @@ class PluginHost:
         if blocker:
             record.fail("initialize", blocker)
             return False
-        config = PluginConfig(
-            plugin_id=plugin_id,
-            version=record.manifest.version,
-            settings=dict(self.settings.get(plugin_id, {})),
-        )
+        resolved = await self._resolve_config(record)
+        if resolved is None:
+            return False
+        config = self._plugin_config(record, resolved)
         if not await self._lifecycle_call(
             record, "validate_config", {"config": config}, "configure"
         ):
@@ -290,10 +314,12 @@ class PluginHost:
         context = PluginContext(
             manifest=record.manifest,
             permissions=record.granted,
-            config=MappingProxyType(dict(config.settings)),  # a plugin reads, never writes, it
+            config=MappingProxyType(resolved.values),  # a plugin reads, never writes, it
+            settings=resolved.settings,
             data_dir=self.data_root / plugin_id,
             host=self,
         )
+        record.resolved_config = resolved
         record.config = config
         self._contexts[plugin_id] = context
         for hook, kwargs in (("initialize", {"context": context}), ("on_initialize", {})):
@@ -446,6 +472,121 @@ class PluginHost:
         )
         return _expect(record, "generate_report", result, Report)
 
+    # -- configuration ------------------------------------------------------------
+
+    def config_of(self, plugin_id: str) -> ResolvedConfig:
+        """The effective configuration of an initialized plugin and where each value came from."""
+        record = self.record(plugin_id)
+        if record.resolved_config is None:
+            raise PluginNotActive(
+                f"'{plugin_id}' has no configuration in force ({record.state.value}"
+                + (f": {record.reason}" if record.reason else "")
+                + ")",
+                plugin_id=plugin_id,
+            )
+        return record.resolved_config
+
+    async def set_config(self, plugin_id: str, path: str, value: Any) -> ResolvedConfig:
+        """Set a runtime override of one setting, validate it, persist it, apply it.
+
+        An invalid value is refused with :class:`ConfigError` and nothing changes. A
+        valid one is saved, then the running plugin is told (``on_config_changed``);
+        if it refuses, the previous override is restored and the error raised.
+        """
+        return await self._change_config(plugin_id, path, value, remove=False)
+
+    async def unset_config(self, plugin_id: str, path: str) -> ResolvedConfig:
+        """Remove a runtime override (the value falls back to the layers below)."""
+        return await self._change_config(plugin_id, path, None, remove=True)
+
+    async def _change_config(
+        self, plugin_id: str, path: str, value: Any, *, remove: bool
+    ) -> ResolvedConfig:
+        record = self.record(plugin_id)
+        current = self.config_of(plugin_id)
+        model = await self._settings_model(record)
+        runtime = self.overrides.get(plugin_id)
+        proposed = copy.deepcopy(runtime)
+        if remove:
+            if not _remove_path(proposed, path):
+                raise ConfigError(
+                    f"'{plugin_id}' has no runtime override of '{path}' to remove",
+                    plugin_id=plugin_id,
+                )
+        else:
+            _set_path(proposed, path, value)
+        resolved = resolve_plugin_config(
+            plugin_id, model, self.config_sources, runtime=proposed
+        )  # raises ConfigError: nothing has changed yet
+        self.overrides.update(lambda data: _replace_entry(data, plugin_id, proposed))
+        if not await self._apply_config(record, resolved):
+            self.overrides.update(lambda data: _replace_entry(data, plugin_id, runtime))
+            self._install_config(record, current)
+            raise ConfigError(
+                f"'{plugin_id}' refused the new configuration ({record.reason}); "
+                "the previous one is in force again",
+                plugin_id=plugin_id,
+            )
+        return resolved
+
+    async def _apply_config(self, record: PluginRecord, resolved: ResolvedConfig) -> bool:
+        self._install_config(record, resolved)
+        if record.state not in (PluginState.INITIALIZED, PluginState.ACTIVE):
+            return True
+        config = self._plugin_config(record, resolved)
+        reason = record.reason
+        accepted = await self._lifecycle_call(
+            record, "on_config_changed", {"config": config}, "configure"
+        )
+        if accepted:
+            record.reason = reason
+        return accepted
+
+    def _install_config(self, record: PluginRecord, resolved: ResolvedConfig) -> None:
+        record.resolved_config = resolved
+        record.config = self._plugin_config(record, resolved)
+        context = self._contexts.get(record.plugin_id)
+        if context is not None:
+            context.config = MappingProxyType(resolved.values)
+            context.settings = resolved.settings
+
+    def _plugin_config(self, record: PluginRecord, resolved: ResolvedConfig) -> PluginConfig:
+        """The spec's ``PluginConfig`` of a resolved configuration."""
+        assert record.manifest is not None
+        prefix = plugin_env_prefix(record.plugin_id)
+        environ = self.config_sources.environ
+        return PluginConfig(
+            plugin_id=record.plugin_id,
+            version=record.manifest.version,
+            enabled=record.plugin_id not in self.disabled,
+            settings=MappingProxyType(resolved.values),
+            environment={k: v for k, v in environ.items() if k.upper().startswith(prefix)},
+        )
+
+    async def _settings_model(self, record: PluginRecord) -> type[BaseModel] | None:
+        if record.handle is None or not record.handle.implements("get_settings_model"):
+            return None
+        model = await self.guard.call(record, "get_settings_model", {})
+        if model is not None and not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise invalid_return(
+                record, "get_settings_model", f"{model!r}, not a pydantic model class or None"
+            )
+        return model
+
+    async def _resolve_config(self, record: PluginRecord) -> ResolvedConfig | None:
+        """Build and validate the plugin's configuration; ``None`` (recorded) if it is invalid."""
+        try:
+            model = await self._settings_model(record)
+            return resolve_plugin_config(
+                record.plugin_id,
+                model,
+                self.config_sources,
+                runtime=self.overrides.get(record.plugin_id),
+            )
+        except AcpPluginsError as error:
+            record.fail("configure", error.message)
+            return None
+
     async def config_schema(self, plugin_id: str) -> dict[str, Any]:
         """The JSON Schema of a loaded plugin's settings (``{}`` when it declares none)."""
         record = self.record(plugin_id)
@@ -456,7 +597,8 @@ class PluginHost:
                 plugin_id=plugin_id,
             )
         if not record.handle.implements("get_config_schema"):
-            return {}
+            model = await self._settings_model(record)
+            return model.model_json_schema() if model is not None else {}
         schema = await self.guard.call(record, "get_config_schema", {})
         if not isinstance(schema, dict):
             raise invalid_return(
@@ -595,6 +737,40 @@ class PluginHost:
         )
         self.commands.rebuild(r for r in active if r.commands)
         self.sources.rebuild(r for r in active if r.data_sources)
+
+
+def _set_path(tree: dict[str, Any], path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    for part in parents:
+        child = tree.get(part)
+        if not isinstance(child, dict):
+            child = tree[part] = {}
+        tree = child
+    tree[leaf] = value
+
+
+def _remove_path(tree: dict[str, Any], path: str) -> bool:
+    *parents, leaf = path.split(".")
+    chain = [tree]
+    for part in parents:
+        child = chain[-1].get(part)
+        if not isinstance(child, dict):
+            return False
+        chain.append(child)
+    if leaf not in chain[-1]:
+        return False
+    del chain[-1][leaf]
+    for parent, part in zip(reversed(chain[:-1]), reversed(parents), strict=True):
+        if not parent[part]:
+            del parent[part]  # prune tables left empty
+    return True
+
+
+def _replace_entry(data: dict[str, dict[str, Any]], plugin_id: str, entry: dict[str, Any]) -> None:
+    if entry:
+        data[plugin_id] = copy.deepcopy(entry)
+    else:
+        data.pop(plugin_id, None)
 
 
 def _import(record: PluginRecord) -> object:

@@ -46,6 +46,8 @@ LIFECYCLE_HOOKS: frozenset[str] = frozenset(
         "activate",
         "deactivate",
         "get_config_schema",
+        "get_settings_model",
+        "on_config_changed",
         "validate_config",
     }
 )

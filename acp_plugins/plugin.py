@@ -17,7 +17,9 @@ overridden with ``async def``.
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel
 
 from acp_plugins.interfaces import LIFECYCLE_HOOKS
 from acp_plugins.markers import PROJECT_NAME, hookimpl
@@ -35,6 +37,9 @@ _MARK = PROJECT_NAME + "_impl"
 class Plugin:
     """Base class for class-based plugins (the ``IPlugin`` of the specification)."""
 
+    #: The pydantic model of the plugin's settings (its ``config.py``), or ``None``.
+    settings_model: ClassVar[type[BaseModel] | None] = None
+
     manifest: Manifest
     context: PluginContext
 
@@ -44,6 +49,12 @@ class Plugin:
             override = cls.__dict__.get(name)
             if callable(override) and not hasattr(override, _MARK):
                 setattr(cls, name, hookimpl(override))
+        if cls.__dict__.get("settings_model") is not None and "get_settings_model" not in vars(cls):
+            # only plugins with settings pay for the hook at registration
+            def get_settings_model(self: Plugin) -> type[BaseModel] | None:
+                return type(self).settings_model
+
+            cls.get_settings_model = hookimpl(get_settings_model)  # type: ignore[method-assign]
 
     # Properties never raise: tools that inspect plugin objects (pluggy before 1.7
     # among them) read every attribute, before the host has called on_discover.
@@ -65,6 +76,16 @@ class Plugin:
         self.manifest = manifest
         return None
 
+    @property
+    def settings(self) -> Any:
+        """The validated settings (an instance of ``settings_model``), kept current by the host."""
+        context = getattr(self, "context", None)
+        return context.settings if context is not None else None
+
+    def get_settings_model(self) -> type[BaseModel] | None:
+        """The settings model (a hook only in subclasses that declare ``settings_model``)."""
+        return type(self).settings_model
+
     @hookimpl
     def initialize(self, context: PluginContext) -> bool | Awaitable[bool]:
         """Keep the context (call ``super().initialize(context)`` when overriding)."""
@@ -80,8 +101,9 @@ class Plugin:
         return True
 
     def get_config_schema(self) -> dict[str, Any] | Awaitable[dict[str, Any]]:
-        """The JSON Schema of the plugin's settings; the default has none."""
-        return {}
+        """The JSON Schema of the plugin's settings: its settings model's, or ``{}``."""
+        model = type(self).settings_model
+        return model.model_json_schema() if model is not None else {}
 
     def validate_config(self, config: PluginConfig) -> bool | Awaitable[bool]:
         """Accept any configuration; override to check ``config.settings``."""

@@ -16,7 +16,7 @@ from acp_plugins.lifecycle import PluginState
 from acp_plugins.permissions import Permission
 
 if TYPE_CHECKING:
-    from acp_plugins.config import PluginConfig
+    from acp_plugins.config import PluginConfig, ResolvedConfig
     from acp_plugins.handle import PluginHandle
     from acp_plugins.manifest import Manifest
     from acp_plugins.models import CommandDefinition, DataSourceDefinition
@@ -88,6 +88,8 @@ class PluginRecord:
     state: PluginState = PluginState.DISCOVERED
     granted: frozenset[Permission] = frozenset()
     config: PluginConfig | None = None
+    #: The configuration in force and where each value came from (once initialized).
+    resolved_config: ResolvedConfig | None = None
     #: Why the plugin is not where it was asked to go (``None`` once it gets there).
     reason: str | None = None
     failures: list[PluginFailure] = field(default_factory=list)
@@ -141,6 +143,7 @@ class PluginRecord:
             "message_types": sorted(self.message_types),
             "commands": sorted(self.commands),
             "data_sources": [source.source_id for source in self.data_sources],
+            "config": self.resolved_config.masked() if self.resolved_config else None,
             "failures": [failure.to_dict() for failure in self.failures],
             "call_errors": [failure.to_dict() for failure in self.call_errors],
             "metrics": {hook: stats.to_dict() for hook, stats in sorted(self.metrics.items())},

@@ -246,7 +246,11 @@ def test_grant_option_lets_a_refused_plugin_load(zoo_cli: Cli) -> None:
 def _subprocess_cli(
     *argv: str, plugin_dir: Path, data_dir: Path
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ACP_PLUGINS_PATH": str(plugin_dir), "ACP_PLUGINS_DATA_DIR": str(data_dir)}
+    env = {
+        **os.environ,
+        "ACP_HOST_PLUGIN_PATH": json.dumps([str(plugin_dir)]),
+        "ACP_HOST_DATA_DIR": str(data_dir),
+    }
     return subprocess.run(
         [sys.executable, "-m", "acp_plugins", *argv],
         capture_output=True,

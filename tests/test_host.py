@@ -211,6 +211,7 @@ def test_settings_reach_the_plugin_context(
 def test_only_a_loaded_plugin_has_a_settings_schema(
     host: PluginHost, run: Callable[..., Any]
 ) -> None:
-    assert run(host.config_schema("lifecycle-log")) == {}
+    assert run(host.config_schema("blocking")) == {}  # declares no settings
+    assert run(host.config_schema("lifecycle-log"))["properties"]["valid"]["type"] == "boolean"
     with pytest.raises(PluginNotActive, match="'import-error' is discovered"):
         run(host.config_schema("import-error"))

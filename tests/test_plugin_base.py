@@ -72,6 +72,7 @@ def test_unmarked_overrides_are_hooks_of_the_handle(host: PluginHost) -> None:
     assert handle.hooks == {
         "on_discover",
         "on_load",
+        "get_settings_model",  # lifecycle-log declares a settings model
         "validate_config",
         "initialize",
         "on_initialize",

@@ -1,8 +1,10 @@
 """Lifecycle hooks: optional for every plugin, called as it moves through its states.
 
-Order when the host starts a plugin: ``on_discover`` and ``on_load`` (-> Loaded),
-``validate_config``, ``initialize`` and ``on_initialize`` (-> Initialized),
-``activate`` and ``on_activate`` (-> Active). Suspending calls ``deactivate`` and
+Order when the host starts a plugin: ``on_discover`` and ``on_load`` (-> Loaded);
+``get_settings_model`` (the host then builds and validates the configuration),
+``validate_config``, ``initialize`` and ``on_initialize`` (-> Initialized);
+``activate`` and ``on_activate`` (-> Active). A validated change of settings while
+the plugin runs calls ``on_config_changed``. Suspending calls ``deactivate`` and
 ``on_suspend``; resuming calls ``activate`` and ``on_activate``; unloading calls
 ``deactivate`` (when active) and ``on_unload``.
 
@@ -19,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from acp_plugins.markers import hookspec
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from acp_plugins.config import PluginConfig
     from acp_plugins.context import PluginContext
     from acp_plugins.manifest import Manifest
@@ -44,8 +48,27 @@ def validate_config(config: PluginConfig) -> bool | None:
 
 
 @hookspec
+def get_settings_model() -> type[BaseModel] | None:
+    """Return the pydantic model of the plugin's settings (``None``: it has none).
+
+    The host builds the plugin's configuration from its layers (defaults, global
+    file, environment, user file, runtime overrides) and validates it with this
+    model before ``validate_config`` and ``initialize``.
+    """
+
+
+@hookspec
 def get_config_schema() -> dict[str, Any] | None:
-    """Return the JSON Schema of the plugin's settings (``{}`` when it has none)."""
+    """Return the JSON Schema of the plugin's settings (default: its settings model's)."""
+
+
+@hookspec
+def on_config_changed(config: PluginConfig) -> bool | None:
+    """A validated change of the plugin's settings while it runs; ``False`` or raise to refuse.
+
+    ``context.config`` and ``context.settings`` already hold the new values when
+    this is called; if the plugin refuses, the host restores the old ones.
+    """
 
 
 @hookspec

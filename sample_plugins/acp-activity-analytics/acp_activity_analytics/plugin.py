@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from acp_activity_analytics.config import AnalyticsSettings
 from acp_plugins import (
     DataQuery,
     MetricDefinition,
@@ -25,7 +26,6 @@ from acp_plugins import (
 )
 
 SOURCE = "agent-events"
-DEFAULT_TITLE = "Agent activity report"
 
 METRICS: tuple[MetricDefinition, ...] = (
     MetricDefinition(
@@ -76,6 +76,8 @@ def metric_points(rows: list[dict[str, Any]]) -> list[MetricPoint]:
 class ActivityAnalyticsPlugin(Plugin):
     """Collects ``events_total``, ``events_per_agent``, ``events_per_kind``, ``mean_value``."""
 
+    settings_model = AnalyticsSettings
+
     @hookimpl
     async def on_activate(self) -> None:
         offered = {source.source_id for source in self.context.data_sources()}
@@ -99,5 +101,5 @@ class ActivityAnalyticsPlugin(Plugin):
 
     @hookimpl
     async def generate_report(self, metrics: MetricsData, format: str) -> Report:
-        title = str(self.context.config.get("title") or DEFAULT_TITLE)
-        return render_report(metrics, format, title=title)
+        settings: AnalyticsSettings = self.context.settings
+        return render_report(metrics, format, title=settings.title)

@@ -1,14 +1,15 @@
-"""The echo plugin: answers messages with their own text."""
+"""The echo plugin: answers messages with their own text, after a configurable prefix."""
 
 from __future__ import annotations
 
+from acp_echo.config import EchoSettings
 from acp_plugins import Message, MessageResponse, Plugin, PluginContext, hookimpl
 
 
 class EchoPlugin(Plugin):
     """Certain about 'echo' messages, a fallback for 'chat' ones."""
 
-    prefix = "echo: "
+    settings_model = EchoSettings
 
     @hookimpl
     async def get_supported_message_types(self) -> list[str]:
@@ -20,5 +21,5 @@ class EchoPlugin(Plugin):
 
     @hookimpl
     async def handle_message(self, message: Message, context: PluginContext) -> MessageResponse:
-        prefix = str(context.config.get("prefix", self.prefix))
-        return MessageResponse(content=f"{prefix}{message.content}")
+        settings: EchoSettings = context.settings  # always current: the host keeps it so
+        return MessageResponse(content=f"{settings.prefix}{message.content}")

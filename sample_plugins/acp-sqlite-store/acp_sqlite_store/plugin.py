@@ -17,10 +17,8 @@ work runs in a worker thread so the host's event loop never waits on the disk.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from acp_plugins import (
     DataQuery,
@@ -30,74 +28,58 @@ from acp_plugins import (
     PluginConfig,
     hookimpl,
 )
+from acp_sqlite_store.config import SqliteStoreSettings
 from acp_sqlite_store.store import SOURCES, EventStore
 
-DEFAULT_DATABASE = "events.sqlite3"
 
-CONFIG_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "database": {
-            "type": "string",
-            "minLength": 1,
-            "description": "SQLite file; relative to the plugin's data directory.",
-            "default": DEFAULT_DATABASE,
-        },
-        "seed_demo_data": {
-            "type": "boolean",
-            "description": "Fill an empty database with demo events.",
-            "default": True,
-        },
-    },
-    "additionalProperties": False,
-}
-
-
-def database_path(settings: Mapping[str, Any], data_dir: Path) -> Path:
+def database_path(settings: SqliteStoreSettings, data_dir: Path) -> Path:
     """Where the database lives according to ``settings``."""
-    path = Path(str(settings.get("database") or DEFAULT_DATABASE)).expanduser()
+    path = Path(settings.database).expanduser()
     return path if path.is_absolute() else data_dir / path
 
 
 class SqliteStorePlugin(Plugin):
     """Provides the data sources ``agent-events`` and ``agents``."""
 
+    settings_model = SqliteStoreSettings
+
     def __init__(self) -> None:
         self._store: EventStore | None = None
-
-    def get_config_schema(self) -> dict[str, Any]:
-        return CONFIG_SCHEMA
-
-    def validate_config(self, config: PluginConfig) -> bool:
-        settings = config.settings
-        unknown = sorted(set(settings) - set(CONFIG_SCHEMA["properties"]))
-        if unknown:
-            raise ValueError(
-                f"unknown setting(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(CONFIG_SCHEMA['properties']))}"
-            )
-        database = settings.get("database")
-        if database is not None and (not isinstance(database, str) or not database):
-            raise ValueError(f"setting 'database' must be a non-empty path, not {database!r}")
-        seed = settings.get("seed_demo_data", True)
-        if not isinstance(seed, bool):
-            raise ValueError(f"setting 'seed_demo_data' must be true or false, not {seed!r}")
-        return True
 
     # The work is done in the on_* hooks: the base class's initialize, activate and
     # deactivate are plain functions, and these need to await worker threads.
 
     @hookimpl
     async def on_initialize(self) -> None:
+        self._store = await self._open(self.context.settings)
+
+    async def _open(self, settings: SqliteStoreSettings) -> EventStore:
         context = self.context
-        store = EventStore(database_path(context.config, context.data_dir))
+        store = EventStore(database_path(settings, context.data_dir))
         await asyncio.to_thread(store.open)
-        self._store = store
-        if context.config.get("seed_demo_data", True):
+        if settings.seed_demo_data:
             added = await asyncio.to_thread(store.seed_if_empty, datetime.now(timezone.utc))
             if added:
                 context.logger.info("seeded %d demo events into %s", added, store.path)
         context.logger.info("serving agent events from %s", store.path)
+        return store
+
+    @hookimpl
+    async def on_config_changed(self, config: PluginConfig) -> bool:
+        """Move to another database file while serving; refuse if it cannot be opened."""
+        del config  # self.context.settings already holds the new, validated settings
+        settings: SqliteStoreSettings = self.context.settings
+        wanted = database_path(settings, self.context.data_dir)
+        if self._store is not None and self._store.path == wanted:
+            return True
+        try:
+            store = await self._open(settings)
+        except Exception as error:  # the old database goes on serving
+            self.context.logger.warning("cannot open %s: %s", wanted, error)
+            return False
+        await self._close()
+        self._store = store
+        return True
 
     @hookimpl
     async def on_activate(self) -> None:

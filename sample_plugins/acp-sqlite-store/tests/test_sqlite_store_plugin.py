@@ -339,9 +339,10 @@ def test_seeding_can_be_turned_off(samples_dir: Path, tmp_path: Path, run: Run) 
 @pytest.mark.parametrize(
     ("settings", "problem"),
     [
-        ({"database": 3}, "setting 'database' must be a non-empty path"),
-        ({"seed_demo_data": "yes"}, "setting 'seed_demo_data' must be true or false"),
-        ({"databse": "x.db"}, "unknown setting(s) databse"),
+        ({"database": 3}, "'sqlite-store' setting 'database': Input should be a valid string"),
+        ({"database": ""}, "'sqlite-store' setting 'database': String should have at least 1"),
+        ({"seed_demo_data": "maybe"}, "setting 'seed_demo_data': Input should be a valid boolean"),
+        ({"databse": "x.db"}, "setting 'databse': unknown setting; remove it or fix its spelling"),
     ],
 )
 def test_bad_settings_keep_the_plugin_out(
@@ -383,4 +384,5 @@ def test_unload_closes_cleanly(host: PluginHost, run: Run) -> None:
 def test_the_host_reports_its_settings_schema(host: PluginHost, run: Run) -> None:
     schema = run(host.config_schema("sqlite-store"))
     assert set(schema["properties"]) == {"database", "seed_demo_data"}
-    assert run(host.config_schema("echo")) == {}  # echo declares no settings
+    assert run(host.config_schema("echo"))["properties"]["prefix"]["default"] == "echo: "
+    assert run(host.config_schema("tools")) == {}  # tools declares no settings

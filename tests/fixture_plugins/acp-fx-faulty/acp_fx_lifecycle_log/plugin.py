@@ -3,7 +3,11 @@
 import os
 from pathlib import Path
 
-from acp_plugins import Plugin as Base, hookimpl
+from acp_plugins import Plugin as Base, PluginSettings, hookimpl
+
+
+class Settings(PluginSettings):
+    valid: bool = True
 
 
 def _log(event):
@@ -14,6 +18,8 @@ def _log(event):
 
 
 class Plugin(Base):
+    settings_model = Settings
+
     def on_discover(self, manifest):
         super().on_discover(manifest)
         _log("on_discover:" + manifest.plugin_id)

@@ -1,0 +1,119 @@
+"""The host's own settings, layered like a plugin's.
+
+Lowest precedence first: the defaults below, table ``[host]`` of the global config
+file, environment variables ``ACP_HOST_<KEY>[__<SUBKEY>...]`` (for example
+``ACP_HOST_TIMEOUT=10``, ``ACP_HOST_GRANTS__ECHO='["manage-database"]'``), table
+``[host]`` of the per-user file, and what the command line's flags say.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from acp_plugins.config import ConfigSources, Layer, ValueOrigin, _resolve, _TableLayer
+from acp_plugins.permissions import DEFAULT_GRANTS, Permission, PermissionPolicy
+
+__all__ = ["HostSettings", "default_data_root", "load_host_settings"]
+
+#: The prefix of the host's environment variables.
+HOST_ENV_PREFIX = "ACP_HOST_"
+
+
+def default_data_root(environ: Mapping[str, str] | None = None) -> Path:
+    """Where plugins' data directories live: ``$ACP_PLUGINS_DATA_DIR``, else the XDG data dir."""
+    env = os.environ if environ is None else environ
+    explicit = env.get("ACP_PLUGINS_DATA_DIR")
+    if explicit:
+        return Path(explicit)
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "acp-plugins"
+
+
+class HostSettings(BaseSettings):
+    """What the host is configured with: timeouts, where things are, what plugins may do.
+
+    Built by :func:`load_host_settings` from every layer; ``HostSettings()`` alone
+    reads only the defaults and this process's ``ACP_HOST_*`` variables.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=HOST_ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
+    )
+
+    #: Seconds any call into a plugin may take.
+    timeout: float = Field(5.0, gt=0)
+    #: Run plain (non-async) hooks in worker threads, so a hanging one can be abandoned.
+    sync_in_thread: bool = False
+    #: Parent of each plugin's own data directory.
+    data_dir: Path = Field(default_factory=default_data_root)
+    #: The runtime overrides file (default ``<data_dir>/overrides.json``).
+    overrides_file: Path | None = None
+    #: Directories to discover plugins in; empty: the host's own environment.
+    plugin_path: list[Path] = []
+    #: Permissions every plugin holds.
+    default_grants: list[Permission] = Field(default_factory=lambda: sorted(DEFAULT_GRANTS))
+    #: Further permissions per plugin id.
+    grants: dict[str, list[Permission]] = {}
+    #: Plugin ids the host must not load.
+    disabled: list[str] = []
+
+    @field_validator("default_grants", "disabled", mode="before")
+    @classmethod
+    def _one_name_is_a_list(cls, value: Any) -> Any:
+        # as in PermissionPolicy.from_names, a single name may stand for a list of one
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("grants", mode="before")
+    @classmethod
+    def _one_grant_is_a_list(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {key: [v] if isinstance(v, str) else v for key, v in value.items()}
+        return value
+
+    @property
+    def effective_overrides_file(self) -> Path:
+        """The runtime overrides file: ``overrides_file``, else ``<data_dir>/overrides.json``."""
+        return self.overrides_file or self.data_dir / "overrides.json"
+
+    def policy(self) -> PermissionPolicy:
+        """The permission policy these settings describe."""
+        return PermissionPolicy(
+            defaults=frozenset(self.default_grants),
+            grants={plugin_id: frozenset(names) for plugin_id, names in self.grants.items()},
+        )
+
+
+def load_host_settings(
+    sources: ConfigSources, overrides: Mapping[str, Any] | None = None
+) -> tuple[HostSettings, dict[str, ValueOrigin]]:
+    """The host's settings from every layer, and where each value came from.
+
+    ``overrides`` (what the command line's flags say) is the highest layer. Raises
+    :class:`~acp_plugins.errors.ConfigError` (plugin id ``"host"``) naming every bad or
+    unknown key and where it was written.
+    """
+    environ = sources.environ
+    data_dir_from = "ACP_PLUGINS_DATA_DIR" if environ.get("ACP_PLUGINS_DATA_DIR") else "default"
+    global_table, global_where = sources._table(Layer.GLOBAL, ("host",), "host")
+    user_table, user_where = sources._table(Layer.USER, ("host",), "host")
+    layers: list[_TableLayer | None] = [
+        # the default data directory follows the given environment, not this process's
+        _TableLayer(
+            Layer.DEFAULTS, {"data_dir": default_data_root(environ)}, lambda loc: data_dir_from
+        ),
+        _TableLayer(Layer.GLOBAL, global_table, global_where),
+        None,  # the environment
+        _TableLayer(Layer.USER, user_table, user_where),
+        _TableLayer(Layer.RUNTIME, dict(overrides or {}), lambda loc: "command line"),
+    ]
+    settings, _, origins = _resolve(
+        "host", HostSettings, layers, env=environ, env_prefix=HOST_ENV_PREFIX
+    )
+    assert isinstance(settings, HostSettings)
+    return settings, origins
