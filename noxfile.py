@@ -80,12 +80,29 @@ def lint(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """Install the sample plugins and show the host at work through the CLI."""
     session.install("-e", ".", *SAMPLES)
-    data = session.create_tmp()
-    env = {"ACP_PLUGINS_DATA_DIR": str(Path(data) / "plugin-data")}
+    data = Path(session.create_tmp()).resolve()
+    config = data / "acp-plugins.toml"
+    config.write_text(
+        "[host]\ntimeout = 5\n\n"
+        '[plugins.echo]\nprefix = "echo> "\n\n'
+        f'[plugins.sqlite-store]\ndatabase = "{data / "demo-events.sqlite3"}"\n'
+    )
+    (data / "user.toml").write_text("")  # keep the demo away from a real per-user file
+    env = {
+        "ACP_HOST_DATA_DIR": str(data / "plugin-data"),
+        "ACP_CONFIG_FILE": str(config),
+        "ACP_USER_CONFIG": str(data / "user.toml"),
+        "ACP_PLUGIN_ACTIVITY_ANALYTICS__TITLE": "Demo activity report",
+    }
     steps = [
         ["acp-plugins", "list"],
         ["acp-plugins", "info", "activity-analytics"],
+        ["acp-plugins", "config", "show", "echo"],
         ["acp-plugins", "send", "--type", "echo", "hello", "agents"],
+        ["acp-plugins", "config", "set", "echo", "prefix", "runtime> "],
+        ["acp-plugins", "send", "--type", "echo", "hello", "again"],
+        ["acp-plugins", "config", "show", "sqlite-store"],
+        ["acp-plugins", "config", "show", "host"],
         ["acp-plugins", "commands"],
         ["acp-plugins", "run", "add", "2", "40"],
         ["acp-plugins", "run", "upper", "plugins", "are", "distributions"],
@@ -93,6 +110,7 @@ def demo(session: nox.Session) -> None:
         ["acp-plugins", "query", "agent-events", "--limit", "5", "--order-by=-at"],
         ["acp-plugins", "query", "agents"],
         ["acp-plugins", "report", "--format", "markdown"],
+        ["acp-plugins", "config", "validate"],
         ["acp-plugins", "validate", str(ROOT / "sample_plugins" / "acp-echo")],
     ]
     for step in steps:

@@ -231,6 +231,10 @@ async def cmd_info(host: PluginHost, args: argparse.Namespace) -> int:
         for name, value in fields:
             if value not in (None, ""):
                 print(f"{name.ljust(width)}  {value}")
+        if record.resolved_config is not None:
+            for path, value, origin in record.resolved_config.explain():
+                shown = json.dumps(value, default=str)
+                print(f"{'setting'.ljust(width)}  {path} = {shown}  [{origin}]")
         for failure in record.failures:
             print(f"{'failure'.ljust(width)}  [{failure.stage}] {failure.message}")
         for hook, stats in info["metrics"].items():

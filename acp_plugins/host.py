@@ -67,6 +67,7 @@ from acp_plugins.permissions import PermissionPolicy
 from acp_plugins.record import PluginRecord
 from acp_plugins.resolution import resolve
 from acp_plugins.routing import MessageRouter, RoutedMessage
+from acp_plugins.settings import default_data_root
 
 __all__ = ["CORE_VERSION", "PluginHost", "default_data_root"]
 
@@ -76,15 +77,6 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 #: The version of the plugin API this host offers (what ``dependencies.core`` is checked against).
 CORE_VERSION = "2.0.0"
-
-
-def default_data_root() -> Path:
-    """Where plugins' data directories live: ``$ACP_PLUGINS_DATA_DIR``, else the XDG data dir."""
-    explicit = os.environ.get("ACP_PLUGINS_DATA_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "acp-plugins"
 
 
 class PluginHost:
