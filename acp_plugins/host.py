@@ -578,6 +578,13 @@ class PluginHost:
         except AcpPluginsError as error:
             record.fail("configure", error.message)
             return None
+        except OSError as error:  # e.g. the overrides file cannot be read or set aside
+            record.fail(
+                "configure",
+                f"cannot read the runtime overrides in {self.overrides.path}: {error}; "
+                "fix the file's permissions or point overrides_file elsewhere",
+            )
+            return None
 
     async def config_schema(self, plugin_id: str) -> dict[str, Any]:
         """The JSON Schema of a loaded plugin's settings (``{}`` when it declares none)."""

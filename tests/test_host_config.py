@@ -184,3 +184,20 @@ def test_a_disabled_plugin_is_not_loaded(plugins_dir: Path, tmp_path: Path, run:
     run(host.start())
     assert host.record("vault").state is PluginState.DISCOVERED
     assert host.record("vault").reason == "'vault' is disabled in the host's settings"
+
+
+def test_an_unreadable_overrides_file_is_a_reason_not_a_crash(
+    plugins_dir: Path, tmp_path: Path, run: Run
+) -> None:
+    overrides = tmp_path / "overrides-is-a-directory"
+    overrides.mkdir()  # reading it fails with an OSError
+    host = PluginHost(
+        search_path=[plugins_dir],
+        data_root=tmp_path / "data",
+        config=ConfigSources(environ={}),
+        overrides=OverrideStore(overrides),
+    )
+    run(host.start())
+    record = host.record("echo")
+    assert record.state is PluginState.LOADED
+    assert f"cannot read the runtime overrides in {overrides}" in (record.reason or "")
