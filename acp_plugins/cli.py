@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from acp_plugins import __version__
+from acp_plugins.audit import AuditLog
 from acp_plugins.config import ConfigSources, Layer, ValueOrigin
 from acp_plugins.errors import (
     AcpPluginsError,
@@ -120,6 +121,8 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
         flags["timeout"] = args.timeout
     if args.grant:
         flags["grants"] = _parse_grants(args.grant)
+    if args.trust:
+        flags["isolation"] = {"trusted": [pid for item in args.trust for pid in item.split(",")]}
     return flags
 
 
@@ -139,6 +142,7 @@ def _host_settings(args: argparse.Namespace) -> tuple[HostSettings, ConfigSource
 
 _FLAG_OF = {
     "grants": "--grant",
+    "isolation": "--trust",
     "timeout": "--timeout",
     "data_dir": "--data-dir",
     "plugin_path": "--plugin-path",
@@ -159,6 +163,8 @@ def _host(args: argparse.Namespace) -> PluginHost:
         config=sources,
         overrides=OverrideStore(settings.effective_overrides_file),
         disabled=settings.disabled,
+        isolation=settings.isolation.policy(),
+        audit=AuditLog(settings.effective_audit_log),
     )
 
 
@@ -633,6 +639,11 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--grant", action="append", default=[], metavar="PLUGIN=PERM[,PERM]",
         help="grant permissions beyond the defaults to a plugin; repeatable",
+    )  # fmt: skip
+    common.add_argument(
+        "--trust", action="append", default=[], metavar="PLUGIN[,PLUGIN]",
+        help="run these plugins in the host's process instead of isolated workers "
+        "('*': all; host setting isolation.trusted); repeatable",
     )  # fmt: skip
     common.add_argument(
         "--data-dir", metavar="DIR",

@@ -52,7 +52,9 @@ __all__ = [
     "ResolvedConfig",
     "ValueOrigin",
     "plugin_env_prefix",
+    "portable_config_inputs",
     "resolve_plugin_config",
+    "resolve_portable_config",
 ]
 
 #: What a secret value is shown as, everywhere.
@@ -381,18 +383,107 @@ def resolve_plugin_config(
     layer may set any). Raises :class:`ConfigError` naming every bad or unknown key,
     its layer and where it was written.
     """
+    settings, values, origins = _resolve(
+        plugin_id,
+        model,
+        _plugin_layers(plugin_id, sources, runtime),
+        env=sources.environ,
+        env_prefix=plugin_env_prefix(plugin_id),
+    )
+    return ResolvedConfig(plugin_id, settings, values, origins)
+
+
+def _plugin_layers(
+    plugin_id: str, sources: ConfigSources, runtime: Mapping[str, Any] | None
+) -> list[_TableLayer | None]:
     global_table, global_where = sources._plugin_table(Layer.GLOBAL, plugin_id)
     user_table, user_where = sources._plugin_table(Layer.USER, plugin_id)
-    layers: list[_TableLayer | None] = [
+    return [
         _TableLayer(Layer.GLOBAL, global_table, global_where),
         None,  # the environment
         _TableLayer(Layer.USER, user_table, user_where),
         _TableLayer(Layer.RUNTIME, dict(runtime or {}), lambda loc: "runtime override"),
     ]
+
+
+def portable_config_inputs(
+    plugin_id: str, sources: ConfigSources, runtime: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Everything :func:`resolve_plugin_config` reads, as JSON data.
+
+    An isolated plugin's settings model lives in its worker: the host sends these
+    inputs there (the worker reads no file and sees only its own environment
+    variables) and :func:`resolve_portable_config` validates them with the same
+    code, so both modes report the same values, origins and problems.
+    """
+    layers: list[dict[str, Any] | None] = []
+    for layer in _plugin_layers(plugin_id, sources, runtime):
+        if layer is None:
+            layers.append(None)
+            continue
+        where = {"": layer.where(())}
+        for loc in _every_loc(layer.data):
+            where[_dotted(loc)] = layer.where(loc)
+        layers.append(
+            {
+                "layer": layer.layer.value,
+                "data": to_jsonable_python(layer.data, fallback=str),
+                "where": where,
+                "label": layer.label,
+            }
+        )
+    prefix = plugin_env_prefix(plugin_id)
+    env = {k: v for k, v in sources.environ.items() if k.upper().startswith(prefix)}
+    return {"layers": layers, "env": env, "prefix": prefix}
+
+
+def resolve_portable_config(
+    plugin_id: str, model: type[BaseModel] | None, inputs: Mapping[str, Any]
+) -> ResolvedConfig:
+    """:func:`resolve_plugin_config` on what :func:`portable_config_inputs` made."""
+    layers: list[_TableLayer | None] = []
+    for item in inputs["layers"]:
+        if item is None:
+            layers.append(None)
+        else:
+            layers.append(
+                _TableLayer(
+                    Layer(item["layer"]),
+                    dict(item["data"]),
+                    _mapped_locator(dict(item["where"])),
+                    str(item.get("label", "")),
+                )
+            )
     settings, values, origins = _resolve(
-        plugin_id, model, layers, env=sources.environ, env_prefix=plugin_env_prefix(plugin_id)
+        plugin_id, model, layers, env=dict(inputs["env"]), env_prefix=str(inputs["prefix"])
     )
     return ResolvedConfig(plugin_id, settings, values, origins)
+
+
+def _every_loc(data: Mapping[str, Any], prefix: _Loc = ()) -> list[_Loc]:
+    found: list[_Loc] = []
+    for key, value in data.items():
+        loc = (*prefix, key)
+        found.append(loc)
+        if isinstance(value, Mapping):
+            found += _every_loc(value, loc)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                found.append((*loc, index))
+                if isinstance(item, Mapping):
+                    found += _every_loc(item, (*loc, index))
+    return found
+
+
+def _mapped_locator(where: dict[str, str]) -> _Locator:
+    def locate(loc: _Loc) -> str:
+        for depth in range(len(loc), 0, -1):
+            found = where.get(_dotted(loc[:depth]))
+            if found is not None:
+                return found
+        return where.get("", "default")
+
+    return locate
 
 
 @dataclass(frozen=True, slots=True)

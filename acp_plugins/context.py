@@ -42,6 +42,9 @@ class HostServices(Protocol):
         self, caller: str, command: str, args: Sequence[str]
     ) -> CommandResult: ...
 
+    def permission_denied(self, caller: str, permission: str, operation: str) -> None:
+        """A context operation of ``caller`` was refused (the host audit-logs it)."""
+
 
 class PluginContext:
     """What a plugin receives in ``initialize``: its identity, settings and host services."""
@@ -96,6 +99,7 @@ class PluginContext:
         """Raise :class:`PermissionDenied` unless ``permission`` was granted."""
         if permission not in self.permissions:
             self.logger.warning("denied: %s needs %s", operation, permission.value)
+            self._host.permission_denied(self.plugin_id, permission.value, operation)
             raise PermissionDenied(self.plugin_id, permission.value, operation)
 
     async def query_data(self, source_id: str, query: DataQuery | None = None) -> DataResult:

@@ -35,6 +35,8 @@ __all__ = [
     "UnknownCommand",
     "UnknownDataSource",
     "UnsupportedReportFormat",
+    "WorkerError",
+    "WorkerProtocolError",
 ]
 
 
@@ -207,3 +209,11 @@ class DataSourceConflictError(AcpPluginsError):
 
 class UnsupportedReportFormat(AcpPluginsError):
     """A report was asked for in a format that is not supported."""
+
+
+class WorkerError(PluginCallError):
+    """An isolated plugin's worker process failed: it exited, was killed or was stopped."""
+
+
+class WorkerProtocolError(AcpPluginsError):
+    """A frame on a worker's channel was malformed, too large or out of place."""

@@ -9,7 +9,9 @@ the plugin's handle.
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import importlib.metadata
 import logging
 import os
 import sys
@@ -20,9 +22,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 from pydantic import BaseModel
 
+from acp_plugins.audit import AuditLog
 from acp_plugins.calls import DEFAULT_TIMEOUT, CallGuard, invalid_return
 from acp_plugins.command_registry import CommandEntry, CommandRegistry, check_arguments
 from acp_plugins.config import (
@@ -30,6 +35,7 @@ from acp_plugins.config import (
     PluginConfig,
     ResolvedConfig,
     plugin_env_prefix,
+    portable_config_inputs,
     resolve_plugin_config,
 )
 from acp_plugins.context import PluginContext
@@ -45,8 +51,14 @@ from acp_plugins.errors import (
     PluginNotActive,
     PluginNotFound,
 )
-from acp_plugins.handle import HookRegistry, InProcessHandle
-from acp_plugins.interfaces import INTERFACE_HOOKS, Interface, interface_of_hook
+from acp_plugins.handle import HookRegistry, InProcessHandle, PluginHandle
+from acp_plugins.interfaces import (
+    INTERFACE_HOOKS,
+    INTERFACE_PERMISSIONS,
+    Interface,
+    interface_of_hook,
+)
+from acp_plugins.isolation import IsolationPolicy
 from acp_plugins.lifecycle import PluginState, check_transition
 from acp_plugins.manifest import Manifest
 from acp_plugins.models import (
@@ -64,10 +76,11 @@ from acp_plugins.models import (
 )
 from acp_plugins.overrides import OverrideStore
 from acp_plugins.permissions import PermissionPolicy
-from acp_plugins.record import PluginRecord
+from acp_plugins.record import PluginFailure, PluginRecord
 from acp_plugins.resolution import resolve
 from acp_plugins.routing import MessageRouter, RoutedMessage
 from acp_plugins.settings import default_data_root
+from acp_plugins.worker_handle import WorkerHandle
 
 __all__ = ["CORE_VERSION", "PluginHost", "default_data_root"]
 
@@ -98,6 +111,9 @@ class PluginHost:
     :param sync_in_thread: run plain (non-async) hooks in worker threads so that a
         hanging one can be abandoned at its timeout (slower per call).
     :param python: the Python version plugins are checked against (default: running one).
+    :param isolation: which plugins run in-process (trusted) and the limits of the
+        worker processes every other plugin runs in; default: trust none.
+    :param audit: where security events go (default: ``<data_root>/audit.jsonl``).
     """
 
     def __init__(
@@ -114,8 +130,11 @@ class PluginHost:
         config: ConfigSources | None = None,
         overrides: OverrideStore | None = None,
         disabled: Iterable[str] = (),
+        isolation: IsolationPolicy | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.policy = policy or PermissionPolicy()
+        self.isolation = isolation or IsolationPolicy()
         self.core_version = Version(core_version)
         self.search_path = list(search_path) if search_path is not None else None
         self.data_root = Path(data_root) if data_root is not None else default_data_root()
@@ -123,6 +142,7 @@ class PluginHost:
         if settings:
             self.config_sources = self.config_sources.with_global_tables(settings)
         self.overrides = overrides or OverrideStore(self.data_root / "overrides.json")
+        self.audit = audit or AuditLog(self.data_root / "audit.jsonl")
         self.disabled = frozenset(disabled)
         self.sync_in_thread = sync_in_thread
         self.python = python or (sys.version_info.major, sys.version_info.minor)
@@ -135,6 +155,7 @@ class PluginHost:
         self._order: list[str] = []
         self._contexts: dict[str, PluginContext] = {}
         self._discovered = False
+        self._background: set[asyncio.Task[Any]] = set()
 
     # -- reading state ------------------------------------------------------
 
@@ -225,10 +246,31 @@ class PluginHost:
             record.fail("disabled", f"'{item.plugin_id}' is disabled in the host's settings")
             return
         record.granted = self.policy.granted(item.plugin_id)
+        needed = [
+            f"{interface.value} needs permission '{INTERFACE_PERMISSIONS[interface].value}'"
+            for interface in item.manifest.interfaces
+            if interface in INTERFACE_PERMISSIONS
+            and INTERFACE_PERMISSIONS[interface] not in item.manifest.permissions
+        ]
+        if needed:
+            record.fail(
+                "permissions",
+                f"'{item.plugin_id}' declares {'; '.join(needed)}: add it to the manifest's "
+                "permissions",
+            )
+            return
         missing = self.policy.missing(item.plugin_id, item.manifest.permissions)
         if missing:
             error = PermissionNotGranted(item.plugin_id, [p.value for p in missing])
             record.fail("permissions", error.message)
+            for permission in missing:
+                self.audit.record(
+                    item.plugin_id, "refuse", "denied", permission=permission.value,
+                    detail=error.message,
+                )  # fmt: skip
+            return
+        requested = ",".join(p.value for p in item.manifest.permissions) or None
+        self.audit.record(item.plugin_id, "grant", "allowed", permission=requested)
 
     # -- the whole lifecycle ------------------------------------------------
 
@@ -264,13 +306,21 @@ class PluginHost:
         if blocker:
             record.fail("load", blocker)
             return False
+        handle: PluginHandle
+        plugin_object: object = None
         try:
-            plugin_object = _import(record)
-            handle = InProcessHandle(
-                plugin_id, plugin_object, self._manager, sync_in_thread=self.sync_in_thread
-            )
+            if self.isolation.is_trusted(plugin_id):
+                plugin_object = _import(record)
+                handle = InProcessHandle(
+                    plugin_id, plugin_object, self._manager, sync_in_thread=self.sync_in_thread
+                )
+            else:
+                handle = self._worker_handle(record)
+                await handle.start()
+                handle.update_sources(self.sources.definitions())
         except AcpPluginsError as error:
             record.fail("load", error.message)
+            self.audit.record(plugin_id, "load", "failed", detail=error.message)
             return False
         try:
             _check_interfaces(record.manifest, handle.hooks, plugin_object)
@@ -279,6 +329,8 @@ class PluginHost:
             record.fail("load", error.message)
             return False
         record.handle = handle
+        mode = "isolated" if isinstance(handle, WorkerHandle) else "in-process"
+        self.audit.record(plugin_id, "load", "ok", detail=mode)
         for hook, kwargs in (("on_discover", {"manifest": record.manifest}), ("on_load", {})):
             if not await self._lifecycle_call(record, hook, kwargs, "load"):
                 handle.close()
@@ -323,6 +375,13 @@ class PluginHost:
         """Make the plugin operational (Initialized or Suspended -> Active)."""
         record = self.record(plugin_id)
         check_transition(plugin_id, record.state, PluginState.ACTIVE)
+        handle = record.handle
+        if isinstance(handle, WorkerHandle) and not handle.alive:
+            try:
+                await handle.revive()
+            except AcpPluginsError as error:
+                record.fail("activate", error.message)
+                return False
         for hook in ("activate", "on_activate"):
             if not await self._lifecycle_call(record, hook, {}, "activate"):
                 return False
@@ -496,7 +555,6 @@ class PluginHost:
     ) -> ResolvedConfig:
         record = self.record(plugin_id)
         current = self.config_of(plugin_id)
-        model = await self._settings_model(record)
         runtime = self.overrides.get(plugin_id)
         proposed = copy.deepcopy(runtime)
         if remove:
@@ -507,9 +565,7 @@ class PluginHost:
                 )
         else:
             _set_path(proposed, path, value)
-        resolved = resolve_plugin_config(
-            plugin_id, model, self.config_sources, runtime=proposed
-        )  # raises ConfigError: nothing has changed yet
+        resolved = await self._resolve_with(record, proposed)  # ConfigError: nothing changed yet
         self.overrides.update(lambda data: _replace_entry(data, plugin_id, proposed))
         if not await self._apply_config(record, resolved):
             self.overrides.update(lambda data: _replace_entry(data, plugin_id, runtime))
@@ -565,16 +621,25 @@ class PluginHost:
             )
         return model
 
+    async def _resolve_with(
+        self, record: PluginRecord, runtime: Mapping[str, Any] | None
+    ) -> ResolvedConfig:
+        """Merge and validate the plugin's layers with ``runtime`` as its overrides.
+
+        An isolated plugin's model is in its worker: the layers go there to be
+        validated by the same code (:func:`~acp_plugins.config.resolve_portable_config`).
+        """
+        handle = record.handle
+        if isinstance(handle, WorkerHandle):
+            inputs = portable_config_inputs(record.plugin_id, self.config_sources, runtime)
+            return await handle.resolve_config(inputs, self.guard.timeout)
+        model = await self._settings_model(record)
+        return resolve_plugin_config(record.plugin_id, model, self.config_sources, runtime=runtime)
+
     async def _resolve_config(self, record: PluginRecord) -> ResolvedConfig | None:
         """Build and validate the plugin's configuration; ``None`` (recorded) if it is invalid."""
         try:
-            model = await self._settings_model(record)
-            return resolve_plugin_config(
-                record.plugin_id,
-                model,
-                self.config_sources,
-                runtime=self.overrides.get(record.plugin_id),
-            )
+            return await self._resolve_with(record, self.overrides.get(record.plugin_id))
         except AcpPluginsError as error:
             record.fail("configure", error.message)
             return None
@@ -620,6 +685,59 @@ class PluginHost:
     ) -> CommandResult:
         logger.debug("%s runs %s", caller, command)
         return await self.run_command(command, args)
+
+    def permission_denied(self, caller: str, permission: str, operation: str) -> None:
+        self.audit.record(caller, "deny", "denied", permission=permission, detail=operation)
+
+    # -- isolation: WorkerEvents ----------------------------------------------------
+
+    def _worker_handle(self, record: PluginRecord) -> WorkerHandle:
+        assert record.manifest is not None
+        own = record.entry_point.partition(":")[0].strip().partition(".")[0]
+        return WorkerHandle(
+            record.plugin_id,
+            manifest=record.manifest,
+            entry_point=record.entry_point,
+            granted=record.granted,
+            data_dir=self.data_root / record.plugin_id,
+            search_path=self.search_path,
+            policy=self.isolation,
+            events=self,
+            own_packages=frozenset({own}),
+            code_dirs=(record.manifest_path.parent,) if record.manifest_path else (),
+            dependency_modules=_dependency_modules(record.distribution),
+        )
+
+    def worker_event(
+        self, plugin_id: str, outcome: str, detail: str, *, failure: bool = False
+    ) -> None:
+        self.audit.record(plugin_id, "worker", outcome, detail=detail)
+        record = self._records.get(plugin_id)
+        if failure and record is not None:
+            record.failures.append(PluginFailure("isolation", detail))
+
+    def sandbox_refused(self, plugin_id: str, event: str, message: str) -> None:
+        self.audit.record(plugin_id, "sandbox", "denied", detail=message)
+        record = self._records.get(plugin_id)
+        if record is not None:
+            record.call_errors.append(PluginFailure("sandbox", message))
+
+    def worker_gave_up(self, plugin_id: str, reason: str) -> None:
+        task = asyncio.ensure_future(self._open_circuit(plugin_id, reason))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _open_circuit(self, plugin_id: str, reason: str) -> None:
+        record = self._records[plugin_id]
+        self.audit.record(plugin_id, "circuit", "open", detail=reason)
+        if record.state is PluginState.ACTIVE:
+            await self.suspend(plugin_id)
+        record.fail("isolation", f"'{plugin_id}' was suspended: its worker {reason}")
+
+    async def settle(self) -> None:
+        """Wait for the host's background work (suspending plugins whose workers gave up)."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
 
     # -- internals ------------------------------------------------------------
 
@@ -728,6 +846,16 @@ class PluginHost:
             self.commands.add(record)
         if record.data_sources:
             self.sources.add(record)
+        self._send_sources()
+
+    def _send_sources(self) -> None:
+        """Keep every isolated plugin's copy of the data sources current."""
+        definitions = None
+        for record in self._records.values():
+            if isinstance(record.handle, WorkerHandle):
+                if definitions is None:
+                    definitions = self.sources.definitions()
+                record.handle.update_sources(definitions)
 
     def _rebuild_registries(self) -> None:
         active = sorted(self.active(), key=lambda r: r.plugin_id)
@@ -736,6 +864,7 @@ class PluginHost:
         )
         self.commands.rebuild(r for r in active if r.commands)
         self.sources.rebuild(r for r in active if r.data_sources)
+        self._send_sources()
 
 
 def _set_path(tree: dict[str, Any], path: str, value: Any) -> None:
@@ -770,6 +899,27 @@ def _replace_entry(data: dict[str, dict[str, Any]], plugin_id: str, entry: dict[
         data[plugin_id] = copy.deepcopy(entry)
     else:
         data.pop(plugin_id, None)
+
+
+def _dependency_modules(distribution: str) -> frozenset[str]:
+    """Top-level modules of the distributions ``distribution`` requires (what it may import)."""
+    try:
+        requirements = importlib.metadata.requires(distribution) or []
+    except importlib.metadata.PackageNotFoundError:
+        return frozenset()
+    names = set()
+    for text in requirements:
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+            names.add(canonicalize_name(requirement.name))
+    modules: set[str] = set()
+    for module, owners in importlib.metadata.packages_distributions().items():
+        if any(canonicalize_name(owner) in names for owner in owners):
+            modules.add(module)
+    return frozenset(modules)
 
 
 def _import(record: PluginRecord) -> object:

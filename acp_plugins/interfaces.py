@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["INTERFACE_HOOKS", "LIFECYCLE_HOOKS", "Interface", "interface_of_hook"]
+from acp_plugins.permissions import Permission
+
+__all__ = [
+    "INTERFACE_HOOKS",
+    "INTERFACE_PERMISSIONS",
+    "LIFECYCLE_HOOKS",
+    "Interface",
+    "interface_of_hook",
+]
 
 
 class Interface(str, Enum):
@@ -31,6 +39,14 @@ INTERFACE_HOOKS: dict[Interface, frozenset[str]] = {
     Interface.COMMAND_HANDLER: frozenset({"get_commands", "execute_command"}),
     Interface.DATA_PROVIDER: frozenset({"get_data_sources", "query_data"}),
     Interface.ANALYTICS_PROVIDER: frozenset({"get_metrics", "collect_metrics", "generate_report"}),
+}
+
+#: The permission each interface needs: handling messages means reading them, and an
+#: analytics provider reads the data it reports on. A manifest declaring the
+#: interface must request the permission.
+INTERFACE_PERMISSIONS: dict[Interface, Permission] = {
+    Interface.MESSAGE_HANDLER: Permission.READ_MESSAGING,
+    Interface.ANALYTICS_PROVIDER: Permission.READ_DATA,
 }
 
 #: Hooks every plugin may implement whatever its interfaces (all optional).

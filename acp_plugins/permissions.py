@@ -29,6 +29,9 @@ class Permission(str, Enum):
     READ_DATA = "read-data"
     WRITE_DATA = "write-data"
     MANAGE_DATABASE = "manage-database"
+    #: Beyond the specification: what an isolated worker's sandbox refuses otherwise.
+    NETWORK = "network"
+    RUN_PROCESSES = "run-processes"
 
     def __str__(self) -> str:
         return self.value

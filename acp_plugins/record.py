@@ -147,4 +147,12 @@ class PluginRecord:
             "failures": [failure.to_dict() for failure in self.failures],
             "call_errors": [failure.to_dict() for failure in self.call_errors],
             "metrics": {hook: stats.to_dict() for hook, stats in sorted(self.metrics.items())},
+            "isolation": self.isolation(),
         }
+
+    def isolation(self) -> dict[str, Any] | None:
+        """How the plugin runs: in-process, or in a worker (its pid, limits, restarts)."""
+        if self.handle is None:
+            return None
+        describe = getattr(self.handle, "describe", None)
+        return describe() if callable(describe) else {"mode": "in-process"}

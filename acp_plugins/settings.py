@@ -13,13 +13,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from acp_plugins.config import ConfigSources, Layer, ValueOrigin, _resolve, _TableLayer
+from acp_plugins.isolation import IsolationPolicy, WorkerLimits
 from acp_plugins.permissions import DEFAULT_GRANTS, Permission, PermissionPolicy
 
-__all__ = ["HostSettings", "default_data_root", "load_host_settings"]
+__all__ = [
+    "HostSettings",
+    "IsolationSettings",
+    "WorkerLimitSettings",
+    "default_data_root",
+    "load_host_settings",
+]
 
 #: The prefix of the host's environment variables.
 HOST_ENV_PREFIX = "ACP_HOST_"
@@ -33,6 +40,61 @@ def default_data_root(environ: Mapping[str, str] | None = None) -> Path:
         return Path(explicit)
     base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "acp-plugins"
+
+
+class WorkerLimitSettings(BaseModel):
+    """The limits of isolated workers (``[host.isolation]``, or per plugin under ``limits``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Memory a worker may allocate, in MiB.
+    memory_mb: int = Field(default=100, ge=16)
+    #: Share of one CPU a worker may use (``0.1``: 10 %); ``1.0`` or more: no limit.
+    cpu_share: float = Field(default=0.1, gt=0)
+    open_files: int = Field(default=64, ge=16)
+    file_mb: int = Field(default=64, ge=1)
+
+    def limits(self) -> WorkerLimits:
+        return WorkerLimits(
+            memory_mb=self.memory_mb,
+            cpu_share=self.cpu_share if self.cpu_share < 1 else None,
+            open_files=self.open_files,
+            file_mb=self.file_mb,
+        )
+
+
+class IsolationSettings(WorkerLimitSettings):
+    """Which plugins run in-process (``trusted``) and how the others are isolated."""
+
+    #: Plugin ids that run in the host's process; ``"*"`` trusts every plugin.
+    trusted: list[str] = []
+    #: Limits per plugin id, over the ones above.
+    limits_by_plugin: dict[str, WorkerLimitSettings] = {}
+    #: Modules a plugin's code may import beyond the allowed ones, per plugin id.
+    allowed_modules: dict[str, list[str]] = {}
+    #: Worker failures within ``failure_window`` seconds that suspend the plugin.
+    max_failures: int = Field(default=3, ge=1)
+    failure_window: float = Field(default=60.0, gt=0)
+    seccomp: bool = True
+    drop_privileges: bool = True
+
+    @field_validator("trusted", mode="before")
+    @classmethod
+    def _one_id_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    def policy(self) -> IsolationPolicy:
+        """The isolation policy these settings describe."""
+        return IsolationPolicy(
+            trusted=frozenset(self.trusted),
+            limits=self.limits(),
+            per_plugin={pid: limits.limits() for pid, limits in self.limits_by_plugin.items()},
+            allowed_modules={pid: frozenset(m) for pid, m in self.allowed_modules.items()},
+            max_failures=self.max_failures,
+            failure_window=self.failure_window,
+            seccomp=self.seccomp,
+            drop_privileges=self.drop_privileges,
+        )
 
 
 class HostSettings(BaseSettings):
@@ -62,6 +124,10 @@ class HostSettings(BaseSettings):
     grants: dict[str, list[Permission]] = {}
     #: Plugin ids the host must not load.
     disabled: list[str] = []
+    #: Which plugins are trusted to run in-process, and the limits of the isolated ones.
+    isolation: IsolationSettings = Field(default_factory=IsolationSettings)
+    #: The audit log (default ``<data_dir>/audit.jsonl``).
+    audit_log: Path | None = None
 
     @field_validator("default_grants", "disabled", mode="before")
     @classmethod
@@ -80,6 +146,11 @@ class HostSettings(BaseSettings):
     def effective_overrides_file(self) -> Path:
         """The runtime overrides file: ``overrides_file``, else ``<data_dir>/overrides.json``."""
         return self.overrides_file or self.data_dir / "overrides.json"
+
+    @property
+    def effective_audit_log(self) -> Path:
+        """The audit log file: ``audit_log``, else ``<data_dir>/audit.jsonl``."""
+        return self.audit_log or self.data_dir / "audit.jsonl"
 
     def policy(self) -> PermissionPolicy:
         """The permission policy these settings describe."""

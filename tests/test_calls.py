@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from acp_plugins import CallStats, CallTimeout, Message, PluginCallError, PluginHost
+from acp_plugins.isolation import TRUST_ALL
 from acp_plugins.record import CALL_ERROR_HISTORY
 from conftest import fixture_plugin, sample
 
@@ -30,7 +31,9 @@ def plugins_dir(install_plugins: Callable[..., Path]) -> Path:
 
 @pytest.fixture()
 def host(plugins_dir: Path, tmp_path: Path, run: Callable[..., Any]) -> PluginHost:
-    started = PluginHost(search_path=[plugins_dir], data_root=tmp_path, timeout=0.5)
+    started = PluginHost(
+        isolation=TRUST_ALL, search_path=[plugins_dir], data_root=tmp_path, timeout=0.5
+    )
     run(started.start())
     return started
 

@@ -23,6 +23,7 @@ from acp_plugins import (
     UnknownCommand,
 )
 from acp_plugins.command_registry import check_arguments
+from acp_plugins.isolation import TRUST_ALL
 from conftest import fixture_plugin, sample
 
 
@@ -33,7 +34,9 @@ def plugins_dir(install_plugins: Callable[..., Path]) -> Path:
 
 @pytest.fixture()
 def host(plugins_dir: Path, tmp_path: Path, run: Callable[..., Any]) -> PluginHost:
-    started = PluginHost(search_path=[plugins_dir], data_root=tmp_path, timeout=0.5)
+    started = PluginHost(
+        isolation=TRUST_ALL, search_path=[plugins_dir], data_root=tmp_path, timeout=0.5
+    )
     run(started.start())
     assert {record.plugin_id for record in started.active()} == {"calc", "tools"}
     return started

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from acp_plugins import Message, PermissionPolicy, PluginHost, RoutedMessage
+from acp_plugins.isolation import TRUST_ALL
 from conftest import SAMPLE_PROJECTS, fixture_plugin, sample
 
 
@@ -26,7 +27,7 @@ def plugins_dir(install_plugins: Callable[..., Path]) -> Path:
 def _relay(
     plugins_dir: Path, tmp_path: Path, run: Callable[..., Any], action: str, **host: Any
 ) -> RoutedMessage:
-    started = PluginHost(search_path=[plugins_dir], data_root=tmp_path, **host)
+    started = PluginHost(isolation=TRUST_ALL, search_path=[plugins_dir], data_root=tmp_path, **host)
     run(started.start())
     routed: RoutedMessage = run(
         started.send(Message(type="relay", content="ping", metadata={"action": action}))
@@ -76,6 +77,8 @@ def test_narrowed_defaults_take_an_operation_away(
 ) -> None:
     # relay asks for read-data in its manifest, so taking it away refuses relay at load
     policy = PermissionPolicy.from_names(defaults=["read-messaging", "write-messaging"])
-    host = PluginHost(search_path=[plugins_dir], data_root=tmp_path, policy=policy)
+    host = PluginHost(
+        isolation=TRUST_ALL, search_path=[plugins_dir], data_root=tmp_path, policy=policy
+    )
     host.discover()
     assert "'read-data' requested by 'relay' is not granted" in (host.record("relay").reason or "")

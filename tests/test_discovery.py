@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from acp_plugins import ManifestError, PluginHost, PluginState
 from acp_plugins.discovery import Discovery, discover, manifest_path
+from acp_plugins.isolation import TRUST_ALL
 from conftest import SAMPLE_PROJECTS, fixture_plugin, sample
 
 #: Top-level modules of the plugins that must never be imported in these tests.
@@ -250,9 +251,9 @@ def test_a_search_path_shows_only_the_plugins_installed_there(
 def test_a_host_on_one_directory_does_not_see_the_plugins_of_another(
     rejected_dir: Path, identity_dir: Path, tmp_path: Path
 ) -> None:
-    PluginHost(search_path=[rejected_dir], data_root=tmp_path).discover()
+    PluginHost(isolation=TRUST_ALL, search_path=[rejected_dir], data_root=tmp_path).discover()
 
-    host = PluginHost(search_path=[identity_dir], data_root=tmp_path)
+    host = PluginHost(isolation=TRUST_ALL, search_path=[identity_dir], data_root=tmp_path)
     host.discover()
 
     assert sorted(host.records) == ["echo", "lone-module", "no-manifest", "version-skew"]
@@ -269,7 +270,7 @@ def test_an_empty_directory_has_no_plugins(tmp_path: Path) -> None:
 def test_the_host_refuses_bad_plugins_before_import_and_starts_the_rest(
     rejected_dir: Path, side_effect: Path, tmp_path: Path, run: Callable[..., object]
 ) -> None:
-    host = PluginHost(search_path=[rejected_dir], data_root=tmp_path / "data")
+    host = PluginHost(isolation=TRUST_ALL, search_path=[rejected_dir], data_root=tmp_path / "data")
 
     run(host.start())
 
@@ -312,7 +313,7 @@ def test_the_host_refuses_bad_plugins_before_import_and_starts_the_rest(
 def test_loading_a_refused_plugin_directly_does_not_import_it(
     rejected_dir: Path, side_effect: Path, tmp_path: Path, run: Callable[..., object]
 ) -> None:
-    host = PluginHost(search_path=[rejected_dir], data_root=tmp_path / "data")
+    host = PluginHost(isolation=TRUST_ALL, search_path=[rejected_dir], data_root=tmp_path / "data")
     host.discover()
 
     for plugin_id in ("bad-manifest", "greedy", "impostor", "not-json"):
@@ -327,7 +328,9 @@ def test_the_host_refuses_both_claimants_of_one_id_and_plugins_it_cannot_place(
     echo_dir: Path, identity_dir: Path, side_effect: Path, tmp_path: Path,
     run: Callable[..., object],
 ) -> None:  # fmt: skip
-    host = PluginHost(search_path=[echo_dir, identity_dir], data_root=tmp_path / "data")
+    host = PluginHost(
+        isolation=TRUST_ALL, search_path=[echo_dir, identity_dir], data_root=tmp_path / "data"
+    )
 
     run(host.start())
 

@@ -21,6 +21,7 @@ from acp_plugins import (
     PluginNotFound,
     PluginState,
 )
+from acp_plugins.isolation import TRUST_ALL
 from conftest import fixture_plugin, sample
 
 S = PluginState
@@ -33,7 +34,9 @@ def plugins_dir(install_plugins: Callable[..., Path]) -> Path:
 
 @pytest.fixture()
 def host(plugins_dir: Path, tmp_path: Path, run: Callable[..., Any]) -> PluginHost:
-    started = PluginHost(search_path=[plugins_dir], data_root=tmp_path / "data", timeout=0.5)
+    started = PluginHost(
+        isolation=TRUST_ALL, search_path=[plugins_dir], data_root=tmp_path / "data", timeout=0.5
+    )
     run(started.start())
     return started
 
@@ -194,6 +197,7 @@ def test_settings_reach_the_plugin_context(
     plugins_dir: Path, tmp_path: Path, run: Callable[..., Any]
 ) -> None:
     host = PluginHost(
+        isolation=TRUST_ALL,
         search_path=[plugins_dir],
         data_root=tmp_path,
         timeout=0.5,

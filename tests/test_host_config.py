@@ -24,6 +24,7 @@ from acp_plugins import (
     PluginHost,
     PluginState,
 )
+from acp_plugins.isolation import TRUST_ALL
 from conftest import SAMPLE_PROJECTS, fixture_plugin, sample
 
 Run = Callable[..., Any]
@@ -52,7 +53,9 @@ def make_host(
         user_file = tmp_path / "user.toml"
         user_file.write_text(user_toml)
     sources = ConfigSources(global_file=global_file, user_file=user_file, environ=environ or {})
-    return PluginHost(search_path=[plugins_dir], data_root=tmp_path / "data", config=sources)
+    return PluginHost(
+        isolation=TRUST_ALL, search_path=[plugins_dir], data_root=tmp_path / "data", config=sources
+    )
 
 
 def send(host: PluginHost, run: Run, kind: str, text: str = "hi") -> str:
@@ -176,6 +179,7 @@ def test_secrets_never_show(
 
 def test_a_disabled_plugin_is_not_loaded(plugins_dir: Path, tmp_path: Path, run: Run) -> None:
     host = PluginHost(
+        isolation=TRUST_ALL,
         search_path=[plugins_dir],
         data_root=tmp_path,
         config=ConfigSources(environ={}),
@@ -192,6 +196,7 @@ def test_an_unreadable_overrides_file_is_a_reason_not_a_crash(
     overrides = tmp_path / "overrides-is-a-directory"
     overrides.mkdir()  # reading it fails with an OSError
     host = PluginHost(
+        isolation=TRUST_ALL,
         search_path=[plugins_dir],
         data_root=tmp_path / "data",
         config=ConfigSources(environ={}),

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from acp_plugins import TRANSITIONS, IllegalTransition, Message, PluginHost, PluginState
+from acp_plugins.isolation import TRUST_ALL
 from acp_plugins.lifecycle import check_transition
 from conftest import fixture_plugin, sample
 
@@ -119,7 +120,11 @@ def lifecycle_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[
 
 def make_host(plugins_dir: Path, tmp_path: Path, **options: Any) -> PluginHost:
     return PluginHost(
-        search_path=[plugins_dir], data_root=tmp_path / "data", timeout=0.5, **options
+        isolation=TRUST_ALL,
+        search_path=[plugins_dir],
+        data_root=tmp_path / "data",
+        timeout=0.5,
+        **options,
     )
 
 

@@ -16,20 +16,22 @@ from pathlib import Path
 import pytest
 
 from acp_plugins import DEFAULT_GRANTS, Permission, PermissionPolicy, PluginHost, PluginState
+from acp_plugins.isolation import TRUST_ALL
 from conftest import SAMPLE_PROJECTS, fixture_plugin, sample
 
 P = Permission
 REFUSED_MODULES = ("acp_fx_bad_manifest", "acp_fx_greedy", "acp_fx_impostor", "acp_fx_not_json")
 KNOWN = (
     "read-messaging, write-messaging, manage-agents, read-config, write-config, "
-    "read-system-info, write-logs, execute-commands, read-data, write-data, manage-database"
+    "read-system-info, write-logs, execute-commands, read-data, write-data, manage-database, "
+    "network, run-processes"
 )
 
 
 # -- the policy ----------------------------------------------------------------------------
 
 
-def test_the_permissions_are_those_of_the_specification() -> None:
+def test_the_permissions_are_those_of_the_specification_and_the_sandbox() -> None:
     assert [permission.value for permission in Permission] == KNOWN.split(", ")
     assert all(str(permission) == permission.value for permission in Permission)
 
@@ -146,7 +148,7 @@ def side_effect(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def started(
     plugins: Path, policy: PermissionPolicy, data: Path, run: Callable[..., object]
 ) -> PluginHost:
-    host = PluginHost(search_path=[plugins], policy=policy, data_root=data)
+    host = PluginHost(isolation=TRUST_ALL, search_path=[plugins], policy=policy, data_root=data)
     run(host.start())
     return host
 
@@ -222,6 +224,7 @@ def test_narrowed_defaults_refuse_plugins_that_relied_on_them(
     rejected_dir: Path, tmp_path: Path
 ) -> None:
     host = PluginHost(
+        isolation=TRUST_ALL,
         search_path=[rejected_dir],
         policy=PermissionPolicy.from_names(defaults=["write-logs"]),
         data_root=tmp_path,

@@ -19,6 +19,7 @@ import pytest
 
 from acp_plugins import Plugin, PluginConfig, PluginHost, PluginState, hookimpl, parse_manifest
 from acp_plugins.hookspecs import SPEC_MODULES
+from acp_plugins.isolation import TRUST_ALL
 from acp_plugins.markers import PROJECT_NAME
 from conftest import fixture_plugin, sample
 
@@ -44,7 +45,9 @@ def host(
     plugins_dir: Path, tmp_path: Path, run: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> PluginHost:
     monkeypatch.setenv("ACP_FIXTURE_LIFECYCLE_LOG", str(tmp_path / "lifecycle.log"))
-    started = PluginHost(search_path=[plugins_dir], data_root=tmp_path / "data", timeout=0.5)
+    started = PluginHost(
+        isolation=TRUST_ALL, search_path=[plugins_dir], data_root=tmp_path / "data", timeout=0.5
+    )
     run(started.start())
     return started
 

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from packaging.version import Version
 
 from acp_plugins import DependencyError, Manifest, PluginHost, PluginState
+from acp_plugins.isolation import TRUST_ALL
 from acp_plugins.resolution import Resolution, find_cycles, resolve
 from conftest import SAMPLE_PROJECTS, fixture_plugin, sample
 
@@ -447,7 +448,7 @@ def deps_dir(install_plugins: Callable[..., Path]) -> Path:
 def test_a_host_reports_each_dependency_problem_and_starts_the_rest(
     deps_dir: Path, tmp_path: Path, run: Callable[..., object]
 ) -> None:
-    host = PluginHost(search_path=[deps_dir], data_root=tmp_path)
+    host = PluginHost(isolation=TRUST_ALL, search_path=[deps_dir], data_root=tmp_path)
 
     run(host.start())
 
@@ -486,7 +487,9 @@ def test_a_host_reports_each_dependency_problem_and_starts_the_rest(
 def test_the_host_checks_plugins_against_the_python_it_is_told(
     deps_dir: Path, tmp_path: Path
 ) -> None:
-    host = PluginHost(search_path=[deps_dir], data_root=tmp_path, python=(3, 8))
+    host = PluginHost(
+        isolation=TRUST_ALL, search_path=[deps_dir], data_root=tmp_path, python=(3, 8)
+    )
     host.discover()
 
     assert host.records["echo"].reason == (
@@ -503,7 +506,7 @@ def test_a_dependency_refused_for_its_permissions_fails_its_dependents(
     install_plugins: Callable[..., Path], tmp_path: Path
 ) -> None:
     plugins = install_plugins(fixture_plugin("acp-fx-deps"), fixture_plugin("acp-fx-rejected"))
-    host = PluginHost(search_path=[plugins], data_root=tmp_path)
+    host = PluginHost(isolation=TRUST_ALL, search_path=[plugins], data_root=tmp_path)
     host.discover()
 
     greedy = host.records["greedy"].reason

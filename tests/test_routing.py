@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from acp_plugins import Message, MessageResponse, PluginCallError, PluginHost, RoutedMessage
+from acp_plugins.isolation import TRUST_ALL
 from acp_plugins.routing import coerce_response
 from conftest import fixture_plugin, sample
 
@@ -32,7 +33,11 @@ def plugins_dir(install_plugins: Callable[..., Path]) -> Path:
 
 def make_host(plugins_dir: Path, tmp_path: Path, **options: Any) -> PluginHost:
     return PluginHost(
-        search_path=[plugins_dir], data_root=tmp_path / "data", timeout=TIMEOUT, **options
+        isolation=TRUST_ALL,
+        search_path=[plugins_dir],
+        data_root=tmp_path / "data",
+        timeout=TIMEOUT,
+        **options,
     )
 
 

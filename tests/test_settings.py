@@ -45,10 +45,21 @@ def test_the_defaults(tmp_path: Path) -> None:
     assert settings.default_grants == sorted(DEFAULT_GRANTS)
     assert (settings.plugin_path, settings.grants, settings.disabled) == ([], {}, [])
     assert set(origins.values()) == {ValueOrigin(Layer.DEFAULTS, "default")}
+    isolation = {
+        f"isolation.{key}"
+        for key in (
+            "memory_mb", "cpu_share", "open_files", "file_mb", "trusted", "limits_by_plugin",
+            "allowed_modules", "max_failures", "failure_window", "seccomp", "drop_privileges",
+        )
+    }  # fmt: skip
     assert set(origins) == {
         "timeout", "sync_in_thread", "data_dir", "overrides_file", "plugin_path",
-        "default_grants", "grants", "disabled",
+        "default_grants", "grants", "disabled", "audit_log", *isolation,
     }  # fmt: skip
+    assert settings.isolation.trusted == [] and settings.audit_log is None
+    policy = settings.isolation.policy()
+    assert not policy.is_trusted("echo")  # isolated unless trusted
+    assert (policy.limits.memory_mb, policy.limits.cpu_share) == (100, 0.1)  # the spec's
 
 
 def test_the_default_data_dir_follows_the_given_environment(tmp_path: Path) -> None:
@@ -219,8 +230,8 @@ def test_unknown_and_bad_host_settings_are_all_reported(tmp_path: Path) -> None:
         load_host_settings(src)
 
     known = (
-        "known: data_dir, default_grants, disabled, grants, overrides_file, plugin_path, "
-        "sync_in_thread, timeout"
+        "known: audit_log, data_dir, default_grants, disabled, grants, isolation, overrides_file, "
+        "plugin_path, sync_in_thread, timeout"
     )
     global_file = tmp_path / "global.toml"
     assert [str(problem) for problem in caught.value.problems] == [

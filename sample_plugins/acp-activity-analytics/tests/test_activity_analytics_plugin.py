@@ -28,6 +28,7 @@ from acp_plugins import (
     TimeRange,
     UnsupportedReportFormat,
 )
+from acp_plugins.isolation import TRUST_ALL
 
 Run = Callable[..., Any]
 PLUGIN = "activity-analytics"
@@ -36,7 +37,7 @@ WIDE = timedelta(days=30)
 
 @pytest.fixture()
 def host(samples_dir: Path, tmp_path: Path, run: Run) -> Iterator[PluginHost]:
-    host = PluginHost(search_path=[samples_dir], data_root=tmp_path / "data")
+    host = PluginHost(isolation=TRUST_ALL, search_path=[samples_dir], data_root=tmp_path / "data")
     run(host.start())
     yield host
     run(host.stop())
@@ -169,6 +170,7 @@ def test_known_events_give_exact_metrics(samples_dir: Path, tmp_path: Path, run:
         )
     connection.close()
     host = PluginHost(
+        isolation=TRUST_ALL,
         search_path=[samples_dir],
         data_root=tmp_path / "data",
         settings={"sqlite-store": {"database": str(path)}},
@@ -247,6 +249,7 @@ def test_unknown_report_format(host: PluginHost, run: Run) -> None:
 
 def test_report_title_setting(samples_dir: Path, tmp_path: Path, run: Run) -> None:
     host = PluginHost(
+        isolation=TRUST_ALL,
         search_path=[samples_dir],
         data_root=tmp_path / "data",
         settings={PLUGIN: {"title": "Weekly activity"}},
@@ -262,6 +265,7 @@ def test_report_title_setting(samples_dir: Path, tmp_path: Path, run: Run) -> No
 
 def test_no_data_provider_no_analytics(samples_dir: Path, tmp_path: Path, run: Run) -> None:
     host = PluginHost(
+        isolation=TRUST_ALL,
         search_path=[samples_dir],
         data_root=tmp_path / "data",
         settings={"sqlite-store": {"database": ""}},  # refused by sqlite-store

@@ -7,10 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from acp_plugins import Message, PluginHost, PluginState
+from acp_plugins.isolation import TRUST_ALL
 
 
 def _host(samples_dir: Path, tmp_path: Path, **kwargs: Any) -> PluginHost:
-    return PluginHost(search_path=[samples_dir], data_root=tmp_path / "data", **kwargs)
+    return PluginHost(
+        isolation=TRUST_ALL, search_path=[samples_dir], data_root=tmp_path / "data", **kwargs
+    )
 
 
 def test_echo_answers_echo_messages_with_certainty(

@@ -23,6 +23,7 @@ from acp_plugins import (
     TimeRange,
     UnknownDataSource,
 )
+from acp_plugins.isolation import TRUST_ALL
 
 Run = Callable[..., Any]
 EVENT_FIELDS = {"id", "agent", "kind", "value", "at"}
@@ -30,7 +31,7 @@ EVENT_FIELDS = {"id", "agent", "kind", "value", "at"}
 
 @pytest.fixture()
 def host(samples_dir: Path, tmp_path: Path, run: Run) -> Iterator[PluginHost]:
-    host = PluginHost(search_path=[samples_dir], data_root=tmp_path / "data")
+    host = PluginHost(isolation=TRUST_ALL, search_path=[samples_dir], data_root=tmp_path / "data")
     run(host.start())
     yield host
     run(host.stop())
@@ -83,7 +84,7 @@ def test_database_file_is_real_and_seeded(host: PluginHost, database: Path) -> N
 def test_demo_data_is_deterministic(
     samples_dir: Path, tmp_path: Path, run: Run, database: Path
 ) -> None:
-    other = PluginHost(search_path=[samples_dir], data_root=tmp_path / "other")
+    other = PluginHost(isolation=TRUST_ALL, search_path=[samples_dir], data_root=tmp_path / "other")
     run(other.start())
     run(other.stop())
     again = read_events(tmp_path / "other" / "sqlite-store" / "events.sqlite3")
@@ -274,6 +275,7 @@ def test_agents_source_counts_only_the_time_range(
 def test_database_setting_is_honoured(samples_dir: Path, tmp_path: Path, run: Run) -> None:
     path = tmp_path / "elsewhere" / "x.db"
     host = PluginHost(
+        isolation=TRUST_ALL,
         search_path=[samples_dir],
         data_root=tmp_path / "data",
         settings={"sqlite-store": {"database": str(path)}},
@@ -303,6 +305,7 @@ def test_existing_events_are_kept_and_not_reseeded(
         )
     connection.close()
     host = PluginHost(
+        isolation=TRUST_ALL,
         search_path=[samples_dir],
         data_root=tmp_path / "data",
         settings={"sqlite-store": {"database": str(path)}},
@@ -324,6 +327,7 @@ def test_existing_events_are_kept_and_not_reseeded(
 
 def test_seeding_can_be_turned_off(samples_dir: Path, tmp_path: Path, run: Run) -> None:
     host = PluginHost(
+        isolation=TRUST_ALL,
         search_path=[samples_dir],
         data_root=tmp_path / "data",
         settings={"sqlite-store": {"seed_demo_data": False}},
@@ -349,6 +353,7 @@ def test_bad_settings_keep_the_plugin_out(
     samples_dir: Path, tmp_path: Path, run: Run, settings: dict[str, Any], problem: str
 ) -> None:
     host = PluginHost(
+        isolation=TRUST_ALL,
         search_path=[samples_dir],
         data_root=tmp_path / "data",
         settings={"sqlite-store": settings},

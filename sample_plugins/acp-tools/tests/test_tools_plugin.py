@@ -16,13 +16,14 @@ from acp_plugins import (
     PluginState,
     UnknownCommand,
 )
+from acp_plugins.isolation import TRUST_ALL
 
 Run = Callable[..., Any]
 
 
 @pytest.fixture()
 def host(samples_dir: Path, tmp_path: Path, run: Run) -> Iterator[PluginHost]:
-    host = PluginHost(search_path=[samples_dir], data_root=tmp_path / "data")
+    host = PluginHost(isolation=TRUST_ALL, search_path=[samples_dir], data_root=tmp_path / "data")
     run(host.start())
     yield host
     run(host.stop())

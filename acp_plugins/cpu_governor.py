@@ -1,0 +1,100 @@
+"""Holds a worker process to its share of the CPU, measured by the host.
+
+The machine's cgroups are not the host's to change, so the host reads each
+worker's CPU time (``/proc/<pid>/stat``, user + system) every ``interval``
+seconds. When the worker has used more than ``share`` of the wall time over the
+last ``window`` seconds, it is paused (``SIGSTOP``) for exactly as long as it
+takes its average to fall back to the share, then continued (``SIGCONT``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+
+__all__ = ["CpuGovernor", "cpu_seconds"]
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process ``pid`` has used; raises ``OSError`` once it is gone."""
+    with open(f"/proc/{pid}/stat", "rb") as stat:
+        fields = stat.read().rpartition(b")")[2].split()
+    # after the command name: state is field 3, utime 14 and stime 15 (1-based, man proc)
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+class CpuGovernor:
+    """Samples one process's CPU time and pauses it while it is over its share."""
+
+    def __init__(
+        self,
+        pid: int,
+        share: float,
+        window: float,
+        *,
+        interval: float = 0.1,
+        on_throttle: Callable[[float, float], None] | None = None,
+    ) -> None:
+        self.pid = pid
+        self.share = share
+        self.window = window
+        self.interval = interval
+        self.on_throttle = on_throttle
+        #: Total seconds the process was held paused, and how many times.
+        self.paused_seconds = 0.0
+        self.pauses = 0
+        self.paused = False
+        self._samples: deque[tuple[float, float]] = deque()
+
+    def usage(self) -> float:
+        """The share of one CPU used over the samples kept (0.0 before two samples)."""
+        if len(self._samples) < 2:
+            return 0.0
+        (wall0, cpu0), (wall1, cpu1) = self._samples[0], self._samples[-1]
+        return (cpu1 - cpu0) / (wall1 - wall0) if wall1 > wall0 else 0.0
+
+    async def run(self) -> None:
+        """Govern until the process is gone or the task is cancelled."""
+        try:
+            while True:
+                now, used = time.monotonic(), cpu_seconds(self.pid)
+                self._samples.append((now, used))
+                while self._samples and now - self._samples[0][0] > self.window:
+                    self._samples.popleft()
+                wall0, cpu0 = self._samples[0]
+                span, spent = now - wall0, used - cpu0
+                if span >= self.interval and spent > self.share * span:
+                    pause = min(spent / self.share - span, self.window)
+                    await self._pause(pause)
+                    # the pause is idle time of the window, seen at the next sample
+                else:
+                    await asyncio.sleep(self.interval)
+        except (OSError, ProcessLookupError):
+            return
+        finally:
+            if self.paused:
+                self._signal(signal.SIGCONT)
+
+    async def _pause(self, seconds: float) -> None:
+        if self.on_throttle is not None:
+            self.on_throttle(self.usage(), seconds)
+        self._signal(signal.SIGSTOP)
+        self.paused = True
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self._signal(signal.SIGCONT)
+            self.paused = False
+            self.paused_seconds += seconds
+            self.pauses += 1
+
+    def _signal(self, number: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, number)

@@ -1,0 +1,425 @@
+"""The isolated worker: one process per untrusted plugin (``python -I -m acp_plugins.worker FD``).
+
+The host starts it with one end of a Unix socket pair as descriptor ``FD`` and
+sends a ``start`` frame (see :mod:`acp_plugins.protocol`). The worker then, in
+this order: lowers its resource limits, loads its seccomp filter, installs its
+audit hook, and only then imports the plugin, registers it with pluggy (which
+validates its hooks) and answers ``ready`` with the hooks it implements. From
+then on it serves ``call`` frames, each as a task, and relays the plugin's
+context operations to the host, which checks their permissions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import site
+import socket
+import sys
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, replace
+from importlib.metadata import EntryPoint
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
+
+from acp_plugins.config import PluginConfig, ResolvedConfig, resolve_portable_config
+from acp_plugins.discovery import ENTRY_POINT_GROUP
+from acp_plugins.errors import AcpPluginsError, ConfigError, PermissionDenied
+from acp_plugins.handle import HookRegistry, InProcessHandle
+from acp_plugins.manifest import Manifest
+from acp_plugins.models import (
+    CommandResult,
+    DataQuery,
+    DataResult,
+    DataSourceDefinition,
+    Message,
+    MessageResponse,
+)
+from acp_plugins.permissions import Permission
+from acp_plugins.protocol import (
+    decode_value,
+    encode_frame,
+    encode_value,
+    read_frame,
+)
+from acp_plugins.sandbox import (
+    SandboxSpec,
+    SandboxViolation,
+    apply_limits,
+    install_audit_hook,
+    install_seccomp,
+)
+
+#: Exit status of a worker that ran out of memory inside a call.
+EXIT_OUT_OF_MEMORY = 70
+#: Exit status of a worker whose plugin failed to import or register.
+EXIT_LOAD_FAILED = 71
+
+
+class WorkerContext:
+    """The isolated plugin's :class:`~acp_plugins.PluginContext`: the same face, over the channel.
+
+    Every operation is sent to the host, which checks the permission and audit-logs
+    a refusal; the checks made here only make the error come sooner.
+    """
+
+    def __init__(self, worker: Worker, manifest: Manifest, granted: Sequence[str]) -> None:
+        self._worker = worker
+        self.plugin_id = manifest.plugin_id
+        self.manifest = manifest
+        self.permissions = frozenset(Permission(name) for name in granted)
+        self.config: Mapping[str, Any] = MappingProxyType({})
+        self.settings: Any = None
+        self._data_dir = Path(worker.spec.data_dir)
+        #: The data sources of active plugins, as the host last sent them.
+        self.sources: list[DataSourceDefinition] = []
+        self.logger = logging.getLogger(f"acp_plugins.plugin.{manifest.plugin_id}")
+
+    @property
+    def data_dir(self) -> Path:
+        """A directory that belongs to this plugin alone, created when first asked for."""
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        return self._data_dir
+
+    def has_permission(self, permission: Permission | str) -> bool:
+        return Permission(permission) in self.permissions
+
+    def require(self, permission: Permission, operation: str) -> None:
+        if permission not in self.permissions:
+            raise PermissionDenied(self.plugin_id, permission.value, operation)
+
+    async def query_data(self, source_id: str, query: DataQuery | None = None) -> DataResult:
+        result = await self._worker.ask(
+            "query_data", {"source_id": source_id, "query": query or DataQuery()}
+        )
+        return DataResult.model_validate(result)
+
+    def data_sources(self) -> list[DataSourceDefinition]:
+        """Every data source of active plugins (the host keeps the worker's copy current)."""
+        if Permission.READ_DATA not in self.permissions:
+            # the host decides and audit-logs the refusal; its answer is not awaited
+            self._worker.send_soon({"op": "context", "id": 0, "method": "data_sources", "args": {}})
+            raise PermissionDenied(self.plugin_id, Permission.READ_DATA.value, "list data sources")
+        return list(self.sources)
+
+    async def send_message(self, message: Message) -> MessageResponse:
+        return MessageResponse.model_validate(
+            await self._worker.ask("send_message", {"message": message})
+        )
+
+    async def run_command(self, command: str, args: Sequence[str] = ()) -> CommandResult:
+        result = await self._worker.ask("run_command", {"command": command, "args": list(args)})
+        return CommandResult.model_validate(result)
+
+    def apply(self, resolved: ResolvedConfig | None) -> None:
+        """Put a validated configuration in force (``None``: no settings)."""
+        self.config = MappingProxyType(dict(resolved.values) if resolved else {})
+        self.settings = resolved.settings if resolved else None
+
+    def __repr__(self) -> str:
+        return f"<PluginContext {self.plugin_id} (isolated)>"
+
+
+class _ChannelLogHandler(logging.Handler):
+    """Sends the plugin's log records to the host (which drops them without ``write-logs``)."""
+
+    def __init__(self, worker: Worker) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.worker.send_soon(
+                {"op": "log", "level": record.levelno, "message": record.getMessage()}
+            )
+        except Exception:  # a log line must never break the plugin's call
+            self.handleError(record)
+
+
+class Worker:
+    """Serves one plugin over one channel."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.loop = asyncio.get_running_loop()
+        self.calls: dict[int, asyncio.Task[None]] = {}
+        self.asked: dict[int, asyncio.Future[Any]] = {}
+        self.next_ask = 0
+        self.spec: SandboxSpec
+        self.handle: InProcessHandle
+        self.context: WorkerContext
+        self.model: type[BaseModel] | None = None
+        #: The configuration in force, and the one last validated (not yet in force).
+        self.active: ResolvedConfig | None = None
+        self.proposed: ResolvedConfig | None = None
+
+    # -- sending ----------------------------------------------------------
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        self.writer.write(encode_frame(message))
+
+    def send_soon(self, message: Mapping[str, Any]) -> None:
+        """Send from any thread."""
+        if threading_is_loop(self.loop):
+            self.send(message)
+        else:
+            self.loop.call_soon_threadsafe(self.send, message)
+
+    def report_violation(self, event: str, message: str) -> None:
+        self.send_soon({"op": "violation", "event": event, "message": message})
+
+    async def ask(self, method: str, args: Mapping[str, Any]) -> Any:
+        """Ask the host for a context operation and wait for its reply."""
+        self.next_ask += 1
+        ask_id = self.next_ask
+        future: asyncio.Future[Any] = self.loop.create_future()
+        self.asked[ask_id] = future
+        self.send({"op": "context", "id": ask_id, "method": method, "args": encode_value(args)})
+        try:
+            return await future
+        finally:
+            self.asked.pop(ask_id, None)
+
+    # -- starting ---------------------------------------------------------
+
+    async def start(self) -> bool:
+        frame = await read_frame(self.reader)
+        if frame.get("op") != "start":
+            raise SystemExit(f"expected a start frame, got {frame.get('op')!r}")
+        self.spec = SandboxSpec.from_dict(frame["spec"])
+        for path in frame.get("search_path", ()):
+            site.addsitedir(path)
+        manifest = Manifest.model_validate(frame["manifest"])
+        warnings = []
+        apply_limits(self.spec)
+        warning = install_seccomp(self.spec)
+        if warning:
+            warnings.append(warning)
+        arm = install_audit_hook(self.spec, self.report_violation)
+        logging.getLogger().addHandler(_ChannelLogHandler(self))
+        logging.getLogger().setLevel(logging.INFO)
+        arm()
+        try:
+            plugin = _load(manifest.plugin_id, frame["entry_point"])
+            self.handle = InProcessHandle(
+                manifest.plugin_id, plugin, HookRegistry(), sync_in_thread=True
+            )
+        except (AcpPluginsError, SandboxViolation) as error:
+            self.send({"op": "failed", "message": str(error)})
+            await self.writer.drain()
+            return False
+        self.context = WorkerContext(self, manifest, self.spec.granted)
+        if self.handle.implements("get_settings_model"):
+            model = await _settle(self.handle.invoke("get_settings_model", {}))
+            self.model = model if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if self.model is not None:
+            self.active = resolve_portable_config(
+                manifest.plugin_id, self.model, {"layers": [], "env": {}, "prefix": "-"}
+            )  # the model's defaults, until the host sends the layers
+        self.context.apply(self.active)
+        hooks = set(self.handle.hooks - {"get_settings_model"}) | {"on_config_changed"}
+        if self.model is not None:
+            hooks.add("get_config_schema")
+        self.send({"op": "ready", "hooks": sorted(hooks), "warnings": warnings, "pid": os.getpid()})
+        return True
+
+    # -- serving ----------------------------------------------------------
+
+    async def serve(self) -> None:
+        while True:
+            try:
+                frame = await read_frame(self.reader)
+            except asyncio.IncompleteReadError:
+                return  # the host closed the channel
+            op = frame["op"]
+            if op == "call":
+                call_id = int(frame["id"])
+                self.calls[call_id] = asyncio.ensure_future(self.run_call(call_id, frame))
+            elif op == "cancel":
+                task = self.calls.get(int(frame["id"]))
+                if task is not None:
+                    task.cancel()
+            elif op == "reply":
+                future = self.asked.get(int(frame["id"]))
+                if future is not None and not future.done():
+                    if "error" in frame:
+                        future.set_exception(_remote_error(self.spec.plugin_id, frame["error"]))
+                    else:
+                        future.set_result(decode_value(frame.get("value")))
+            elif op == "sources":
+                values = frame.get("value") or []
+                self.context.sources = [
+                    DataSourceDefinition.model_validate(decode_value(v)) for v in values
+                ]
+            elif op == "stop":
+                return
+
+    async def run_call(self, call_id: int, frame: Mapping[str, Any]) -> None:
+        hook = str(frame["hook"])
+        try:
+            kwargs = self.arguments(frame.get("kwargs") or {})
+            value = await self.dispatch(hook, kwargs)
+            self.send({"op": "result", "id": call_id, "value": encode_value(value)})
+        except ConfigError as error:
+            self.send(
+                {
+                    "op": "error",
+                    "id": call_id,
+                    "type": "ConfigError",
+                    "message": error.summary,
+                    "problems": [
+                        to_jsonable_python(asdict(problem), fallback=str)
+                        for problem in error.problems
+                    ],
+                }
+            )
+        except asyncio.CancelledError:
+            self.send({"op": "error", "id": call_id, "type": "Cancelled", "message": "cancelled"})
+        except MemoryError:
+            self.send(
+                {
+                    "op": "error",
+                    "id": call_id,
+                    "type": "MemoryError",
+                    "message": f"ran out of memory (limit {self.spec.memory_bytes} bytes)",
+                }
+            )
+            await self.writer.drain()
+            os._exit(EXIT_OUT_OF_MEMORY)
+        except (Exception, SystemExit) as error:
+            error_frame: dict[str, Any] = {
+                "op": "error",
+                "id": call_id,
+                "type": type(error).__name__,
+                "message": str(error),
+            }
+            if isinstance(error, PermissionDenied):
+                error_frame["permission"] = error.permission
+                error_frame["message"] = error.message
+            self.send(error_frame)
+        finally:
+            self.calls.pop(call_id, None)
+            await self.writer.drain()
+
+    async def dispatch(self, hook: str, kwargs: dict[str, Any]) -> Any:
+        """Run one call: the worker's own configuration hooks, else the plugin's hook."""
+        if hook == "$resolve_config":
+            self.proposed = resolve_portable_config(
+                self.spec.plugin_id, self.model, kwargs["inputs"]
+            )
+            return {
+                "values": self.proposed.masked(),
+                "origins": {
+                    path: [origin.layer.value, origin.source]
+                    for path, origin in self.proposed.origins.items()
+                },
+            }
+        config = kwargs.get("config")
+        if isinstance(config, PluginConfig) and self.proposed is not None:
+            # the host holds masked secrets only: the plugin gets the real values
+            kwargs["config"] = replace(config, settings=MappingProxyType(self.proposed.values))
+        if hook == "get_config_schema" and not self.handle.implements(hook):
+            return self.model.model_json_schema() if self.model is not None else {}
+        if hook == "on_config_changed":
+            return await self.change_config(kwargs)
+        if hook == "initialize" and self.proposed is not None:
+            self.active = self.proposed
+            self.context.apply(self.active)
+        return await _settle(self.handle.invoke(hook, kwargs))
+
+    async def change_config(self, kwargs: dict[str, Any]) -> Any:
+        """Put the proposed configuration in force; back to the old one if the plugin refuses."""
+        previous, self.active = self.active, self.proposed or self.active
+        self.context.apply(self.active)
+        if not self.handle.implements("on_config_changed"):
+            return True
+        try:
+            accepted = await _settle(self.handle.invoke("on_config_changed", kwargs))
+        except BaseException:
+            self.active = previous
+            self.context.apply(previous)
+            raise
+        if accepted is False:
+            self.active = previous
+            self.context.apply(previous)
+        return accepted
+
+    def arguments(self, encoded: Mapping[str, Any]) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        for name, value in encoded.items():
+            if isinstance(value, dict) and "$context" in value:
+                kwargs[name] = self.context
+            else:
+                kwargs[name] = decode_value(value)
+        return kwargs
+
+
+def threading_is_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+async def _settle(result: Any) -> Any:
+    while asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+        result = await result
+    return result
+
+
+def _remote_error(plugin_id: str, error: Mapping[str, Any]) -> Exception:
+    message = str(error.get("message", "the host refused"))
+    permission = error.get("permission")
+    if isinstance(permission, str):
+        denied = PermissionDenied(plugin_id, permission, str(error.get("operation", "")))
+        denied.message = message
+        denied.args = (message,)
+        return denied
+    return AcpPluginsError(message, plugin_id=plugin_id)
+
+
+def _load(plugin_id: str, value: str) -> object:
+    entry_point = EntryPoint(plugin_id, value, ENTRY_POINT_GROUP)
+    try:
+        loaded = entry_point.load()
+        return loaded() if isinstance(loaded, type) else loaded
+    except SandboxViolation:
+        raise
+    except (Exception, SystemExit) as error:
+        raise AcpPluginsError(
+            f"importing '{value}' failed: {type(error).__name__}: {error}", plugin_id=plugin_id
+        ) from error
+
+
+async def _main(fd: int) -> int:
+    channel = socket.socket(fileno=fd)
+    reader, writer = await asyncio.open_unix_connection(sock=channel, limit=2**16)
+    worker = Worker(reader, writer)
+    if not await worker.start():
+        return EXIT_LOAD_FAILED
+    await writer.drain()
+    await worker.serve()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1 or not args[0].isdigit():
+        print("usage: python -m acp_plugins.worker FD (started by the host)", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_main(int(args[0])))
+    except Exception:  # the host reports the exit; the traceback goes to the worker's stderr
+        traceback.print_exc()
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
