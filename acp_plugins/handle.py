@@ -208,6 +208,10 @@ class InProcessHandle:
     def implements(self, hook: str) -> bool:
         return hook in self._impls
 
+    def is_async(self, hook: str) -> bool:
+        """Whether the plugin's implementation of ``hook`` is a coroutine function."""
+        return self._impls[hook][2]
+
     def invoke(self, hook: str, kwargs: Mapping[str, Any]) -> Any:
         function, argnames, is_async = self._impls[hook]
         # the host passes exactly a hook's arguments; an implementation may take fewer

@@ -395,8 +395,9 @@ def install_audit_hook(spec: SandboxSpec, report: Callable[[str, str], None]) ->
         fromlist: Any = (),
         level: int = 0,
     ) -> Any:
-        if policy.armed and level == 0 and globals is not None:
-            caller = str(globals.get("__name__", "")).partition(".")[0]
+        if policy.armed and level == 0:
+            # the calling frame, not the ``globals`` argument, which a caller can forge
+            caller = str(sys._getframe(1).f_globals.get("__name__", "")).partition(".")[0]
             top = name.partition(".")[0]
             if caller in spec.own_packages and top not in policy.allowed:
                 policy.refuse("import", f"import {name!r} (not an allowed module)")

@@ -60,6 +60,8 @@ from acp_plugins.sandbox import (
 EXIT_OUT_OF_MEMORY = 70
 #: Exit status of a worker whose plugin failed to import or register.
 EXIT_LOAD_FAILED = 71
+#: Exit status of a worker that gave up a plain hook it could not stop at its timeout.
+EXIT_ABANDONED = 72
 
 
 class WorkerContext:
@@ -282,6 +284,10 @@ class Worker:
             )
         except asyncio.CancelledError:
             self.send({"op": "error", "id": call_id, "type": "Cancelled", "message": "cancelled"})
+            if self.handle.implements(hook) and not self.handle.is_async(hook):
+                # its thread cannot be stopped: a fresh worker is the only clean state
+                await self.writer.drain()
+                os._exit(EXIT_ABANDONED)
         except MemoryError:
             self.send(
                 {

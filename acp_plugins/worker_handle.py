@@ -65,7 +65,7 @@ from acp_plugins.protocol import (
     read_frame,
 )
 from acp_plugins.sandbox import BASE_ALLOWED_MODULES, PERMISSION_MODULES, SandboxSpec
-from acp_plugins.worker import EXIT_LOAD_FAILED, EXIT_OUT_OF_MEMORY
+from acp_plugins.worker import EXIT_ABANDONED, EXIT_LOAD_FAILED, EXIT_OUT_OF_MEMORY
 
 __all__ = ["WorkerEvents", "WorkerHandle", "privilege_wrapper"]
 
@@ -416,7 +416,8 @@ class WorkerHandle:
             )
             result = await future
         except asyncio.CancelledError:
-            if not future.done():
+            # cancelling this task cancels the future it waits on: no answer came
+            if future.cancelled() or not future.done():
                 self._cancel(call_id, hook)
             raise
         finally:
@@ -508,12 +509,12 @@ class WorkerHandle:
             while True:
                 frame = await read_frame(reader, MAX_FRAME)
                 self._dispatch(frame)
-        except asyncio.IncompleteReadError:
-            pass
-        except (WorkerProtocolError, ValueError, TypeError, KeyError) as error:
-            reason = f"broke the protocol ({error})"
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the worker closed its channel, or the kernel did as it died
         except asyncio.CancelledError:
             return
+        except Exception as error:  # a frame this side cannot use: the worker must go
+            reason = f"broke the protocol ({error})"
         if generation == self._generation:
             if reason is not None:
                 self._kill(reason)
@@ -709,6 +710,8 @@ class WorkerHandle:
             return f"was killed: {self._kill_reason}" + (f" ({tail})" if tail else "")
         if code == EXIT_OUT_OF_MEMORY:
             return f"ran out of memory (limit {self.limits.memory_mb} MiB) and exited"
+        if code == EXIT_ABANDONED:
+            return "exited: a plain hook ran past its timeout and its thread could not be stopped"
         if code == EXIT_LOAD_FAILED:
             return "could not load the plugin"
         if code is not None and code < 0:

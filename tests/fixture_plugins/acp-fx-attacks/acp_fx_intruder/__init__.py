@@ -1,0 +1,1 @@
+"""An intruder: every command is an attack on its sandbox (never install it elsewhere)."""

@@ -1,0 +1,1 @@
+"""A victim: keeps a secret in its data directory and answers commands."""

@@ -1,0 +1,333 @@
+"""The attack suite and containment: a malicious plugin in a real worker, the host unharmed.
+
+The intruder (tests/fixture_plugins/acp-fx-attacks) is a real installed
+distribution; each of its commands is one attack. Every test asserts the exact
+outcome: what was refused and why, what was killed, and that the host, the victim
+and the echo sample kept serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from acp_plugins import Message, PluginCallError, PluginHost, PluginState
+from acp_plugins.audit import read_audit_log
+from acp_plugins.cpu_governor import cpu_seconds
+from acp_plugins.isolation import IsolationPolicy, WorkerLimits
+from acp_plugins.worker_handle import WorkerHandle
+from conftest import fixture_plugin, sample
+
+Run = Callable[..., Any]
+
+LIMITS = WorkerLimits(cancel_grace=0.3, cpu_share=None)
+
+
+@pytest.fixture(scope="module")
+def attack_dir(install_plugins: Callable[..., Path]) -> Path:
+    return install_plugins(fixture_plugin("acp-fx-attacks"), sample("acp-echo"))
+
+
+def _host(attack_dir: Path, tmp_path: Path, **policy: Any) -> PluginHost:
+    options: dict[str, Any] = {"limits": LIMITS, "restart_backoff": 0.05} | policy
+    return PluginHost(
+        search_path=[attack_dir],
+        data_root=tmp_path / "data",
+        timeout=2.0,
+        isolation=IsolationPolicy(**options),
+    )
+
+
+@pytest.fixture()
+def host(attack_dir: Path, tmp_path: Path, run: Run) -> Iterator[PluginHost]:
+    started = _host(attack_dir, tmp_path)
+    run(started.start())
+    assert {r.plugin_id for r in started.active()} == {"echo", "intruder", "victim"}
+    yield started
+    run(started.stop())
+
+
+def attack(host: PluginHost, run: Run, name: str, *args: str) -> str:
+    """The attack's output, or the message of the error it ended with."""
+    try:
+        return str(run(host.run_command(f"intruder:{name}", list(args))).output)
+    except PluginCallError as error:
+        return error.message
+
+
+def worker(host: PluginHost, plugin_id: str = "intruder") -> WorkerHandle:
+    handle = host.record(plugin_id).handle
+    assert isinstance(handle, WorkerHandle)
+    return handle
+
+
+def assert_host_unharmed(host: PluginHost, run: Run) -> None:
+    answer = run(host.send(Message(type="echo", content="still here", sender="t")))
+    assert answer.plugin_id == "echo" and answer.response.content.endswith("still here")
+    assert run(host.run_command("victim:ping")).output == "pong"
+
+
+def wait_until(run: Run, condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    async def poll() -> None:
+        deadline = time.monotonic() + seconds
+        while not condition():
+            assert time.monotonic() < deadline, "the condition did not come true in time"
+            await asyncio.sleep(0.02)
+
+    run(poll())
+
+
+def sandbox_denials(host: PluginHost) -> list[str]:
+    return [e.detail for e in host.audit.entries("intruder") if e.action == "sandbox"]
+
+
+# -- refused by the sandbox: the call fails with the reason, the worker goes on ------------
+
+
+@pytest.mark.parametrize(
+    ("name", "refusal"),
+    [
+        ("import-os", "may not import 'os' (not an allowed module)"),
+        ("import-subprocess", "may not import 'subprocess' (not an allowed module)"),
+        ("import-socket", "may not import 'socket' (not an allowed module)"),
+        ("import-ctypes", "may not import 'ctypes' (not an allowed module)"),
+        ("dunder-import", "may not import 'os' (not an allowed module)"),
+        ("importlib-import", "may not import 'subprocess' (not an allowed module)"),
+        ("escape-system", "may not start or signal processes (needs 'run-processes')"),
+        ("fork", "may not start or signal processes (needs 'run-processes') (sandbox refused os.fork)"),
+        ("read-passwd", "may not read '/etc/passwd' (outside its data directory)"),
+    ],
+)  # fmt: skip
+def test_the_sandbox_refuses_with_the_reason_and_the_worker_goes_on(
+    host: PluginHost, run: Run, name: str, refusal: str
+) -> None:
+    pid = worker(host).pid
+    message = attack(host, run, name)
+    assert message.startswith("'intruder' failed in execute_command: SandboxViolation: ")
+    assert refusal in message
+    assert any(refusal in detail for detail in sandbox_denials(host))
+    assert worker(host).pid == pid and worker(host).alive  # refused, not crashed
+    assert host.record("intruder").state is PluginState.ACTIVE
+    assert_host_unharmed(host, run)
+
+
+def test_gc_is_refused_whichever_way_it_is_reached(host: PluginHost, run: Run) -> None:
+    message = attack(host, run, "gc-objects")
+    assert "gc.get_objects" in message or "may not import 'gc'" in message
+
+
+def test_os_system_never_runs(host: PluginHost, run: Run) -> None:
+    marker = Path("/tmp/acp-intruder-was-here")
+    marker.unlink(missing_ok=True)
+    attack(host, run, "escape-system")
+    assert not marker.exists()
+
+
+def test_another_plugins_data_cannot_be_read(host: PluginHost, run: Run) -> None:
+    secret = host.data_root / "victim" / "secret.txt"
+    assert secret.read_text() == "the victim's secret"  # the victim, isolated too, wrote it
+    message = attack(host, run, "read-file", str(secret))
+    assert f"may not read '{secret}' (outside its data directory)" in message
+    assert "the victim's secret" not in message
+
+
+def test_nothing_is_written_outside_the_data_directory(
+    host: PluginHost, run: Run, tmp_path: Path
+) -> None:
+    target = tmp_path / "planted.txt"
+    message = attack(host, run, "write-outside", str(target))
+    assert f"may not write '{target}' (outside its data directory)" in message
+    assert not target.exists()
+
+
+def test_the_plugin_may_write_in_its_own_data_directory(host: PluginHost, run: Run) -> None:
+    assert attack(host, run, "write-inside") == "mine"
+    assert (host.data_root / "intruder" / "notes.txt").read_text() == "mine"
+
+
+def test_no_connection_reaches_a_server_on_localhost(host: PluginHost, run: Run) -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(3)
+    accepted: list[object] = []
+
+    def accept() -> None:
+        try:
+            accepted.append(server.accept())
+        except OSError:
+            pass
+
+    listener = threading.Thread(target=accept)
+    listener.start()
+    message = attack(host, run, "connect", str(server.getsockname()[1]))
+    listener.join()
+    server.close()
+    assert "may not use the network (needs 'network')" in message
+    assert accepted == []
+
+
+def test_the_manifest_cannot_be_tampered_with(host: PluginHost, run: Run) -> None:
+    record = host.record("intruder")
+    assert record.manifest_path is not None
+    before = record.manifest_path.read_text()
+    message = attack(host, run, "tamper-manifest")
+    assert "may not write" in message and "manifest.json" in message
+    assert record.manifest_path.read_text() == before
+    assert record.manifest is not None
+    assert [p.value for p in record.manifest.permissions] == ["read-messaging"]
+
+
+def test_the_host_cannot_be_found_from_the_worker(host: PluginHost, run: Run) -> None:
+    assert attack(host, run, "find-host") == "nothing"
+
+
+# -- permissions are checked in the host ----------------------------------------------------
+
+
+def test_a_context_call_without_its_permission_is_denied_and_audited(
+    host: PluginHost, run: Run
+) -> None:
+    message = attack(host, run, "run-command")
+    assert (
+        "'intruder' may not run command 'victim:ping': permission 'execute-commands' "
+        "was not granted" in message
+    )
+    denial = [e for e in host.audit.entries("intruder") if e.action == "deny"]
+    assert [(e.permission, e.outcome) for e in denial] == [("execute-commands", "denied")]
+    entries, bad = read_audit_log(host.data_root / "audit.jsonl", plugin_id="intruder")
+    assert bad == 0 and any(e.action == "deny" for e in entries)
+
+
+def test_a_granted_permission_lets_the_context_call_through(
+    attack_dir: Path, tmp_path: Path, run: Run
+) -> None:
+    from acp_plugins import PermissionPolicy
+
+    host = _host(attack_dir, tmp_path)
+    host.policy = PermissionPolicy.from_names({"intruder": ["execute-commands"]})
+    run(host.start())
+    try:
+        assert attack(host, run, "run-command") == "pong"
+    finally:
+        run(host.stop())
+
+
+# -- containment: killed, restarted, reported, the host serving throughout -----------------
+
+
+def test_a_memory_bomb_ends_the_worker_which_is_restarted(host: PluginHost, run: Run) -> None:
+    message = attack(host, run, "memory-bomb")
+    assert "ran out of memory" in message
+    wait_until(run, lambda: worker(host).alive and worker(host).restarts == 1)
+    failures = [f.message for f in host.record("intruder").failures if f.stage == "isolation"]
+    assert any("ran out of memory (limit 100 MiB)" in f for f in failures)
+    assert attack(host, run, "write-inside") == "mine"  # replayed to Active: serving again
+    assert_host_unharmed(host, run)
+
+
+def test_a_hook_that_never_returns_is_killed_and_restarted(host: PluginHost, run: Run) -> None:
+    first = worker(host).pid
+    started = time.monotonic()
+    message = attack(host, run, "spin-async")
+    assert message == "'intruder' did not answer execute_command within 2 s"
+    assert time.monotonic() - started < 4
+    assert_host_unharmed(host, run)  # the host's loop was never blocked
+    wait_until(run, lambda: worker(host).alive and worker(host).pid != first)
+    failures = [f.message for f in host.record("intruder").failures]
+    assert any(
+        "was killed: did not end execute_command within its timeout and 0.3 s of grace" in f
+        for f in failures
+    )
+    assert attack(host, run, "write-inside") == "mine"
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("garbage-frame", "broke the protocol (a frame is not valid JSON"),
+        ("oversized-frame", "broke the protocol (a frame of 2147483647 bytes exceeds the limit"),
+    ],
+)
+def test_garbage_on_the_channel_kills_the_worker(
+    host: PluginHost, run: Run, name: str, reason: str
+) -> None:
+    message = attack(host, run, name)
+    assert "its worker was killed: " + reason in message
+    wait_until(run, lambda: worker(host).alive and worker(host).restarts == 1)
+    assert_host_unharmed(host, run)
+
+
+def test_a_huge_response_is_refused_and_the_worker_goes_on(host: PluginHost, run: Run) -> None:
+    pid = worker(host).pid
+    message = attack(host, run, "huge-response")
+    assert "exceeds 8388608 bytes" in message
+    assert worker(host).pid == pid
+    assert attack(host, run, "write-inside") == "mine"
+
+
+def test_repeated_crashes_open_the_circuit_and_suspend_the_plugin(
+    host: PluginHost, run: Run
+) -> None:
+    for expected in (1, 2):
+        message = attack(host, run, "crash")
+        assert "its worker exited with status 3" in message
+        wait_until(run, lambda n=expected: worker(host).restarts == n and worker(host).alive)
+    attack(host, run, "crash")
+    run(host.settle())
+    record = host.record("intruder")
+    assert record.state is PluginState.SUSPENDED
+    assert "3 failures within 60 s, not restarted again" in (record.reason or "")
+    assert [e.outcome for e in host.audit.entries("intruder") if e.action == "circuit"] == ["open"]
+    assert_host_unharmed(host, run)
+    # a person who fixed the cause resumes it: a fresh worker, replayed to Active
+    assert run(host.resume("intruder"))
+    assert attack(host, run, "write-inside") == "mine"
+
+
+def test_a_spinning_worker_is_held_to_its_cpu_share(
+    attack_dir: Path, tmp_path: Path, run: Run
+) -> None:
+    limits = WorkerLimits(cpu_share=0.2, cpu_window=1.0, cancel_grace=0.3)
+    host = _host(attack_dir, tmp_path, limits=limits)
+    run(host.start())
+    try:
+        assert attack(host, run, "spin-thread") == "spinning"
+        handle = worker(host)
+        assert handle.pid is not None
+        run(asyncio.sleep(1.0))  # past the first window
+        cpu0, wall0 = cpu_seconds(handle.pid), time.monotonic()
+        run(asyncio.sleep(3.0))
+        share = (cpu_seconds(handle.pid) - cpu0) / (time.monotonic() - wall0)
+        assert share < 0.35  # unthrottled, the spinning thread takes a whole CPU
+        assert handle.governor is not None and handle.governor.paused_seconds > 1.0
+        assert_host_unharmed(host, run)
+    finally:
+        run(host.stop())
+
+
+# -- the worker's view of the record ---------------------------------------------------------
+
+
+def test_the_record_shows_how_each_plugin_runs(host: PluginHost) -> None:
+    view = host.record("intruder").to_dict()["isolation"]
+    assert view["mode"] == "isolated" and view["alive"] is True
+    assert (view["memory_mb"], view["restarts"]) == (100, 0)
+    assert isinstance(view["pid"], int)
+    assert json.loads(json.dumps(view)) == view
+
+
+def test_unloading_stops_every_worker(attack_dir: Path, tmp_path: Path, run: Run) -> None:
+    host = _host(attack_dir, tmp_path)
+    run(host.start())
+    pids = [worker(host, pid).pid for pid in ("echo", "intruder", "victim")]
+    run(host.stop())
+    for pid in pids:
+        assert pid is not None
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
