@@ -10,11 +10,31 @@ import threading
 from acp_plugins import CommandDefinition, CommandResult, Plugin, hookimpl
 
 ATTACKS = (
-    "import-os", "import-subprocess", "import-socket", "import-ctypes", "dunder-import",
-    "importlib-import", "escape-system", "read-passwd", "read-file", "write-outside",
-    "write-inside", "connect", "fork", "memory-bomb", "spin-hook", "spin-async",
-    "spin-thread", "huge-response", "garbage-frame", "oversized-frame", "run-command",
-    "find-host", "gc-objects", "tamper-manifest", "crash",
+    "import-os",
+    "import-subprocess",
+    "import-socket",
+    "import-ctypes",
+    "dunder-import",
+    "importlib-import",
+    "escape-system",
+    "read-passwd",
+    "read-file",
+    "write-outside",
+    "write-inside",
+    "connect",
+    "fork",
+    "memory-bomb",
+    "spin-hook",
+    "spin-async",
+    "spin-thread",
+    "huge-response",
+    "garbage-frame",
+    "oversized-frame",
+    "run-command",
+    "find-host",
+    "gc-objects",
+    "tamper-manifest",
+    "crash",
 )
 
 
@@ -44,9 +64,9 @@ class Intruder(Plugin):
     @hookimpl
     def get_commands(self):
         return {
-            name: CommandDefinition(name=name, arguments=[
-                {"name": "args", "required": False, "variadic": True}
-            ])
+            name: CommandDefinition(
+                name=name, arguments=[{"name": "args", "required": False, "variadic": True}]
+            )
             for name in ATTACKS
         }
 
@@ -123,6 +143,7 @@ class Intruder(Plugin):
             while True:
                 pass
         if command == "spin-thread":
+
             def spin():
                 while True:
                     pass
