@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from acp_plugins import __version__
-from acp_plugins.audit import AuditLog
+from acp_plugins.audit import AuditLog, read_audit_log
 from acp_plugins.config import ConfigSources, Layer, ValueOrigin
 from acp_plugins.errors import (
     AcpPluginsError,
@@ -279,6 +279,37 @@ async def cmd_validate(args: argparse.Namespace) -> int:
     if record.state is PluginState.LOADED:
         await host.unload(args.target)
     return _print_checks([check], args.json)
+
+
+AUDIT_ACTIONS = ("grant", "refuse", "load", "deny", "sandbox", "config", "worker", "circuit")
+
+
+async def cmd_audit(args: argparse.Namespace) -> int:
+    settings, _ = _host_settings(args)
+    path = settings.effective_audit_log
+    entries, unreadable = read_audit_log(path, plugin_id=args.plugin, actions=args.action)
+    if args.last is not None:
+        entries = entries[-args.last :] if args.last > 0 else []
+    if args.json:
+        _print_json([entry.to_dict() for entry in entries])
+    elif not entries:
+        print(f"no audit entries in {path}" + (f" for '{args.plugin}'" if args.plugin else ""))
+    else:
+        rows = [
+            (
+                e.at.isoformat(timespec="seconds"),
+                e.plugin_id,
+                e.action,
+                e.outcome,
+                e.permission or "-",
+                _one_line(e.detail),
+            )
+            for e in entries
+        ]
+        print(_table(["AT", "PLUGIN", "ACTION", "OUTCOME", "PERMISSION", "DETAIL"], rows))
+    if unreadable:
+        print(f"warning: {unreadable} unreadable lines in {path} were skipped", file=sys.stderr)
+    return EXIT_OK
 
 
 async def cmd_schema(args: argparse.Namespace) -> int:
@@ -617,7 +648,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 #: Commands that work without starting a host.
-_WITHOUT_HOST = frozenset({"schema", "validate"})
+_WITHOUT_HOST = frozenset({"schema", "validate", "audit"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -703,6 +734,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=_duration, default=timedelta(days=7), metavar="DURATION",
                    help="report on the last DURATION (default 7d)")  # fmt: skip
     command("commands", cmd_commands, "List the commands active plugins offer.")
+    p = command(
+        "audit", cmd_audit, "Show the audit log: grants, denials, sandbox refusals, workers."
+    )
+    p.add_argument("--plugin", metavar="ID", help="only this plugin's entries")
+    p.add_argument("--action", action="append", default=[], choices=AUDIT_ACTIONS,
+                   help="only entries of this action; repeatable")  # fmt: skip
+    p.add_argument("--last", type=int, metavar="N", help="only the last N entries")
     command("sources", cmd_sources, "List the data sources active plugins provide.")
     command("metrics", cmd_metrics, "List the metrics analytics plugins offer.")
 

@@ -247,7 +247,8 @@ class WorkerHandle:
 
     async def _replay_lifecycle(self, skip: tuple[str, ...] = ()) -> None:
         for hook in REPLAYED:
-            if hook in self._replay and hook not in skip:
+            wanted = hook in self._hooks or hook == "$resolve_config"
+            if hook in self._replay and wanted and hook not in skip:
                 result = await asyncio.wait_for(
                     self._call(hook, self._replay[hook]), self.limits.start_timeout
                 )

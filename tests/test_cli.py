@@ -314,3 +314,28 @@ def test_help_and_version_exit_cleanly(capsys: pytest.CaptureFixture[str]) -> No
     assert "core 2.0.0" in capsys.readouterr().out
     assert main(["run", "--help"]) == 0
     assert "COMMAND" in capsys.readouterr().out
+
+
+def test_audit_lists_refusals_and_loads_filtered_by_plugin(zoo_cli: Cli, cli: Cli) -> None:
+    status, _, _ = zoo_cli("list")
+    assert status == 0
+    status, out, _ = zoo_cli("audit", "--plugin", "greedy", "--json")
+    assert status == 0
+    entries = json.loads(out)
+    refused = {(e["action"], e["outcome"], e["permission"]) for e in entries}
+    assert ("refuse", "denied", "manage-database") in refused
+    assert {e["plugin_id"] for e in entries} == {"greedy"}
+    status, out, _ = zoo_cli("audit", "--action", "load", "--last", "1")
+    assert status == 0 and "ACTION" in out and " load " in out
+    assert len(out.strip().splitlines()) == 3  # header, rule, one entry
+
+
+def test_the_samples_run_isolated_unless_trusted(cli: Cli) -> None:
+    status, out, _ = cli("info", "echo", "--json")
+    assert status == 0
+    isolation = json.loads(out)["isolation"]
+    assert isolation["mode"] == "isolated" and isolation["memory_mb"] == 100
+    status, out, _ = cli("info", "echo", "--json", "--trust", "echo")
+    assert json.loads(out)["isolation"] == {"mode": "in-process"}
+    status, out, _ = cli("audit", "--plugin", "echo", "--action", "worker", "--json")
+    assert [e["outcome"] for e in json.loads(out)] == ["started"]

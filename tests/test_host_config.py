@@ -24,7 +24,7 @@ from acp_plugins import (
     PluginHost,
     PluginState,
 )
-from acp_plugins.isolation import TRUST_ALL
+from acp_plugins.isolation import TRUST_ALL, IsolationPolicy
 from conftest import SAMPLE_PROJECTS, fixture_plugin, sample
 
 Run = Callable[..., Any]
@@ -37,9 +37,16 @@ def plugins_dir(install_plugins: Callable[..., Path]) -> Path:
     )
 
 
+@pytest.fixture(params=["in-process", "isolated"])
+def isolation(request: pytest.FixtureRequest) -> IsolationPolicy:
+    """Every test runs twice: the plugins in the host's process, then each in a worker."""
+    return TRUST_ALL if request.param == "in-process" else IsolationPolicy()
+
+
 def make_host(
     plugins_dir: Path,
     tmp_path: Path,
+    isolation: IsolationPolicy,
     *,
     environ: dict[str, str] | None = None,
     global_toml: str | None = None,
@@ -54,7 +61,7 @@ def make_host(
         user_file.write_text(user_toml)
     sources = ConfigSources(global_file=global_file, user_file=user_file, environ=environ or {})
     return PluginHost(
-        isolation=TRUST_ALL, search_path=[plugins_dir], data_root=tmp_path / "data", config=sources
+        isolation=isolation, search_path=[plugins_dir], data_root=tmp_path / "data", config=sources
     )
 
 
@@ -64,11 +71,12 @@ def send(host: PluginHost, run: Run, kind: str, text: str = "hi") -> str:
 
 
 def test_every_layer_reaches_the_running_plugin(
-    plugins_dir: Path, tmp_path: Path, run: Run
+    plugins_dir: Path, tmp_path: Path, isolation: IsolationPolicy, run: Run
 ) -> None:
     host = make_host(
         plugins_dir,
         tmp_path,
+        isolation,
         global_toml='[plugins.vault]\ntags = ["g"]\n[plugins.vault.endpoint]\nretries = 1\n',
         environ={"ACP_PLUGIN_VAULT__ENDPOINT__URL": "http://127.0.0.1:8080"},
         user_toml="[plugins.vault.endpoint]\nretries = 2\n",
@@ -85,10 +93,13 @@ def test_every_layer_reaches_the_running_plugin(
 
 
 def test_an_invalid_config_keeps_that_plugin_loaded_and_the_others_going(
-    plugins_dir: Path, tmp_path: Path, run: Run
+    plugins_dir: Path, tmp_path: Path, isolation: IsolationPolicy, run: Run
 ) -> None:
     host = make_host(
-        plugins_dir, tmp_path, environ={"ACP_PLUGIN_VAULT__ENDPOINT__RETRIES": "eleven"}
+        plugins_dir,
+        tmp_path,
+        isolation,
+        environ={"ACP_PLUGIN_VAULT__ENDPOINT__RETRIES": "eleven"},
     )
     run(host.start())
     record = host.record("vault")
@@ -100,9 +111,9 @@ def test_an_invalid_config_keeps_that_plugin_loaded_and_the_others_going(
 
 
 def test_a_runtime_override_is_validated_saved_and_applied(
-    plugins_dir: Path, tmp_path: Path, run: Run
+    plugins_dir: Path, tmp_path: Path, isolation: IsolationPolicy, run: Run
 ) -> None:
-    host = make_host(plugins_dir, tmp_path)
+    host = make_host(plugins_dir, tmp_path, isolation)
     run(host.start())
     run(host.set_config("echo", "prefix", ">> "))
     assert send(host, run, "echo") == ">> hi"
@@ -111,7 +122,7 @@ def test_a_runtime_override_is_validated_saved_and_applied(
     [(path, value, origin)] = host.config_of("echo").explain()
     assert (path, value, origin.layer) == ("prefix", ">> ", Layer.RUNTIME)
 
-    restarted = make_host(plugins_dir, tmp_path)  # the override survives a restart
+    restarted = make_host(plugins_dir, tmp_path, isolation)  # the override survives a restart
     run(restarted.start())
     assert send(restarted, run, "echo") == ">> hi"
     run(restarted.unset_config("echo", "prefix"))
@@ -120,9 +131,9 @@ def test_a_runtime_override_is_validated_saved_and_applied(
 
 
 def test_a_bad_override_is_refused_and_changes_nothing(
-    plugins_dir: Path, tmp_path: Path, run: Run
+    plugins_dir: Path, tmp_path: Path, isolation: IsolationPolicy, run: Run
 ) -> None:
-    host = make_host(plugins_dir, tmp_path)
+    host = make_host(plugins_dir, tmp_path, isolation)
     run(host.start())
     run(host.set_config("vault", "endpoint.retries", 4))
     before = (tmp_path / "data" / "overrides.json").read_text()
@@ -136,9 +147,11 @@ def test_a_bad_override_is_refused_and_changes_nothing(
 
 
 def test_a_plugin_that_refuses_a_change_keeps_the_old_config(
-    plugins_dir: Path, tmp_path: Path, run: Run
+    plugins_dir: Path, tmp_path: Path, isolation: IsolationPolicy, run: Run
 ) -> None:
-    host = make_host(plugins_dir, tmp_path, global_toml='[plugins.vault]\ntags = ["frozen"]\n')
+    host = make_host(
+        plugins_dir, tmp_path, isolation, global_toml='[plugins.vault]\ntags = ["frozen"]\n'
+    )
     run(host.start())
     with pytest.raises(ConfigError, match="refused the new configuration"):
         run(host.set_config("vault", "endpoint.retries", 5))
@@ -148,26 +161,39 @@ def test_a_plugin_that_refuses_a_change_keeps_the_old_config(
 
 
 def test_the_sqlite_store_moves_to_a_new_database_while_serving(
-    plugins_dir: Path, tmp_path: Path, run: Run
+    plugins_dir: Path, tmp_path: Path, isolation: IsolationPolicy, run: Run
 ) -> None:
-    host = make_host(plugins_dir, tmp_path)
+    host = make_host(plugins_dir, tmp_path, isolation)
     run(host.start())
-    moved = tmp_path / "moved.sqlite3"
+    moved = tmp_path / "data" / "sqlite-store" / "moved.sqlite3"
     run(host.set_config("sqlite-store", "database", str(moved)))
     assert moved.is_file()
     result = run(host.query("agent-events"))
     assert result.total == 60  # seeded afresh in the new file
     with pytest.raises(ConfigError, match="refused"):
         run(host.set_config("sqlite-store", "database", "/proc/no-such-dir/x.sqlite3"))
+    if not isolation.is_trusted("sqlite-store"):  # isolated: its data directory only
+        elsewhere = tmp_path / "elsewhere.sqlite3"
+        with pytest.raises(ConfigError, match="refused"):
+            run(host.set_config("sqlite-store", "database", str(elsewhere)))
+        assert not elsewhere.exists()
+        refusals = [e.detail for e in host.audit.entries("sqlite-store") if e.action == "sandbox"]
+        assert any(str(elsewhere) in detail for detail in refusals)
     assert run(host.query("agent-events")).total == 60  # still serving from moved.sqlite3
 
 
 def test_secrets_never_show(
-    plugins_dir: Path, tmp_path: Path, run: Run, caplog: pytest.LogCaptureFixture
+    plugins_dir: Path,
+    tmp_path: Path,
+    isolation: IsolationPolicy,
+    run: Run,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     secret = "s3cr3t-token-value"
-    host = make_host(plugins_dir, tmp_path, environ={"ACP_PLUGIN_VAULT__API_KEY": secret})
+    host = make_host(
+        plugins_dir, tmp_path, isolation, environ={"ACP_PLUGIN_VAULT__API_KEY": secret}
+    )
     run(host.start())
     assert "key-length=18" in send(host, run, "vault")  # the plugin has it...
     shown = json.dumps(host.config_of("vault").masked()) + repr(host.config_of("vault").explain())
@@ -177,9 +203,11 @@ def test_secrets_never_show(
     assert secret not in caplog.text
 
 
-def test_a_disabled_plugin_is_not_loaded(plugins_dir: Path, tmp_path: Path, run: Run) -> None:
+def test_a_disabled_plugin_is_not_loaded(
+    plugins_dir: Path, tmp_path: Path, isolation: IsolationPolicy, run: Run
+) -> None:
     host = PluginHost(
-        isolation=TRUST_ALL,
+        isolation=isolation,
         search_path=[plugins_dir],
         data_root=tmp_path,
         config=ConfigSources(environ={}),
@@ -191,12 +219,12 @@ def test_a_disabled_plugin_is_not_loaded(plugins_dir: Path, tmp_path: Path, run:
 
 
 def test_an_unreadable_overrides_file_is_a_reason_not_a_crash(
-    plugins_dir: Path, tmp_path: Path, run: Run
+    plugins_dir: Path, tmp_path: Path, isolation: IsolationPolicy, run: Run
 ) -> None:
     overrides = tmp_path / "overrides-is-a-directory"
     overrides.mkdir()  # reading it fails with an OSError
     host = PluginHost(
-        isolation=TRUST_ALL,
+        isolation=isolation,
         search_path=[plugins_dir],
         data_root=tmp_path / "data",
         config=ConfigSources(environ={}),

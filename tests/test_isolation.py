@@ -330,3 +330,18 @@ def test_unloading_stops_every_worker(attack_dir: Path, tmp_path: Path, run: Run
     for pid in pids:
         assert pid is not None
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+
+
+def test_a_restarted_worker_gets_its_settings_back(host: PluginHost, run: Run) -> None:
+    import os
+    import signal
+
+    run(host.set_config("echo", "prefix", "kept> "))
+    echo = worker(host, "echo")
+    assert echo.pid is not None
+    os.kill(echo.pid, signal.SIGKILL)  # from outside: the kernel's OOM killer, say
+    wait_until(run, lambda: echo.alive and echo.restarts == 1)
+    failures = [f.message for f in host.record("echo").failures if f.stage == "isolation"]
+    assert failures == ["worker was killed by SIGKILL"]
+    answer = run(host.send(Message(type="echo", content="again", sender="t")))
+    assert answer.response.content == "kept> again"
