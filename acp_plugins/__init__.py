@@ -7,6 +7,7 @@ dependencies, drives each plugin through its lifecycle and calls its hooks
 safely. See the README for a complete plugin example.
 """
 
+from acp_plugins.audit import AuditEntry, AuditLog, read_audit_log
 from acp_plugins.calls import DEFAULT_TIMEOUT, CallGuard
 from acp_plugins.command_registry import CommandEntry
 from acp_plugins.config import (
@@ -44,9 +45,12 @@ from acp_plugins.errors import (
     UnknownCommand,
     UnknownDataSource,
     UnsupportedReportFormat,
+    WorkerError,
+    WorkerProtocolError,
 )
 from acp_plugins.host import CORE_VERSION, PluginHost
 from acp_plugins.interfaces import INTERFACE_HOOKS, Interface
+from acp_plugins.isolation import TRUST_ALL, IsolationPolicy, WorkerLimits
 from acp_plugins.lifecycle import TRANSITIONS, PluginState
 from acp_plugins.manifest import Manifest, manifest_json_schema, parse_manifest, read_manifest
 from acp_plugins.markers import hookimpl, hookspec
@@ -72,8 +76,10 @@ from acp_plugins.record import CallStats, PluginFailure, PluginRecord
 from acp_plugins.reports import REPORT_FORMATS, render_report
 from acp_plugins.resolution import Resolution, resolve
 from acp_plugins.routing import RoutedMessage
+from acp_plugins.sandbox import SandboxViolation
 from acp_plugins.settings import HostSettings, load_host_settings
 from acp_plugins.versions import VersionRange, VersionRangeError, parse_range, parse_version
+from acp_plugins.worker_handle import WorkerHandle
 
 __version__ = "0.1.0"
 
@@ -85,8 +91,11 @@ __all__ = [
     "INTERFACE_HOOKS",
     "REPORT_FORMATS",
     "TRANSITIONS",
+    "TRUST_ALL",
     "AcpPluginsError",
     "ArgumentDefinition",
+    "AuditEntry",
+    "AuditLog",
     "CallGuard",
     "CallStats",
     "CallTimeout",
@@ -109,6 +118,7 @@ __all__ = [
     "IllegalTransition",
     "Interface",
     "InterfaceMismatch",
+    "IsolationPolicy",
     "Layer",
     "Manifest",
     "ManifestError",
@@ -139,6 +149,7 @@ __all__ = [
     "Resolution",
     "ResolvedConfig",
     "RoutedMessage",
+    "SandboxViolation",
     "TimeRange",
     "UnknownCommand",
     "UnknownDataSource",
@@ -146,6 +157,10 @@ __all__ = [
     "ValueOrigin",
     "VersionRange",
     "VersionRangeError",
+    "WorkerError",
+    "WorkerHandle",
+    "WorkerLimits",
+    "WorkerProtocolError",
     "__version__",
     "discover",
     "hookimpl",
@@ -156,6 +171,7 @@ __all__ = [
     "parse_range",
     "parse_version",
     "plugin_env_prefix",
+    "read_audit_log",
     "read_manifest",
     "render_report",
     "resolve",

@@ -21,10 +21,12 @@ plugin finds a way around Python (the README's threat model says which is which)
 from __future__ import annotations
 
 import builtins
+import contextlib
 import errno
 import importlib
 import os
 import resource
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -37,6 +39,7 @@ __all__ = [
     "SandboxSpec",
     "SandboxViolation",
     "apply_limits",
+    "die_with_the_host",
     "install_audit_hook",
     "install_seccomp",
 ]
@@ -76,6 +79,7 @@ _AF_INET, _AF_INET6, _AF_NETLINK, _AF_PACKET = 2, 10, 16, 17
 _CLONE_THREAD = 0x00010000
 _SCMP_ACT_ALLOW = 0x7FFF0000
 _SCMP_CMP_EQ, _SCMP_CMP_MASKED_EQ = 4, 7
+_PR_SET_PDEATHSIG = 1
 
 
 class SandboxViolation(PermissionError):
@@ -229,6 +233,17 @@ def install_seccomp(spec: SandboxSpec) -> str | None:
     finally:
         lib.seccomp_release(context)
     return None
+
+
+def die_with_the_host() -> None:
+    """Ask the kernel to kill this worker when the host that started it dies (Linux)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() == 1:  # the host died before the request was made
+            os._exit(1)
 
 
 #: Audit events that are refused outright unless a permission allows them.

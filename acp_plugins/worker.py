@@ -52,6 +52,7 @@ from acp_plugins.sandbox import (
     SandboxSpec,
     SandboxViolation,
     apply_limits,
+    die_with_the_host,
     install_audit_hook,
     install_seccomp,
 )
@@ -200,6 +201,7 @@ class Worker:
             site.addsitedir(path)
         manifest = Manifest.model_validate(frame["manifest"])
         warnings = []
+        die_with_the_host()
         apply_limits(self.spec)
         warning = install_seccomp(self.spec)
         if warning:
@@ -211,7 +213,7 @@ class Worker:
         try:
             plugin = _load(manifest.plugin_id, frame["entry_point"])
             self.handle = InProcessHandle(
-                manifest.plugin_id, plugin, HookRegistry(), sync_in_thread=True
+                manifest.plugin_id, plugin, HookRegistry(), sync_in_thread=False
             )
         except (AcpPluginsError, SandboxViolation) as error:
             self.send({"op": "failed", "message": str(error)})

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from collections import deque
 from collections.abc import Mapping, Sequence
 from functools import cache
@@ -137,6 +138,11 @@ def privilege_wrapper(network: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
     else:
         warnings.append("workers run without no-new-privs (setpriv is not installed)")
     return tuple(prefix), tuple(warnings)
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(OSError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def _in_loop() -> bool:
@@ -336,6 +342,8 @@ class WorkerHandle:
         finally:
             child.close()
         self.pid = self._process.pid
+        # a host dropped without stop() must not leave its workers behind
+        self._reaper = weakref.finalize(self, _kill_group, self._process.pid)
         reader, writer = await asyncio.open_unix_connection(sock=parent, limit=2**16)
         self._writer = writer
         writer.write(
@@ -676,6 +684,9 @@ class WorkerHandle:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(timeout=5)
         self._fail_pending(reason)
+        reaper = getattr(self, "_reaper", None)
+        if reaper is not None and process is not None and process.poll() is not None:
+            reaper.detach()
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None

@@ -24,9 +24,10 @@ import pluggy
 import acp_plugins
 from benchmarks import env
 from benchmarks.dispatch import measure_dispatch, profile_dispatch
+from benchmarks.isolation import measure_isolation, summary
 from benchmarks.startup import measure_startup, profile_startup
 
-BENCHMARKS = ("dispatch", "discover", "start")
+BENCHMARKS = ("dispatch", "discover", "start", "isolation")
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Result:
     name: str
     description: str
     baseline_name: str
-    unit: str  # "us/msg" or "ms"
+    unit: str  # "us/msg", "us/call" or "ms"
     ours: list[float]  # seconds per run
     baseline: list[float]
     goal: float | None  # maximum ratio; None = informational
@@ -58,7 +59,7 @@ class Result:
         return None if self.goal is None else self.ratio <= self.goal
 
     def scaled(self, seconds: float) -> float:
-        return seconds * (1e6 if self.unit == "us/msg" else 1e3)
+        return seconds * (1e6 if self.unit.startswith("us") else 1e3)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -162,11 +163,38 @@ _start = _startup(
 )
 
 
+def _bench_isolation(args: argparse.Namespace) -> tuple[list[Result], dict[str, Any]]:
+    calls = max(args.messages // 5, 200)
+    _log(f"[isolation] {args.runs} runs x {calls} calls, {args.runs} worker starts ...")
+    times = measure_isolation(args.runs, calls)
+    results = [
+        Result(
+            name="isolated-call",
+            description="await handle.invoke('can_handle', {message}) on the echo sample's worker",
+            baseline_name="raw multiprocessing.Pipe round trip of the same message fields",
+            unit="us/call",
+            ours=times.call,
+            baseline=times.pipe,
+            goal=1.5,
+        ),
+        Result(
+            name="worker-start",
+            description="WorkerHandle.start(): spawn, sandbox, import the echo sample, ready",
+            baseline_name="python -I -c pass",
+            unit="ms",
+            ours=times.start,
+            baseline=times.bare_start,
+            goal=None,
+        ),
+    ]
+    return results, summary(times)
+
+
 def _table(results: Sequence[Result], args: argparse.Namespace, elapsed: float) -> str:
     header = ("benchmark", "acp-plugins", "baseline", "ratio", "goal", "ok")
     rows = []
     for r in results:
-        unit = "µs/msg" if r.unit == "us/msg" else "ms"
+        unit = r.unit.replace("us", "µs")
         rows.append(
             (
                 r.name,
@@ -257,6 +285,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.append(_discover(args))
     if "start" in selected:
         results.append(_start(args))
+    notes: dict[str, Any] = {}
+    if "isolation" in selected:
+        isolated, notes = _bench_isolation(args)
+        results.extend(isolated)
     elapsed = time.perf_counter() - started
     if args.json:
         document = {
@@ -273,10 +305,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "environment": str(env.cache_root()),
             "total_seconds": round(elapsed, 2),
             "results": [r.to_dict() for r in results],
+            "notes": notes,
         }
         print(json.dumps(document, indent=2))
     else:
         print(_table(results, args, elapsed))
+        for key, value in notes.items():
+            print(f"{key}: {value}")
     return 0
 
 

@@ -29,6 +29,7 @@ import pluggy
 import acp_plugins
 import acp_plugins.hookspecs
 from acp_plugins import Message, MessageResponse, PluginHost, PluginState
+from acp_plugins.isolation import TRUST_ALL
 
 __all__ = ["BLOCK", "DispatchTimes", "measure_dispatch", "profile_dispatch"]
 
@@ -133,7 +134,7 @@ async def _time_raw(raw: _RawPluggy, messages: Sequence[Message], is_async: bool
 
 async def _measure(directory: str, *, is_async: bool, runs: int, count: int) -> DispatchTimes:
     with tempfile.TemporaryDirectory(prefix="acp-bench-dispatch-") as data_root:
-        host = PluginHost(search_path=[directory], data_root=data_root)
+        host = PluginHost(search_path=[directory], data_root=data_root, isolation=TRUST_ALL)
         await host.start()
         states = {r.plugin_id: r.state for r in host.records.values()}
         assert states and all(s is PluginState.ACTIVE for s in states.values()), states
@@ -172,7 +173,7 @@ def measure_dispatch(directory: str, *, is_async: bool, runs: int, messages: int
 
 async def _profile(directory: str, *, is_async: bool, count: int) -> str:
     with tempfile.TemporaryDirectory(prefix="acp-bench-dispatch-") as data_root:
-        host = PluginHost(search_path=[directory], data_root=data_root)
+        host = PluginHost(search_path=[directory], data_root=data_root, isolation=TRUST_ALL)
         await host.start()
         messages = _messages(count)
         await _time_host(host, messages)  # warm-up

@@ -65,7 +65,9 @@ def _start_acp(directory: str, count: int) -> float:
     loop = asyncio.new_event_loop()
     with tempfile.TemporaryDirectory(prefix="acp-bench-data-") as data_root:
         started = perf_counter()
-        host = acp_plugins.PluginHost(search_path=[directory], data_root=data_root)
+        host = acp_plugins.PluginHost(
+            search_path=[directory], data_root=data_root, isolation=acp_plugins.TRUST_ALL
+        )
         loop.run_until_complete(host.start())
         elapsed = perf_counter() - started
     loop.close()

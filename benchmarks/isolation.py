@@ -1,0 +1,173 @@
+"""Isolated plugins: a call's round trip, a worker's start, its memory, the CPU governor.
+
+* ``isolated-call``: ``await handle.invoke("can_handle", {"message": m})`` on the echo
+  sample running in its worker (frame, socket, the worker calls the hook, frame
+  back, the host rebuilds the answer), against a raw ``multiprocessing.Pipe``
+  round trip of the same payload (the message's fields out, a float back) to a
+  child process that answers at once. Both sequential, in one run, alternating.
+* ``worker-start``: ``WorkerHandle.start()`` of the echo sample (spawn, sandbox,
+  import, ready), against starting a bare interpreter (``python -I -c pass``).
+* memory: the worker's resident set once started; the CPU governor: the share of a
+  CPU a worker spinning in a thread really got, with a 10 % share.
+
+Workers run with the CPU governor off for the call and start benchmarks, since a
+worker kept busy by a benchmark is exactly what the governor holds back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from time import perf_counter
+from typing import Any
+
+from acp_plugins import Message, PluginHost
+from acp_plugins.cpu_governor import cpu_seconds
+from acp_plugins.isolation import IsolationPolicy, WorkerLimits
+from acp_plugins.worker_handle import WorkerHandle
+
+__all__ = ["IsolationTimes", "measure_isolation"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class IsolationTimes:
+    """Seconds per call / per start of every run, and the informational figures."""
+
+    call: list[float] = field(default_factory=list)
+    pipe: list[float] = field(default_factory=list)
+    start: list[float] = field(default_factory=list)
+    bare_start: list[float] = field(default_factory=list)
+    rss_mb: list[float] = field(default_factory=list)
+    governed_share: float = 0.0
+
+
+def _echo_child(connection: Connection) -> None:
+    while True:
+        payload = connection.recv()
+        if payload is None:
+            return
+        connection.send(1.0 if payload["content"] else 0.0)
+
+
+def _install(target: Path) -> None:
+    command = [
+        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+        "--no-deps", "--no-build-isolation", "--target", str(target),
+        str(ROOT / "sample_plugins" / "acp-echo"),
+        str(ROOT / "tests" / "fixture_plugins" / "acp-fx-attacks"),
+    ]  # fmt: skip
+    subprocess.run(command, check=True, capture_output=True)
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def _host(directory: Path, data: Path, limits: WorkerLimits) -> PluginHost:
+    host = PluginHost(
+        search_path=[directory], data_root=data, isolation=IsolationPolicy(limits=limits)
+    )
+    await host.start()
+    return host
+
+
+async def _measure(runs: int, calls: int, workdir: Path) -> IsolationTimes:
+    directory = workdir / "plugins"
+    _install(directory)
+    times = IsolationTimes()
+    ungoverned = WorkerLimits(cpu_share=None)
+    host = await _host(directory, workdir / "data", ungoverned)
+    handle = host.record("echo").handle
+    assert isinstance(handle, WorkerHandle) and handle.alive
+    message = Message(type="echo", content="hello agents", sender="bench")
+    payload = message.model_dump(mode="json")
+
+    parent, child = multiprocessing.Pipe()
+    process = multiprocessing.get_context("spawn").Process(target=_echo_child, args=(child,))
+    process.start()
+
+    async def ours() -> float:
+        started = perf_counter()
+        for _ in range(calls):
+            await handle.invoke("can_handle", {"message": message})
+        return (perf_counter() - started) / calls
+
+    def pipe() -> float:
+        started = perf_counter()
+        for _ in range(calls):
+            parent.send(payload)
+            parent.recv()
+        return (perf_counter() - started) / calls
+
+    assert await handle.invoke("can_handle", {"message": message}) == 1.0
+    await ours()
+    pipe()  # warm-up
+    for _ in range(runs):
+        times.call.append(await ours())
+        times.pipe.append(pipe())
+    parent.send(None)
+    process.join()
+    times.rss_mb.append(_rss_mb(handle.pid or 0))
+    await host.stop()
+
+    for index in range(runs):
+        started = perf_counter()
+        subprocess.run([sys.executable, "-I", "-c", "pass"], check=True)
+        times.bare_start.append(perf_counter() - started)
+        fresh = WorkerHandle(
+            "echo",
+            manifest=handle.manifest,
+            entry_point=handle.entry_point,
+            granted=handle.granted,
+            data_dir=workdir / "data" / f"start-{index}",
+            search_path=[directory],
+            policy=IsolationPolicy(limits=ungoverned),
+            events=host,
+            own_packages=handle.own_packages,
+        )
+        started = perf_counter()
+        await fresh.start()
+        times.start.append(perf_counter() - started)
+        assert fresh.pid is not None
+        times.rss_mb.append(_rss_mb(fresh.pid))
+        fresh.close()
+
+    governed = await _host(
+        directory, workdir / "governed", WorkerLimits(cpu_share=0.1, cpu_window=2.0)
+    )
+    await governed.run_command("intruder:spin-thread", [])
+    spinner = governed.record("intruder").handle
+    assert isinstance(spinner, WorkerHandle) and spinner.pid is not None
+    await asyncio.sleep(2.0)
+    cpu0, wall0 = cpu_seconds(spinner.pid), time.monotonic()
+    await asyncio.sleep(6.0)
+    times.governed_share = (cpu_seconds(spinner.pid) - cpu0) / (time.monotonic() - wall0)
+    await governed.stop()
+    return times
+
+
+def measure_isolation(runs: int, calls: int) -> IsolationTimes:
+    """Run every isolation measurement in a throwaway directory."""
+    with tempfile.TemporaryDirectory(prefix="acp-bench-isolation-") as workdir:
+        return asyncio.run(_measure(runs, calls, Path(workdir)))
+
+
+def summary(times: IsolationTimes) -> dict[str, Any]:
+    """The informational figures, for the table's notes."""
+    return {
+        "worker_rss_mb_median": round(statistics.median(times.rss_mb), 1),
+        "governed_share_with_10_percent": round(times.governed_share, 3),
+    }
