@@ -82,10 +82,12 @@ def demo(session: nox.Session) -> None:
     session.install("-e", ".", *SAMPLES)
     data = Path(session.create_tmp()).resolve()
     config = data / "acp-plugins.toml"
+    # isolated, the store may open files in its own data directory only
+    database = data / "plugin-data" / "sqlite-store" / "demo.sqlite3"
     config.write_text(
         "[host]\ntimeout = 5\n\n"
         '[plugins.echo]\nprefix = "echo> "\n\n'
-        f'[plugins.sqlite-store]\ndatabase = "{data / "demo-events.sqlite3"}"\n'
+        f'[plugins.sqlite-store]\ndatabase = "{database}"\n'
     )
     (data / "user.toml").write_text("")  # keep the demo away from a real per-user file
     env = {
@@ -112,6 +114,7 @@ def demo(session: nox.Session) -> None:
         ["acp-plugins", "report", "--format", "markdown"],
         ["acp-plugins", "config", "validate"],
         ["acp-plugins", "validate", str(ROOT / "sample_plugins" / "acp-echo")],
+        ["acp-plugins", "audit", "--last", "8"],
     ]
     for step in steps:
         session.run(*step, env=env)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -46,7 +46,15 @@ from acp_plugins.config import PluginConfig
 from acp_plugins.errors import WorkerProtocolError
 from acp_plugins.manifest import Manifest
 
-__all__ = ["HEADER", "MAX_FRAME", "decode_value", "encode_frame", "encode_value", "read_frame"]
+__all__ = [
+    "HEADER",
+    "MAX_FRAME",
+    "FrameReader",
+    "decode_value",
+    "encode_frame",
+    "encode_value",
+    "parse_frame",
+]
 
 HEADER = struct.Struct(">I")
 #: The largest frame either side accepts (bytes of JSON).
@@ -71,17 +79,8 @@ def encode_frame(message: Mapping[str, Any]) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
-async def read_frame(reader: asyncio.StreamReader, limit: int = MAX_FRAME) -> dict[str, Any]:
-    """Read one frame; raises :class:`asyncio.IncompleteReadError` at the end of the stream.
-
-    Raises :class:`WorkerProtocolError` for a frame over ``limit`` bytes or one
-    that is not a JSON object with a string ``op``.
-    """
-    header = await reader.readexactly(HEADER.size)
-    (length,) = HEADER.unpack(header)
-    if length > limit:
-        raise WorkerProtocolError(f"a frame of {length} bytes exceeds the limit of {limit} bytes")
-    body = await reader.readexactly(length)
+def parse_frame(body: bytes) -> dict[str, Any]:
+    """One frame's body as a message; raises :class:`WorkerProtocolError` if it is not one."""
     try:
         message = json.loads(body)
     except (UnicodeDecodeError, ValueError) as error:
@@ -89,6 +88,65 @@ async def read_frame(reader: asyncio.StreamReader, limit: int = MAX_FRAME) -> di
     if not isinstance(message, dict) or not isinstance(message.get("op"), str):
         raise WorkerProtocolError("a frame is not a JSON object with an 'op'")
     return message
+
+
+class FrameReader(asyncio.Protocol):
+    """Cuts the bytes of a channel into frames and hands each message to ``on_frame``.
+
+    ``on_closed`` is called once: with ``None`` when the other side closed the
+    channel, or with the error that ended it: a malformed or oversized frame, or an
+    exception raised by ``on_frame`` (the channel is then closed from this side).
+    """
+
+    def __init__(
+        self,
+        on_frame: Callable[[dict[str, Any]], None],
+        on_closed: Callable[[BaseException | None], None],
+        limit: int = MAX_FRAME,
+    ) -> None:
+        self.on_frame = on_frame
+        self.on_closed = on_closed
+        self.limit = limit
+        self.transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._ended = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        while not self._ended and len(buffer) >= HEADER.size:
+            (length,) = HEADER.unpack_from(buffer)
+            if length > self.limit:
+                self._end(
+                    WorkerProtocolError(
+                        f"a frame of {length} bytes exceeds the limit of {self.limit} bytes"
+                    )
+                )
+                return
+            end = HEADER.size + length
+            if len(buffer) < end:
+                return
+            body = bytes(buffer[HEADER.size : end])
+            del buffer[:end]
+            try:
+                self.on_frame(parse_frame(body))
+            except Exception as error:
+                self._end(error)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._ended:
+            self._ended = True
+            self.on_closed(exc if not isinstance(exc, ConnectionError) else None)
+
+    def _end(self, error: BaseException) -> None:
+        self._ended = True
+        self._buffer.clear()
+        if self.transport is not None:
+            self.transport.abort()
+        self.on_closed(error)
 
 
 def encode_value(value: Any) -> Any:

@@ -43,10 +43,10 @@ from acp_plugins.models import (
 )
 from acp_plugins.permissions import Permission
 from acp_plugins.protocol import (
+    FrameReader,
     decode_value,
     encode_frame,
     encode_value,
-    read_frame,
 )
 from acp_plugins.sandbox import (
     SandboxSpec,
@@ -61,8 +61,6 @@ from acp_plugins.sandbox import (
 EXIT_OUT_OF_MEMORY = 70
 #: Exit status of a worker whose plugin failed to import or register.
 EXIT_LOAD_FAILED = 71
-#: Exit status of a worker that gave up a plain hook it could not stop at its timeout.
-EXIT_ABANDONED = 72
 
 
 class WorkerContext:
@@ -148,10 +146,9 @@ class _ChannelLogHandler(logging.Handler):
 class Worker:
     """Serves one plugin over one channel."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
+    def __init__(self) -> None:
         self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
         self.calls: dict[int, asyncio.Task[None]] = {}
         self.asked: dict[int, asyncio.Future[Any]] = {}
         self.next_ask = 0
@@ -159,6 +156,9 @@ class Worker:
         self.handle: InProcessHandle
         self.context: WorkerContext
         self.model: type[BaseModel] | None = None
+        self.started = False
+        #: Set when the channel ends (``exit`` holds the status to exit with).
+        self.finished: asyncio.Future[int] = self.loop.create_future()
         #: The configuration in force, and the one last validated (not yet in force).
         self.active: ResolvedConfig | None = None
         self.proposed: ResolvedConfig | None = None
@@ -166,7 +166,8 @@ class Worker:
     # -- sending ----------------------------------------------------------
 
     def send(self, message: Mapping[str, Any]) -> None:
-        self.writer.write(encode_frame(message))
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(encode_frame(message))
 
     def send_soon(self, message: Mapping[str, Any]) -> None:
         """Send from any thread."""
@@ -190,12 +191,58 @@ class Worker:
         finally:
             self.asked.pop(ask_id, None)
 
+    # -- the channel ------------------------------------------------------
+
+    def on_closed(self, error: BaseException | None) -> None:
+        if error is not None:
+            print(f"acp-plugins worker: the channel failed: {error}", file=sys.stderr)
+        if not self.finished.done():
+            self.finished.set_result(0 if error is None else 1)
+
+    def on_frame(self, frame: dict[str, Any]) -> None:
+        op = frame["op"]
+        if not self.started:
+            if op != "start":
+                raise SystemExit(f"expected a start frame, got {op!r}")
+            self.started = True
+            starting = self.loop.create_task(self.start(frame))
+            starting.add_done_callback(self._started)
+        elif op == "call":
+            call_id, hook = int(frame["id"]), str(frame["hook"])
+            task = self.loop.create_task(self.run_call(call_id, hook, frame.get("kwargs") or {}))
+            if not task.done():
+                self.calls[call_id] = task
+        elif op == "cancel":
+            running = self.calls.get(int(frame["id"]))
+            if running is not None:
+                running.cancel()
+        elif op == "reply":
+            future = self.asked.get(int(frame["id"]))
+            if future is not None and not future.done():
+                if "error" in frame:
+                    future.set_exception(_remote_error(self.spec.plugin_id, frame["error"]))
+                else:
+                    future.set_result(decode_value(frame.get("value")))
+        elif op == "sources":
+            values = frame.get("value") or []
+            self.context.sources = [
+                DataSourceDefinition.model_validate(decode_value(v)) for v in values
+            ]
+        elif op == "stop":
+            self.on_closed(None)
+
+    def _started(self, task: asyncio.Task[bool]) -> None:
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            traceback.print_exception(type(error), error, error.__traceback__)
+        if (
+            task.cancelled() or error is not None or not task.result()
+        ) and not self.finished.done():
+            self.finished.set_result(EXIT_LOAD_FAILED)
+
     # -- starting ---------------------------------------------------------
 
-    async def start(self) -> bool:
-        frame = await read_frame(self.reader)
-        if frame.get("op") != "start":
-            raise SystemExit(f"expected a start frame, got {frame.get('op')!r}")
+    async def start(self, frame: Mapping[str, Any]) -> bool:
         self.spec = SandboxSpec.from_dict(frame["spec"])
         for path in frame.get("search_path", ()):
             site.addsitedir(path)
@@ -212,12 +259,9 @@ class Worker:
         arm()
         try:
             plugin = _load(manifest.plugin_id, frame["entry_point"])
-            self.handle = InProcessHandle(
-                manifest.plugin_id, plugin, HookRegistry(), sync_in_thread=False
-            )
+            self.handle = InProcessHandle(manifest.plugin_id, plugin, HookRegistry())
         except (AcpPluginsError, SandboxViolation) as error:
             self.send({"op": "failed", "message": str(error)})
-            await self.writer.drain()
             return False
         self.context = WorkerContext(self, manifest, self.spec.granted)
         if self.handle.implements("get_settings_model"):
@@ -236,39 +280,9 @@ class Worker:
 
     # -- serving ----------------------------------------------------------
 
-    async def serve(self) -> None:
-        while True:
-            try:
-                frame = await read_frame(self.reader)
-            except asyncio.IncompleteReadError:
-                return  # the host closed the channel
-            op = frame["op"]
-            if op == "call":
-                call_id = int(frame["id"])
-                self.calls[call_id] = asyncio.ensure_future(self.run_call(call_id, frame))
-            elif op == "cancel":
-                task = self.calls.get(int(frame["id"]))
-                if task is not None:
-                    task.cancel()
-            elif op == "reply":
-                future = self.asked.get(int(frame["id"]))
-                if future is not None and not future.done():
-                    if "error" in frame:
-                        future.set_exception(_remote_error(self.spec.plugin_id, frame["error"]))
-                    else:
-                        future.set_result(decode_value(frame.get("value")))
-            elif op == "sources":
-                values = frame.get("value") or []
-                self.context.sources = [
-                    DataSourceDefinition.model_validate(decode_value(v)) for v in values
-                ]
-            elif op == "stop":
-                return
-
-    async def run_call(self, call_id: int, frame: Mapping[str, Any]) -> None:
-        hook = str(frame["hook"])
+    async def run_call(self, call_id: int, hook: str, encoded: Mapping[str, Any]) -> None:
         try:
-            kwargs = self.arguments(frame.get("kwargs") or {})
+            kwargs = self.arguments(encoded)
             value = await self.dispatch(hook, kwargs)
             self.send({"op": "result", "id": call_id, "value": encode_value(value)})
         except ConfigError as error:
@@ -286,10 +300,6 @@ class Worker:
             )
         except asyncio.CancelledError:
             self.send({"op": "error", "id": call_id, "type": "Cancelled", "message": "cancelled"})
-            if self.handle.implements(hook) and not self.handle.is_async(hook):
-                # its thread cannot be stopped: a fresh worker is the only clean state
-                await self.writer.drain()
-                os._exit(EXIT_ABANDONED)
         except MemoryError:
             self.send(
                 {
@@ -299,7 +309,6 @@ class Worker:
                     "message": f"ran out of memory (limit {self.spec.memory_bytes} bytes)",
                 }
             )
-            await self.writer.drain()
             os._exit(EXIT_OUT_OF_MEMORY)
         except (Exception, SystemExit) as error:
             error_frame: dict[str, Any] = {
@@ -314,7 +323,6 @@ class Worker:
             self.send(error_frame)
         finally:
             self.calls.pop(call_id, None)
-            await self.writer.drain()
 
     async def dispatch(self, hook: str, kwargs: dict[str, Any]) -> Any:
         """Run one call: the worker's own configuration hooks, else the plugin's hook."""
@@ -407,14 +415,18 @@ def _load(plugin_id: str, value: str) -> object:
 
 
 async def _main(fd: int) -> int:
+    loop = asyncio.get_running_loop()
+    if sys.version_info >= (3, 12):  # a call that never waits completes as it arrives
+        loop.set_task_factory(asyncio.eager_task_factory)
+    worker = Worker()
     channel = socket.socket(fileno=fd)
-    reader, writer = await asyncio.open_unix_connection(sock=channel, limit=2**16)
-    worker = Worker(reader, writer)
-    if not await worker.start():
-        return EXIT_LOAD_FAILED
-    await writer.drain()
-    await worker.serve()
-    return 0
+    transport, _ = await loop.connect_accepted_socket(
+        lambda: FrameReader(worker.on_frame, worker.on_closed), sock=channel
+    )
+    worker.transport = transport
+    status = await worker.finished
+    transport.close()
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -58,15 +58,15 @@ from acp_plugins.manifest import Manifest
 from acp_plugins.models import DataQuery, Message
 from acp_plugins.permissions import Permission
 from acp_plugins.protocol import (
-    MAX_FRAME,
+    HEADER,
     WORKER_OPS,
+    FrameReader,
     decode_value,
     encode_frame,
     encode_value,
-    read_frame,
 )
 from acp_plugins.sandbox import BASE_ALLOWED_MODULES, PERMISSION_MODULES, SandboxSpec
-from acp_plugins.worker import EXIT_ABANDONED, EXIT_LOAD_FAILED, EXIT_OUT_OF_MEMORY
+from acp_plugins.worker import EXIT_LOAD_FAILED, EXIT_OUT_OF_MEMORY
 
 __all__ = ["WorkerEvents", "WorkerHandle", "privilege_wrapper"]
 
@@ -197,7 +197,7 @@ class WorkerHandle:
         self._hooks: frozenset[str] = frozenset()
         self._process: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._transport: asyncio.Transport | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._pending: dict[int, tuple[str, asyncio.Future[Any]]] = {}
         self._cancelled: set[int] = set()
@@ -344,20 +344,35 @@ class WorkerHandle:
         self.pid = self._process.pid
         # a host dropped without stop() must not leave its workers behind
         self._reaper = weakref.finalize(self, _kill_group, self._process.pid)
-        reader, writer = await asyncio.open_unix_connection(sock=parent, limit=2**16)
-        self._writer = writer
-        writer.write(
-            encode_frame(
-                {
-                    "op": "start",
-                    "spec": spec.to_dict(),
-                    "entry_point": self.entry_point,
-                    "search_path": self.search_path,
-                    "manifest": self.manifest.model_dump(mode="json"),
-                }
-            )
+        loop = asyncio.get_running_loop()
+        handshake: asyncio.Future[dict[str, Any]] = loop.create_future()
+
+        def on_frame(frame: dict[str, Any]) -> None:
+            if handshake.done() or frame["op"] in ("log", "violation"):
+                self._dispatch(frame)  # the start's logs and refusals come before 'ready'
+            else:
+                handshake.set_result(frame)
+
+        def on_closed(error: BaseException | None) -> None:
+            if not handshake.done():
+                handshake.set_exception(error or asyncio.IncompleteReadError(b"", HEADER.size))
+            else:
+                self._channel_closed(generation, error)
+
+        transport, _ = await loop.connect_accepted_socket(
+            lambda: FrameReader(on_frame, on_closed), sock=parent
         )
-        frame = await asyncio.wait_for(self._handshake(reader), self.limits.start_timeout)
+        self._transport = transport
+        self._write(
+            {
+                "op": "start",
+                "spec": spec.to_dict(),
+                "entry_point": self.entry_point,
+                "search_path": self.search_path,
+                "manifest": self.manifest.model_dump(mode="json"),
+            }
+        )
+        frame = await asyncio.wait_for(handshake, self.limits.start_timeout)
         if frame["op"] == "failed":
             message = str(frame.get("message", "the plugin could not be loaded"))
             self._stop_process(message)
@@ -370,8 +385,7 @@ class WorkerHandle:
             logger.warning("%s: %s", self.plugin_id, warning)
         self._alive = True
         self._send_sources()
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._read(reader, generation))]
+        self._tasks = []
         if self.limits.cpu_share is not None:
             self.governor = CpuGovernor(
                 self.pid, self.limits.cpu_share, self.limits.cpu_window, on_throttle=self._throttled
@@ -379,14 +393,10 @@ class WorkerHandle:
             self._tasks.append(loop.create_task(self.governor.run()))
         self.events.worker_event(self.plugin_id, "started", f"pid {self.pid}")
 
-    async def _handshake(self, reader: asyncio.StreamReader) -> dict[str, Any]:
-        """The worker's ``ready`` or ``failed``, after the logs and refusals of its start."""
-        while True:
-            frame = await read_frame(reader, MAX_FRAME)
-            if frame["op"] in ("log", "violation"):
-                self._dispatch(frame)
-            else:
-                return frame
+    def _write(self, message: Mapping[str, Any]) -> None:
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(encode_frame(message))
 
     def update_sources(self, sources: Sequence[Any]) -> None:
         """Send the data sources of active plugins to a worker granted ``read-data``."""
@@ -395,16 +405,16 @@ class WorkerHandle:
             self._send_sources()
 
     def _send_sources(self) -> None:
-        if self._writer is not None and self._sources:
+        if self._sources:
             with contextlib.suppress(WorkerProtocolError, OSError, RuntimeError):
-                self._writer.write(encode_frame({"op": "sources", "value": self._sources}))
+                self._write({"op": "sources", "value": self._sources})
 
     # -- calling ---------------------------------------------------------------
 
     async def _call(self, hook: str, kwargs: Mapping[str, Any]) -> Any:
         if not self._alive and self._restarting is not None and not self._closed:
             await asyncio.shield(self._restarting)
-        if not self._alive or self._writer is None:
+        if not self._alive or self._transport is None:
             raise WorkerError(
                 f"'{self.plugin_id}' cannot answer {hook}: its worker is down "
                 f"({self._last_reason})",
@@ -418,11 +428,7 @@ class WorkerHandle:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[call_id] = (hook, future)
         try:
-            self._writer.write(
-                encode_frame(
-                    {"op": "call", "id": call_id, "hook": hook, "kwargs": self._encode(kwargs)}
-                )
-            )
+            self._write({"op": "call", "id": call_id, "hook": hook, "kwargs": self._encode(kwargs)})
             result = await future
         except asyncio.CancelledError:
             # cancelling this task cancels the future it waits on: no answer came
@@ -488,11 +494,11 @@ class WorkerHandle:
             self._replay.pop("on_activate", None)
 
     def _cancel(self, call_id: int, hook: str) -> None:
-        if self._writer is None or not self._alive:
+        if self._transport is None or not self._alive:
             return
         self._cancelled.add(call_id)
         with contextlib.suppress(WorkerProtocolError, OSError, RuntimeError):
-            self._writer.write(encode_frame({"op": "cancel", "id": call_id}))
+            self._write({"op": "cancel", "id": call_id})
         generation = self._generation
         asyncio.get_running_loop().call_later(
             self.limits.cancel_grace, self._check_hung, call_id, hook, generation
@@ -512,22 +518,15 @@ class WorkerHandle:
 
     # -- reading the worker ------------------------------------------------------
 
-    async def _read(self, reader: asyncio.StreamReader, generation: int) -> None:
-        reason: str | None = None
-        try:
-            while True:
-                frame = await read_frame(reader, MAX_FRAME)
-                self._dispatch(frame)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass  # the worker closed its channel, or the kernel did as it died
-        except asyncio.CancelledError:
+    def _channel_closed(self, generation: int, error: BaseException | None) -> None:
+        """The channel ended: the worker exited, or sent what this side cannot use."""
+        if generation != self._generation or self._closed:
             return
-        except Exception as error:  # a frame this side cannot use: the worker must go
-            reason = f"broke the protocol ({error})"
-        if generation == self._generation:
-            if reason is not None:
-                self._kill(reason)
-            await self._died(generation)
+        if error is not None and not isinstance(error, OSError):
+            self._kill(f"broke the protocol ({error})")
+        task = asyncio.ensure_future(self._died(generation))
+        self._tasks.append(task)
+        task.add_done_callback(self._forget_task)
 
     def _dispatch(self, frame: dict[str, Any]) -> None:
         op = frame["op"]
@@ -621,9 +620,9 @@ class WorkerHandle:
             reply["error"] = {"message": error.message}
         except (ValidationError, TypeError, KeyError, ValueError) as error:
             reply["error"] = {"message": f"bad arguments to context.{method}: {error}"}
-        if self._writer is not None and self._alive:
+        if self._alive:
             with contextlib.suppress(WorkerProtocolError, OSError, RuntimeError):
-                self._writer.write(encode_frame(reply))
+                self._write(reply)
 
     async def _context_call(self, method: str, raw: Any) -> Any:
         context = self._context
@@ -670,11 +669,11 @@ class WorkerHandle:
             if task is not current:
                 task.cancel()
         self._tasks = []
-        if self._writer is not None:
+        if self._transport is not None:
             with contextlib.suppress(Exception):
-                self._writer.write(encode_frame({"op": "stop"}))
-                self._writer.close()
-            self._writer = None
+                self._write({"op": "stop"})
+                self._transport.close()
+            self._transport = None
         process = self._process
         if process is not None and process.poll() is None:
             try:
@@ -722,8 +721,6 @@ class WorkerHandle:
             return f"was killed: {self._kill_reason}" + (f" ({tail})" if tail else "")
         if code == EXIT_OUT_OF_MEMORY:
             return f"ran out of memory (limit {self.limits.memory_mb} MiB) and exited"
-        if code == EXIT_ABANDONED:
-            return "exited: a plain hook ran past its timeout and its thread could not be stopped"
         if code == EXIT_LOAD_FAILED:
             return "could not load the plugin"
         if code is not None and code < 0:

@@ -7,6 +7,9 @@
   child process that answers at once. Both sequential, in one run, alternating.
 * ``worker-start``: ``WorkerHandle.start()`` of the echo sample (spawn, sandbox,
   import, ready), against starting a bare interpreter (``python -I -c pass``).
+* ``asyncio-floor`` (informational): the same call frame echoed by a bare asyncio
+  peer over a socket pair, both sides asyncio: what the event loops alone cost,
+  before any validation, sandbox or plugin.
 * memory: the worker's resident set once started; the CPU governor: the share of a
   CPU a worker spinning in a thread really got, with a 10 % share.
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +36,7 @@ from typing import Any
 from acp_plugins import Message, PluginHost
 from acp_plugins.cpu_governor import cpu_seconds
 from acp_plugins.isolation import IsolationPolicy, WorkerLimits
+from acp_plugins.protocol import FrameReader, encode_frame, encode_value
 from acp_plugins.worker_handle import WorkerHandle
 
 __all__ = ["IsolationTimes", "measure_isolation"]
@@ -45,6 +50,7 @@ class IsolationTimes:
 
     call: list[float] = field(default_factory=list)
     pipe: list[float] = field(default_factory=list)
+    floor: list[float] = field(default_factory=list)
     start: list[float] = field(default_factory=list)
     bare_start: list[float] = field(default_factory=list)
     rss_mb: list[float] = field(default_factory=list)
@@ -57,6 +63,56 @@ def _echo_child(connection: Connection) -> None:
         if payload is None:
             return
         connection.send(1.0 if payload["content"] else 0.0)
+
+
+def _floor_child(fd: int) -> None:
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        transport: list[asyncio.Transport] = []
+
+        def answer(frame: dict[str, Any]) -> None:
+            transport[0].write(encode_frame({"op": "result", "id": frame["id"], "value": 1.0}))
+
+        made, _ = await loop.connect_accepted_socket(
+            lambda: FrameReader(answer, lambda error: done.set_result(None)),
+            sock=socket.socket(fileno=fd),
+        )
+        transport.append(made)
+        await done
+
+    asyncio.run(serve())
+
+
+async def _floor(message: Message, calls: int, runs: int) -> list[float]:
+    """Round trips of the call frame to a bare asyncio peer (no plugin, no checks)."""
+    ours, theirs = socket.socketpair()
+    process = multiprocessing.get_context("fork").Process(
+        target=_floor_child, args=(theirs.fileno(),)
+    )
+    process.start()
+    theirs.close()
+    loop = asyncio.get_running_loop()
+    waiting: dict[int, asyncio.Future[Any]] = {}
+    transport, _ = await loop.connect_accepted_socket(
+        lambda: FrameReader(lambda f: waiting.pop(f["id"]).set_result(f), lambda e: None),
+        sock=ours,
+    )
+    kwargs = {"message": encode_value(message)}
+    results = []
+    for run in range(runs + 1):
+        started = perf_counter()
+        for index in range(calls):
+            future = waiting[index] = loop.create_future()
+            transport.write(
+                encode_frame({"op": "call", "id": index, "hook": "can_handle", "kwargs": kwargs})
+            )
+            await future
+        if run:  # the first is the warm-up
+            results.append((perf_counter() - started) / calls)
+    transport.close()
+    process.join(5)
+    return results
 
 
 def _install(target: Path) -> None:
@@ -120,6 +176,7 @@ async def _measure(runs: int, calls: int, workdir: Path) -> IsolationTimes:
         times.pipe.append(pipe())
     parent.send(None)
     process.join()
+    times.floor = await _floor(message, calls, runs)
     times.rss_mb.append(_rss_mb(handle.pid or 0))
     await host.stop()
 

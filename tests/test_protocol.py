@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,28 +11,33 @@ from hypothesis import strategies as st
 
 from acp_plugins import DataQuery, Message, MessageResponse, PluginConfig, TimeRange
 from acp_plugins.errors import WorkerProtocolError
-from acp_plugins.protocol import HEADER, MAX_FRAME, decode_value, encode_frame, encode_value
-from acp_plugins.protocol import read_frame as read_one
-
-Run = Callable[..., Any]
-
-
-def _read(run: Run, data: bytes, limit: int = MAX_FRAME) -> dict[str, Any]:
-    async def go() -> dict[str, Any]:
-        reader = asyncio.StreamReader()
-        reader.feed_data(data)
-        reader.feed_eof()
-        return await read_one(reader, limit)
-
-    result: dict[str, Any] = run(go())
-    return result
+from acp_plugins.protocol import (
+    HEADER,
+    MAX_FRAME,
+    FrameReader,
+    decode_value,
+    encode_frame,
+    encode_value,
+)
 
 
-def test_a_frame_is_a_length_and_a_json_object(run: Run) -> None:
+def _read(data: bytes, *, chunk: int = 3) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Feed ``data`` to a reader a few bytes at a time: the frames, and how it ended."""
+    frames: list[dict[str, Any]] = []
+    ended: list[Any] = []
+    reader = FrameReader(frames.append, ended.append)
+    for start in range(0, len(data), chunk):
+        reader.data_received(data[start : start + chunk])
+    return frames, ended
+
+
+def test_a_frame_is_a_length_and_a_json_object() -> None:
     frame = encode_frame({"op": "call", "id": 1})
     (length,) = HEADER.unpack(frame[:4])
     assert length == len(frame) - 4 and json.loads(frame[4:]) == {"op": "call", "id": 1}
-    assert _read(run, frame) == {"op": "call", "id": 1}
+    two = frame + encode_frame({"op": "cancel", "id": 1})
+    assert _read(two) == ([{"op": "call", "id": 1}, {"op": "cancel", "id": 1}], [])
+    assert _read(two, chunk=len(two)) == _read(two)
 
 
 @pytest.mark.parametrize(
@@ -47,15 +50,26 @@ def test_a_frame_is_a_length_and_a_json_object(run: Run) -> None:
         (HEADER.pack(MAX_FRAME + 1), f"a frame of {MAX_FRAME + 1} bytes exceeds the limit"),
     ],
 )
-def test_malformed_frames_are_refused_with_the_reason(run: Run, data: bytes, message: str) -> None:
-    with pytest.raises(WorkerProtocolError) as caught:
-        _read(run, data)
-    assert str(caught.value).startswith(message)
+def test_malformed_frames_end_the_channel_with_the_reason(data: bytes, message: str) -> None:
+    frames, ended = _read(data + encode_frame({"op": "after"}))
+    assert frames == []  # nothing after a bad frame is read
+    (error,) = ended
+    assert isinstance(error, WorkerProtocolError) and str(error).startswith(message)
 
 
-def test_a_truncated_frame_is_the_end_of_the_stream(run: Run) -> None:
-    with pytest.raises(asyncio.IncompleteReadError):
-        _read(run, encode_frame({"op": "x"})[:-1])
+def test_an_error_in_the_receiver_ends_the_channel() -> None:
+    ended: list[Any] = []
+
+    def refuse(frame: dict[str, Any]) -> None:
+        raise WorkerProtocolError(f"unknown op {frame['op']!r}")
+
+    FrameReader(refuse, ended.append).data_received(encode_frame({"op": "bogus"}))
+    assert [str(e) for e in ended] == ["unknown op 'bogus'"]
+
+
+def test_a_truncated_frame_waits_for_the_rest() -> None:
+    frame = encode_frame({"op": "x"})
+    assert _read(frame[:-1]) == ([], [])
 
 
 def test_nothing_larger_than_the_limit_is_sent() -> None:

@@ -54,8 +54,8 @@ def _worker_writer():
     frame = _sys()._getframe()
     while frame is not None:
         candidate = frame.f_locals.get("self")
-        if hasattr(candidate, "writer") and hasattr(candidate, "calls"):
-            return candidate.writer
+        if hasattr(candidate, "transport") and hasattr(candidate, "calls"):
+            return candidate.transport
         frame = frame.f_back
     raise LookupError("no worker on the stack")
 
@@ -81,7 +81,6 @@ class Intruder(Plugin):
                 writer.write(b"\x00\x00\x00\x0bnot json!!!")
             else:
                 writer.write(b"\x7f\xff\xff\xff")
-            await writer.drain()
             return CommandResult(output="sent")
         if command == "run-command":
             result = await context.run_command("victim:ping")
