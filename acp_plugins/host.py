@@ -156,6 +156,8 @@ class PluginHost:
         self._contexts: dict[str, PluginContext] = {}
         self._discovered = False
         self._background: set[asyncio.Task[Any]] = set()
+        #: Workers started ahead of their plugin's load (or why they did not start).
+        self._prestarted: dict[str, WorkerHandle | AcpPluginsError] = {}
 
     # -- reading state ------------------------------------------------------
 
@@ -282,12 +284,47 @@ class PluginHost:
         """
         if not self._discovered:
             self.discover()
-        for plugin_id in self._order:
-            record = self._records[plugin_id]
-            if record.state is not PluginState.DISCOVERED:
-                continue
-            if await self.load(plugin_id) and await self.initialize(plugin_id):
-                await self.activate(plugin_id)
+        await self._prestart_workers()
+        try:
+            for plugin_id in self._order:
+                record = self._records[plugin_id]
+                if record.state is not PluginState.DISCOVERED:
+                    continue
+                if await self.load(plugin_id) and await self.initialize(plugin_id):
+                    await self.activate(plugin_id)
+        finally:
+            for unused in self._prestarted.values():  # their plugins did not get to load
+                if isinstance(unused, WorkerHandle):
+                    unused.close()
+            self._prestarted.clear()
+
+    async def _prestart_workers(self) -> None:
+        """Start the workers of every isolated plugin that is to load, all at once.
+
+        A worker's start is mostly its interpreter's: done concurrently, N isolated
+        plugins start in about the time of one per CPU. Each plugin still loads,
+        initializes and activates in dependency order; starting a worker only
+        imports the plugin in its own process.
+        """
+        handles = {
+            pid: self._worker_handle(self._records[pid])
+            for pid in self._order
+            if self._records[pid].state is PluginState.DISCOVERED
+            and self._records[pid].manifest is not None
+            and not self.isolation.is_trusted(pid)
+        }
+        if len(handles) < 2:
+            return
+        started = await asyncio.gather(
+            *(h.start() for h in handles.values()), return_exceptions=True
+        )
+        for (plugin_id, handle), outcome in zip(handles.items(), started, strict=True):
+            if isinstance(outcome, AcpPluginsError):
+                self._prestarted[plugin_id] = outcome
+            elif isinstance(outcome, BaseException):
+                handle.close()
+            else:
+                self._prestarted[plugin_id] = handle
 
     async def stop(self) -> None:
         """Unload every plugin that is loaded, dependents first."""
@@ -315,9 +352,14 @@ class PluginHost:
                     plugin_id, plugin_object, self._manager, sync_in_thread=self.sync_in_thread
                 )
             else:
-                handle = self._worker_handle(record)
-                await handle.start()
-                handle.update_sources(self.sources.definitions())
+                prestarted = self._prestarted.pop(plugin_id, None)
+                if isinstance(prestarted, AcpPluginsError):
+                    raise prestarted
+                if prestarted is None:
+                    prestarted = self._worker_handle(record)
+                    await prestarted.start()
+                handle = prestarted
+                prestarted.update_sources(self.sources.definitions())
         except AcpPluginsError as error:
             record.fail("load", error.message)
             self.audit.record(plugin_id, "load", "failed", detail=error.message)

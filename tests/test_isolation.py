@@ -156,7 +156,7 @@ def test_the_plugin_may_write_in_its_own_data_directory(host: PluginHost, run: R
 
 def test_no_connection_reaches_a_server_on_localhost(host: PluginHost, run: Run) -> None:
     server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(3)
+    server.settimeout(1)
     accepted: list[object] = []
 
     def accept() -> None:
@@ -345,3 +345,35 @@ def test_a_restarted_worker_gets_its_settings_back(host: PluginHost, run: Run) -
     assert failures == ["worker was killed by SIGKILL"]
     answer = run(host.send(Message(type="echo", content="again", sender="t")))
     assert answer.response.content == "kept> again"
+
+
+def test_workers_start_together_and_unused_ones_are_stopped(
+    install_plugins: Callable[..., Path], tmp_path: Path, run: Run
+) -> None:
+    from conftest import SAMPLE_PROJECTS
+
+    directory = install_plugins(*(sample(name) for name in SAMPLE_PROJECTS))
+    host = PluginHost(
+        search_path=[directory],
+        data_root=tmp_path / "data",
+        # sqlite-store's worker cannot start in 8 MiB, so activity-analytics cannot load
+        isolation=IsolationPolicy(
+            limits=LIMITS, per_plugin={"sqlite-store": WorkerLimits(memory_mb=8, cpu_share=None)}
+        ),
+    )
+    run(host.start())
+    try:
+        analytics = host.record("activity-analytics")
+        assert analytics.state is PluginState.DISCOVERED
+        assert "depends on 'sqlite-store'" in (analytics.reason or "")
+        store = host.record("sqlite-store")
+        assert "failed to map segment" in (store.reason or "")  # out of its memory
+        started = [
+            e.detail for e in host.audit.entries("activity-analytics") if e.action == "worker"
+        ]
+        (pid,) = [int(detail.removeprefix("pid ")) for detail in started]
+        stat = Path(f"/proc/{pid}/stat")
+        assert not stat.exists() or ") Z " in stat.read_text()  # stopped, not left running
+        assert {r.plugin_id for r in host.active()} == {"echo", "tools"}
+    finally:
+        run(host.stop())
