@@ -296,8 +296,13 @@ class WorkerHandle:
         """Start the worker and load the plugin in it; raises :class:`PluginImportError`."""
         try:
             await self._spawn()
-        except (OSError, WorkerProtocolError, asyncio.IncompleteReadError, TimeoutError) as error:
-            if isinstance(error, TimeoutError):
+        except (
+            OSError,
+            WorkerProtocolError,
+            asyncio.IncompleteReadError,
+            asyncio.TimeoutError,
+        ) as error:
+            if isinstance(error, asyncio.TimeoutError):
                 self._kill(f"did not start within {self.limits.start_timeout:g} s")
             reason = await self._exit_reason() if self._process is not None else str(error)
             self._stop_process(reason)
@@ -460,7 +465,7 @@ class WorkerHandle:
             answer = await asyncio.wait_for(
                 self._call("$resolve_config", {"inputs": inputs}), timeout
             )
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin one before Python 3.11
             raise WorkerError(
                 f"'{self.plugin_id}' did not validate its settings within {timeout:g} s",
                 plugin_id=self.plugin_id,
@@ -768,7 +773,12 @@ class WorkerHandle:
             await self._spawn()
             self._restarting = None  # the replayed calls must not wait for themselves
             await self._replay_lifecycle()
-        except (AcpPluginsError, OSError, TimeoutError, asyncio.IncompleteReadError) as error:
+        except (
+            AcpPluginsError,
+            OSError,
+            asyncio.TimeoutError,
+            asyncio.IncompleteReadError,
+        ) as error:
             message = getattr(error, "message", None) or str(error) or type(error).__name__
             self._stop_process(f"could not be restarted: {message}")
             self.events.worker_gave_up(self.plugin_id, f"{reason}; restart failed: {message}")

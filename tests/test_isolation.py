@@ -377,3 +377,27 @@ def test_workers_start_together_and_unused_ones_are_stopped(
         assert {r.plugin_id for r in host.active()} == {"echo", "tools"}
     finally:
         run(host.stop())
+
+
+def test_a_plugin_whose_import_never_ends_is_refused_in_time(
+    install_plugins: Callable[..., Path], tmp_path: Path, run: Run
+) -> None:
+    directory = install_plugins(fixture_plugin("acp-fx-hang"), sample("acp-echo"))
+    limits = WorkerLimits(start_timeout=1.5, cpu_share=None)
+    host = PluginHost(
+        search_path=[directory],
+        data_root=tmp_path / "data",
+        isolation=IsolationPolicy(limits=limits),
+    )
+    started = time.monotonic()
+    run(host.start())
+    try:
+        assert time.monotonic() - started < 6
+        record = host.record("hang")
+        assert record.state is PluginState.DISCOVERED
+        assert record.reason == (
+            "the worker of 'hang' did not start: was killed: did not start within 1.5 s"
+        )
+        assert host.record("echo").state is PluginState.ACTIVE
+    finally:
+        run(host.stop())

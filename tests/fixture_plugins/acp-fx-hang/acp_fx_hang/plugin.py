@@ -1,0 +1,2 @@
+while True:  # importing this module never finishes
+    pass
