@@ -204,6 +204,23 @@ async def cmd_list(host: PluginHost, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _runs(isolation: dict[str, Any] | None) -> str | None:
+    """How a plugin runs, for people: in-process, or its worker's pid and limits."""
+    if isolation is None or isolation.get("mode") != "isolated":
+        return None if isolation is None else "in-process (trusted)"
+    share = isolation["cpu_share"]
+    text = f"isolated worker, {isolation['memory_mb']} MiB"
+    text += f", {share:.0%} CPU" if share is not None else ", no CPU limit"
+    text += (
+        f", pid {isolation['pid']}"
+        if isolation["alive"]
+        else f", down: {isolation['last_failure']}"
+    )
+    if isolation["restarts"]:
+        text += f", restarted {isolation['restarts']}x"
+    return text
+
+
 async def cmd_info(host: PluginHost, args: argparse.Namespace) -> int:
     record = host.record(args.plugin_id)
     info = record.to_dict()
@@ -232,6 +249,7 @@ async def cmd_info(host: PluginHost, args: argparse.Namespace) -> int:
             ("message types", ", ".join(info["message_types"])),
             ("commands", ", ".join(info["commands"])),
             ("data sources", ", ".join(info["data_sources"])),
+            ("runs", _runs(info["isolation"])),
         ]
         width = max(len(name) for name, _ in fields)
         for name, value in fields:

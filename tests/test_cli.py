@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -335,7 +336,11 @@ def test_the_samples_run_isolated_unless_trusted(cli: Cli) -> None:
     assert status == 0
     isolation = json.loads(out)["isolation"]
     assert isolation["mode"] == "isolated" and isolation["memory_mb"] == 100
+    status, out, _ = cli("info", "echo")
+    assert re.search(r"^runs +isolated worker, 100 MiB, 10% CPU, pid \d+$", out, re.MULTILINE)
     status, out, _ = cli("info", "echo", "--json", "--trust", "echo")
     assert json.loads(out)["isolation"] == {"mode": "in-process"}
+    status, out, _ = cli("info", "echo", "--trust", "*")
+    assert re.search(r"^runs +in-process \(trusted\)$", out, re.MULTILINE)
     status, out, _ = cli("audit", "--plugin", "echo", "--action", "worker", "--json")
-    assert [e["outcome"] for e in json.loads(out)] == ["started"]
+    assert [e["outcome"] for e in json.loads(out)] == ["started", "started"]  # one per isolated run
