@@ -595,6 +595,18 @@ class PluginHost:
     async def _change_config(
         self, plugin_id: str, path: str, value: Any, *, remove: bool
     ) -> ResolvedConfig:
+        what = f"{'unset' if remove else 'set'} {path}"  # never the value: it may be a secret
+        try:
+            resolved = await self._try_change_config(plugin_id, path, value, remove=remove)
+        except ConfigError as error:
+            self.audit.record(plugin_id, "config", "refused", detail=f"{what}: {error.summary}")
+            raise
+        self.audit.record(plugin_id, "config", "applied", detail=what)
+        return resolved
+
+    async def _try_change_config(
+        self, plugin_id: str, path: str, value: Any, *, remove: bool
+    ) -> ResolvedConfig:
         record = self.record(plugin_id)
         current = self.config_of(plugin_id)
         runtime = self.overrides.get(plugin_id)

@@ -144,6 +144,12 @@ def test_a_bad_override_is_refused_and_changes_nothing(
         run(host.set_config("vault", "colour", "blue"))  # unknown keys are not kept
     assert (tmp_path / "data" / "overrides.json").read_text() == before
     assert "retries=4" in send(host, run, "vault")
+    changes = [(e.outcome, e.detail) for e in host.audit.entries("vault") if e.action == "config"]
+    assert changes == [
+        ("applied", "set endpoint.retries"),
+        ("refused", "set endpoint.retries: invalid settings for 'vault'"),
+        ("refused", "set colour: invalid settings for 'vault'"),
+    ]
 
 
 def test_a_plugin_that_refuses_a_change_keeps_the_old_config(
