@@ -52,6 +52,13 @@ def _cli_for(
 
 @pytest.fixture()
 def cli(samples_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
+    # the command line's own behaviour, on trusted samples: isolation is tested below,
+    # in test_cli_config.py (every config command) and in test_isolation.py
+    return _cli_for(samples_dir, tmp_path / "data", capsys, "--trust", "*")
+
+
+@pytest.fixture()
+def isolated_cli(samples_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
     return _cli_for(samples_dir, tmp_path / "data", capsys)
 
 
@@ -331,16 +338,27 @@ def test_audit_lists_refusals_and_loads_filtered_by_plugin(zoo_cli: Cli, cli: Cl
     assert len(out.strip().splitlines()) == 3  # header, rule, one entry
 
 
-def test_the_samples_run_isolated_unless_trusted(cli: Cli) -> None:
-    status, out, _ = cli("info", "echo", "--json")
+def test_the_samples_run_isolated_unless_trusted(isolated_cli: Cli) -> None:
+    status, out, _ = isolated_cli("info", "echo", "--json")
     assert status == 0
     isolation = json.loads(out)["isolation"]
     assert isolation["mode"] == "isolated" and isolation["memory_mb"] == 100
-    status, out, _ = cli("info", "echo")
+    status, out, _ = isolated_cli("info", "echo")
     assert re.search(r"^runs +isolated worker, 100 MiB, 10% CPU, pid \d+$", out, re.MULTILINE)
-    status, out, _ = cli("info", "echo", "--json", "--trust", "echo")
+    status, out, _ = isolated_cli("info", "echo", "--json", "--trust", "echo")
     assert json.loads(out)["isolation"] == {"mode": "in-process"}
-    status, out, _ = cli("info", "echo", "--trust", "*")
+    status, out, _ = isolated_cli("info", "echo", "--trust", "*")
     assert re.search(r"^runs +in-process \(trusted\)$", out, re.MULTILINE)
-    status, out, _ = cli("audit", "--plugin", "echo", "--action", "worker", "--json")
+    status, out, _ = isolated_cli("audit", "--plugin", "echo", "--action", "worker", "--json")
     assert [e["outcome"] for e in json.loads(out)] == ["started", "started"]  # one per isolated run
+
+
+def test_every_sample_answers_the_same_isolated(isolated_cli: Cli) -> None:
+    status, out, _ = isolated_cli("send", "--type", "echo", "hello", "agents")
+    assert (status, out.strip()) == (0, "echo (confidence 1.00): echo: hello agents")
+    status, out, _ = isolated_cli("run", "add", "2", "40")
+    assert (status, out.strip()) == (0, "42")
+    status, out, _ = isolated_cli("query", "agents", "--json")
+    assert status == 0 and json.loads(out)["total"] == 3
+    status, out, _ = isolated_cli("report", "--format", "csv")
+    assert status == 0 and out.startswith("metric,")
