@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +37,15 @@ def plugins_dir(install_plugins: Callable[..., Path]) -> Path:
     )
 
 
+_STARTED: list[PluginHost] = []
+
+
 @pytest.fixture(params=["in-process", "isolated"])
-def isolation(request: pytest.FixtureRequest) -> IsolationPolicy:
+def isolation(request: pytest.FixtureRequest, run: Run) -> Iterator[IsolationPolicy]:
     """Every test runs twice: the plugins in the host's process, then each in a worker."""
-    return TRUST_ALL if request.param == "in-process" else IsolationPolicy()
+    yield TRUST_ALL if request.param == "in-process" else IsolationPolicy()
+    while _STARTED:  # stop what the test started, workers included
+        run(_STARTED.pop().stop())
 
 
 def make_host(
@@ -60,9 +65,11 @@ def make_host(
         user_file = tmp_path / "user.toml"
         user_file.write_text(user_toml)
     sources = ConfigSources(global_file=global_file, user_file=user_file, environ=environ or {})
-    return PluginHost(
+    host = PluginHost(
         isolation=isolation, search_path=[plugins_dir], data_root=tmp_path / "data", config=sources
     )
+    _STARTED.append(host)
+    return host
 
 
 def send(host: PluginHost, run: Run, kind: str, text: str = "hi") -> str:
@@ -219,6 +226,7 @@ def test_a_disabled_plugin_is_not_loaded(
         config=ConfigSources(environ={}),
         disabled=["vault"],
     )
+    _STARTED.append(host)
     run(host.start())
     assert host.record("vault").state is PluginState.DISCOVERED
     assert host.record("vault").reason == "'vault' is disabled in the host's settings"
@@ -236,6 +244,7 @@ def test_an_unreadable_overrides_file_is_a_reason_not_a_crash(
         config=ConfigSources(environ={}),
         overrides=OverrideStore(overrides),
     )
+    _STARTED.append(host)
     run(host.start())
     record = host.record("echo")
     assert record.state is PluginState.LOADED
