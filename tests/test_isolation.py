@@ -47,11 +47,35 @@ def _host(attack_dir: Path, tmp_path: Path, **policy: Any) -> PluginHost:
     )
 
 
-@pytest.fixture()
-def host(attack_dir: Path, tmp_path: Path, run: Run) -> Iterator[PluginHost]:
-    started = _host(attack_dir, tmp_path)
+@pytest.fixture(scope="module")
+def run() -> Iterator[Run]:
+    """One event loop for the module, so that one host can serve many tests."""
+    loop = asyncio.new_event_loop()
+    yield loop.run_until_complete
+    loop.close()
+
+
+def _started(attack_dir: Path, data: Path, run: Run) -> PluginHost:
+    started = _host(attack_dir, data)
     run(started.start())
     assert {r.plugin_id for r in started.active()} == {"echo", "intruder", "victim"}
+    return started
+
+
+@pytest.fixture(scope="module")
+def host(
+    attack_dir: Path, tmp_path_factory: pytest.TempPathFactory, run: Run
+) -> Iterator[PluginHost]:
+    """A host shared by the attacks that the sandbox refuses (none of them harms a worker)."""
+    started = _started(attack_dir, tmp_path_factory.mktemp("shared"), run)
+    yield started
+    run(started.stop())
+
+
+@pytest.fixture()
+def fresh_host(attack_dir: Path, tmp_path: Path, run: Run) -> Iterator[PluginHost]:
+    """A host of its own, for the attacks that kill or wear out a worker."""
+    started = _started(attack_dir, tmp_path, run)
     yield started
     run(started.stop())
 
@@ -221,7 +245,8 @@ def test_a_granted_permission_lets_the_context_call_through(
 # -- containment: killed, restarted, reported, the host serving throughout -----------------
 
 
-def test_a_memory_bomb_ends_the_worker_which_is_restarted(host: PluginHost, run: Run) -> None:
+def test_a_memory_bomb_ends_the_worker_which_is_restarted(fresh_host: PluginHost, run: Run) -> None:
+    host = fresh_host
     message = attack(host, run, "memory-bomb")
     assert "ran out of memory" in message
     wait_until(run, lambda: worker(host).alive and worker(host).restarts == 1)
@@ -231,7 +256,10 @@ def test_a_memory_bomb_ends_the_worker_which_is_restarted(host: PluginHost, run:
     assert_host_unharmed(host, run)
 
 
-def test_a_hook_that_never_returns_is_killed_and_restarted(host: PluginHost, run: Run) -> None:
+def test_a_hook_that_never_returns_is_killed_and_restarted(
+    fresh_host: PluginHost, run: Run
+) -> None:
+    host = fresh_host
     first = worker(host).pid
     started = time.monotonic()
     message = attack(host, run, "spin-async")
@@ -255,8 +283,9 @@ def test_a_hook_that_never_returns_is_killed_and_restarted(host: PluginHost, run
     ],
 )
 def test_garbage_on_the_channel_kills_the_worker(
-    host: PluginHost, run: Run, name: str, reason: str
+    fresh_host: PluginHost, run: Run, name: str, reason: str
 ) -> None:
+    host = fresh_host
     message = attack(host, run, name)
     assert "its worker was killed: " + reason in message
     wait_until(run, lambda: worker(host).alive and worker(host).restarts == 1)
@@ -272,8 +301,9 @@ def test_a_huge_response_is_refused_and_the_worker_goes_on(host: PluginHost, run
 
 
 def test_repeated_crashes_open_the_circuit_and_suspend_the_plugin(
-    host: PluginHost, run: Run
+    fresh_host: PluginHost, run: Run
 ) -> None:
+    host = fresh_host
     for expected in (1, 2):
         message = attack(host, run, "crash")
         assert "its worker exited with status 3" in message
@@ -332,7 +362,8 @@ def test_unloading_stops_every_worker(attack_dir: Path, tmp_path: Path, run: Run
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
 
 
-def test_a_restarted_worker_gets_its_settings_back(host: PluginHost, run: Run) -> None:
+def test_a_restarted_worker_gets_its_settings_back(fresh_host: PluginHost, run: Run) -> None:
+    host = fresh_host
     import os
     import signal
 
