@@ -36,14 +36,25 @@ def config_file(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def cli(
-    samples_dir: Path, tmp_path: Path, config_file: Path, capsys: pytest.CaptureFixture[str]
+    request: pytest.FixtureRequest,
+    samples_dir: Path,
+    tmp_path: Path,
+    config_file: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> Cli:
+    """The command line on the samples, trusted unless a test asks for ``"isolated"``.
+
+    Configuration in isolated workers is tested through the API in both modes
+    (test_host_config.py); here one round trip goes through the command line isolated.
+    """
     user_file = tmp_path / "user.toml"
     user_file.write_text("")  # an empty user layer: the developer's own file stays out
     common = [
         "--plugin-path", str(samples_dir), "--data-dir", str(tmp_path / "data"),
         "--config", str(config_file), "--user-config", str(user_file),
     ]  # fmt: skip
+    if getattr(request, "param", "trusted") == "trusted":
+        common += ["--trust", "*"]
 
     def run(*argv: str) -> tuple[int, str, str]:
         head = argv[:2] if argv[0] == "config" else argv[:1]
@@ -70,6 +81,7 @@ def test_show_says_where_each_value_came_from(cli: Cli, config_file: Path) -> No
     assert settings["seed_demo_data"]["layer"] == "global"
 
 
+@pytest.mark.parametrize("cli", ["trusted", "isolated"], indirect=True)
 def test_set_get_unset_round_trip(cli: Cli, tmp_path: Path) -> None:
     status, out, _ = cli("config", "set", "echo", "prefix", "## ")
     assert status == 0
