@@ -158,6 +158,7 @@ class PluginHost:
         self._background: set[asyncio.Task[Any]] = set()
         #: Workers started ahead of their plugin's load (or why they did not start).
         self._prestarted: dict[str, WorkerHandle | AcpPluginsError] = {}
+        self._owners: Mapping[str, list[str]] | None = None
 
     # -- reading state ------------------------------------------------------
 
@@ -759,8 +760,14 @@ class PluginHost:
             events=self,
             own_packages=frozenset({own}),
             code_dirs=(record.manifest_path.parent,) if record.manifest_path else (),
-            dependency_modules=_dependency_modules(record.distribution),
+            dependency_modules=_dependency_modules(record.distribution, self._module_owners()),
         )
+
+    def _module_owners(self) -> Mapping[str, list[str]]:
+        """Top-level module -> the distributions providing it, read once per host."""
+        if self._owners is None:
+            self._owners = importlib.metadata.packages_distributions()
+        return self._owners
 
     def worker_event(
         self, plugin_id: str, outcome: str, detail: str, *, failure: bool = False
@@ -955,7 +962,7 @@ def _replace_entry(data: dict[str, dict[str, Any]], plugin_id: str, entry: dict[
         data.pop(plugin_id, None)
 
 
-def _dependency_modules(distribution: str) -> frozenset[str]:
+def _dependency_modules(distribution: str, owners: Mapping[str, list[str]]) -> frozenset[str]:
     """Top-level modules of the distributions ``distribution`` requires (what it may import)."""
     try:
         requirements = importlib.metadata.requires(distribution) or []
@@ -970,8 +977,8 @@ def _dependency_modules(distribution: str) -> frozenset[str]:
         if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
             names.add(canonicalize_name(requirement.name))
     modules: set[str] = set()
-    for module, owners in importlib.metadata.packages_distributions().items():
-        if any(canonicalize_name(owner) in names for owner in owners):
+    for module, providers in owners.items():
+        if any(canonicalize_name(provider) in names for provider in providers):
             modules.add(module)
     return frozenset(modules)
 

@@ -432,3 +432,16 @@ def test_a_plugin_whose_import_never_ends_is_refused_in_time(
         assert host.record("echo").state is PluginState.ACTIVE
     finally:
         run(host.stop())
+
+
+def test_a_plugin_may_import_the_distributions_it_requires() -> None:
+    import importlib.metadata
+
+    from acp_plugins.host import _dependency_modules
+
+    owners = importlib.metadata.packages_distributions()
+    # acp-plugins itself stands in for a plugin distribution with requirements
+    modules = _dependency_modules("acp-plugins", owners)
+    assert {"pluggy", "packaging", "pydantic", "pydantic_settings"} <= modules
+    assert "hypothesis" not in modules  # an extra's requirement is not a dependency
+    assert _dependency_modules("no-such-distribution", owners) == frozenset()
