@@ -87,4 +87,14 @@ def run() -> Iterator[Callable[..., object]]:
     """Run a coroutine to completion on one event loop shared by the test."""
     loop = asyncio.new_event_loop()
     yield loop.run_until_complete
+    close_loop(loop)
+
+
+def close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what is still running on ``loop`` and close it, as ``asyncio.run`` does."""
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
     loop.close()

@@ -23,7 +23,6 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
 from packaging.version import Version
 from pydantic import BaseModel
 
@@ -158,7 +157,6 @@ class PluginHost:
         self._background: set[asyncio.Task[Any]] = set()
         #: Workers started ahead of their plugin's load (or why they did not start).
         self._prestarted: dict[str, WorkerHandle | AcpPluginsError] = {}
-        self._owners: Mapping[str, list[str]] | None = None
 
     # -- reading state ------------------------------------------------------
 
@@ -760,14 +758,8 @@ class PluginHost:
             events=self,
             own_packages=frozenset({own}),
             code_dirs=(record.manifest_path.parent,) if record.manifest_path else (),
-            dependency_modules=_dependency_modules(record.distribution, self._module_owners()),
+            dependency_modules=_dependency_modules(record.distribution),
         )
-
-    def _module_owners(self) -> Mapping[str, list[str]]:
-        """Top-level module -> the distributions providing it, read once per host."""
-        if self._owners is None:
-            self._owners = importlib.metadata.packages_distributions()
-        return self._owners
 
     def worker_event(
         self, plugin_id: str, outcome: str, detail: str, *, failure: bool = False
@@ -962,25 +954,49 @@ def _replace_entry(data: dict[str, dict[str, Any]], plugin_id: str, entry: dict[
         data.pop(plugin_id, None)
 
 
-def _dependency_modules(distribution: str, owners: Mapping[str, list[str]]) -> frozenset[str]:
+def _dependency_modules(distribution: str) -> frozenset[str]:
     """Top-level modules of the distributions ``distribution`` requires (what it may import)."""
     try:
         requirements = importlib.metadata.requires(distribution) or []
     except importlib.metadata.PackageNotFoundError:
         return frozenset()
-    names = set()
+    modules: set[str] = set()
     for text in requirements:
         try:
             requirement = Requirement(text)
         except InvalidRequirement:
             continue
-        if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
-            names.add(canonicalize_name(requirement.name))
-    modules: set[str] = set()
-    for module, providers in owners.items():
-        if any(canonicalize_name(provider) in names for provider in providers):
-            modules.add(module)
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue  # an extra's requirement, or one for another platform
+        try:
+            modules |= _top_level_modules(importlib.metadata.distribution(requirement.name))
+        except importlib.metadata.PackageNotFoundError:
+            continue
     return frozenset(modules)
+
+
+def _top_level_modules(dist: importlib.metadata.Distribution) -> set[str]:
+    """The importable top-level names a distribution installs.
+
+    ``top_level.txt`` where there is one, else the first part of each installed
+    path (Python 3.10's ``packages_distributions`` reads only ``top_level.txt``,
+    which most wheels do not have).
+    """
+    declared = dist.read_text("top_level.txt")
+    if declared:
+        return {line.strip() for line in declared.splitlines() if line.strip()}
+    found: set[str] = set()
+    for path in dist.files or ():
+        first = path.parts[0] if path.parts else ""
+        if not first or first == ".." or first.endswith((".dist-info", ".egg-info", ".pth")):
+            continue
+        if len(path.parts) > 1:
+            found.add(first)  # a package
+        elif first.endswith(".py"):
+            found.add(first.removesuffix(".py"))
+        elif first.endswith((".so", ".pyd")):
+            found.add(first.partition(".")[0])  # an extension module
+    return {name for name in found if name.isidentifier()}
 
 
 def _import(record: PluginRecord) -> object:

@@ -773,6 +773,9 @@ class WorkerHandle:
             await self._spawn()
             self._restarting = None  # the replayed calls must not wait for themselves
             await self._replay_lifecycle()
+        except asyncio.CancelledError:  # unloaded while restarting: no worker left behind
+            self._stop_process("the plugin was unloaded")
+            raise
         except (
             AcpPluginsError,
             OSError,
