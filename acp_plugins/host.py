@@ -776,7 +776,12 @@ class PluginHost:
             record.call_errors.append(PluginFailure("sandbox", message))
 
     def worker_gave_up(self, plugin_id: str, reason: str) -> None:
-        task = asyncio.ensure_future(self._open_circuit(plugin_id, reason))
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # the host's loop is gone: nothing left to suspend it with
+            self._records[plugin_id].fail("isolation", f"'{plugin_id}' worker {reason}")
+            return
+        task = loop.create_task(self._open_circuit(plugin_id, reason))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
