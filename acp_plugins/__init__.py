@@ -8,9 +8,7 @@ safely. See the README for a complete plugin example.
 """
 
 from acp_plugins.audit import AuditEntry, AuditLog, read_audit_log
-from acp_plugins.calls import DEFAULT_TIMEOUT, CallGuard
-from acp_plugins.command_registry import CommandEntry
-from acp_plugins.config import (
+from acp_plugins.config.layers import (
     ConfigSources,
     Layer,
     PluginConfig,
@@ -20,8 +18,8 @@ from acp_plugins.config import (
     plugin_env_prefix,
     resolve_plugin_config,
 )
-from acp_plugins.context import PluginContext
-from acp_plugins.discovery import ENTRY_POINT_GROUP, Discovery, discover
+from acp_plugins.config.overrides import OverrideStore
+from acp_plugins.config.settings import HostSettings, load_host_settings
 from acp_plugins.errors import (
     AcpPluginsError,
     CallTimeout,
@@ -49,10 +47,20 @@ from acp_plugins.errors import (
     WorkerProtocolError,
 )
 from acp_plugins.host import CORE_VERSION, PluginHost
-from acp_plugins.interfaces import INTERFACE_HOOKS, Interface
-from acp_plugins.isolation import TRUST_ALL, IsolationPolicy, WorkerLimits
-from acp_plugins.lifecycle import TRANSITIONS, PluginState
-from acp_plugins.manifest import Manifest, manifest_json_schema, parse_manifest, read_manifest
+from acp_plugins.isolation.sandbox import SandboxViolation
+from acp_plugins.isolation.worker_handle import WorkerHandle
+from acp_plugins.loading.discovery import ENTRY_POINT_GROUP, Discovery, discover
+from acp_plugins.loading.interfaces import INTERFACE_HOOKS, Interface
+from acp_plugins.loading.manifest import (
+    Manifest,
+    manifest_json_schema,
+    parse_manifest,
+    read_manifest,
+)
+from acp_plugins.loading.permissions import DEFAULT_GRANTS, Permission, PermissionPolicy
+from acp_plugins.loading.resolution import Resolution, resolve
+from acp_plugins.loading.trust import TRUST_ALL, IsolationPolicy, WorkerLimits
+from acp_plugins.loading.versions import VersionRange, VersionRangeError, parse_range, parse_version
 from acp_plugins.markers import hookimpl, hookspec
 from acp_plugins.models import (
     ArgumentDefinition,
@@ -69,17 +77,14 @@ from acp_plugins.models import (
     Report,
     TimeRange,
 )
-from acp_plugins.overrides import OverrideStore
-from acp_plugins.permissions import DEFAULT_GRANTS, Permission, PermissionPolicy
 from acp_plugins.plugin import Plugin
-from acp_plugins.record import CallStats, PluginFailure, PluginRecord
-from acp_plugins.reports import REPORT_FORMATS, render_report
-from acp_plugins.resolution import Resolution, resolve
-from acp_plugins.routing import RoutedMessage
-from acp_plugins.sandbox import SandboxViolation
-from acp_plugins.settings import HostSettings, load_host_settings
-from acp_plugins.versions import VersionRange, VersionRangeError, parse_range, parse_version
-from acp_plugins.worker_handle import WorkerHandle
+from acp_plugins.runtime.calls import DEFAULT_TIMEOUT, CallGuard
+from acp_plugins.runtime.commands import CommandEntry
+from acp_plugins.runtime.context import PluginContext
+from acp_plugins.runtime.lifecycle import TRANSITIONS, PluginState
+from acp_plugins.runtime.record import CallStats, PluginFailure, PluginRecord
+from acp_plugins.runtime.reports import REPORT_FORMATS, render_report
+from acp_plugins.runtime.routing import RoutedMessage
 
 __version__ = "0.1.0"
 

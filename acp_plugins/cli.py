@@ -24,7 +24,9 @@ from typing import Any, NoReturn
 
 from acp_plugins import __version__
 from acp_plugins.audit import AuditLog, read_audit_log
-from acp_plugins.config import ConfigSources, Layer, ValueOrigin
+from acp_plugins.config.layers import ConfigSources, Layer, ValueOrigin
+from acp_plugins.config.overrides import OverrideStore
+from acp_plugins.config.settings import HostSettings, load_host_settings
 from acp_plugins.errors import (
     AcpPluginsError,
     CommandConflictError,
@@ -39,13 +41,11 @@ from acp_plugins.errors import (
     UnsupportedReportFormat,
 )
 from acp_plugins.host import CORE_VERSION, PluginHost
-from acp_plugins.lifecycle import PluginState
-from acp_plugins.manifest import manifest_json_schema
+from acp_plugins.loading.manifest import manifest_json_schema
+from acp_plugins.loading.project import ProjectCheck, check_project
 from acp_plugins.models import DataQuery, Message, TimeRange
-from acp_plugins.overrides import OverrideStore
-from acp_plugins.project import ProjectCheck, check_project
-from acp_plugins.reports import REPORT_FORMATS
-from acp_plugins.settings import HostSettings, load_host_settings
+from acp_plugins.runtime.lifecycle import PluginState
+from acp_plugins.runtime.reports import REPORT_FORMATS
 
 __all__ = ["main"]
 

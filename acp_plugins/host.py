@@ -1,6 +1,6 @@
 """The plugin host: discovers, validates, resolves, loads and calls plugins.
 
-``PluginHost`` owns one :class:`~acp_plugins.record.PluginRecord` per plugin and
+``PluginHost`` owns one :class:`~acp_plugins.runtime.record.PluginRecord` per plugin and
 drives each through the lifecycle. Nothing a plugin does escapes as an
 exception: failures during start are recorded on the plugin's record and every
 other plugin goes on. Host code calls plugins by id; the host routes through
@@ -27,9 +27,7 @@ from packaging.version import Version
 from pydantic import BaseModel
 
 from acp_plugins.audit import AuditLog
-from acp_plugins.calls import DEFAULT_TIMEOUT, CallGuard, invalid_return
-from acp_plugins.command_registry import CommandEntry, CommandRegistry, check_arguments
-from acp_plugins.config import (
+from acp_plugins.config.layers import (
     ConfigSources,
     PluginConfig,
     ResolvedConfig,
@@ -37,9 +35,8 @@ from acp_plugins.config import (
     portable_config_inputs,
     resolve_plugin_config,
 )
-from acp_plugins.context import PluginContext
-from acp_plugins.data_sources import DataSourceRegistry
-from acp_plugins.discovery import ENTRY_POINT_GROUP, Discovery, discover
+from acp_plugins.config.overrides import OverrideStore
+from acp_plugins.config.settings import default_data_root
 from acp_plugins.errors import (
     AcpPluginsError,
     ConfigError,
@@ -50,16 +47,18 @@ from acp_plugins.errors import (
     PluginNotActive,
     PluginNotFound,
 )
-from acp_plugins.handle import HookRegistry, InProcessHandle, PluginHandle
-from acp_plugins.interfaces import (
+from acp_plugins.isolation.worker_handle import WorkerHandle
+from acp_plugins.loading.discovery import ENTRY_POINT_GROUP, Discovery, discover
+from acp_plugins.loading.interfaces import (
     INTERFACE_HOOKS,
     INTERFACE_PERMISSIONS,
     Interface,
     interface_of_hook,
 )
-from acp_plugins.isolation import IsolationPolicy
-from acp_plugins.lifecycle import PluginState, check_transition
-from acp_plugins.manifest import Manifest
+from acp_plugins.loading.manifest import Manifest
+from acp_plugins.loading.permissions import PermissionPolicy
+from acp_plugins.loading.resolution import resolve
+from acp_plugins.loading.trust import IsolationPolicy
 from acp_plugins.models import (
     CommandDefinition,
     CommandResult,
@@ -73,13 +72,14 @@ from acp_plugins.models import (
     Report,
     TimeRange,
 )
-from acp_plugins.overrides import OverrideStore
-from acp_plugins.permissions import PermissionPolicy
-from acp_plugins.record import PluginFailure, PluginRecord
-from acp_plugins.resolution import resolve
-from acp_plugins.routing import MessageRouter, RoutedMessage
-from acp_plugins.settings import default_data_root
-from acp_plugins.worker_handle import WorkerHandle
+from acp_plugins.runtime.calls import DEFAULT_TIMEOUT, CallGuard, invalid_return
+from acp_plugins.runtime.commands import CommandEntry, CommandRegistry, check_arguments
+from acp_plugins.runtime.context import PluginContext
+from acp_plugins.runtime.data_sources import DataSourceRegistry
+from acp_plugins.runtime.handle import HookRegistry, InProcessHandle, PluginHandle
+from acp_plugins.runtime.lifecycle import PluginState, check_transition
+from acp_plugins.runtime.record import PluginFailure, PluginRecord
+from acp_plugins.runtime.routing import MessageRouter, RoutedMessage
 
 __all__ = ["CORE_VERSION", "PluginHost", "default_data_root"]
 

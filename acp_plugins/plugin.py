@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
-from acp_plugins.interfaces import LIFECYCLE_HOOKS
+from acp_plugins.loading.interfaces import LIFECYCLE_HOOKS
 from acp_plugins.markers import PROJECT_NAME, hookimpl
 
 if TYPE_CHECKING:
-    from acp_plugins.config import PluginConfig
-    from acp_plugins.context import PluginContext
-    from acp_plugins.manifest import Manifest
+    from acp_plugins.config.layers import PluginConfig
+    from acp_plugins.loading.manifest import Manifest
+    from acp_plugins.runtime.context import PluginContext
 
 __all__ = ["Plugin"]
 

@@ -29,7 +29,7 @@ import pluggy
 import acp_plugins
 import acp_plugins.hookspecs
 from acp_plugins import Message, MessageResponse, PluginHost, PluginState
-from acp_plugins.isolation import TRUST_ALL
+from acp_plugins.loading.trust import TRUST_ALL
 
 __all__ = ["BLOCK", "DispatchTimes", "measure_dispatch", "profile_dispatch"]
 

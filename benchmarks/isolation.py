@@ -34,10 +34,10 @@ from time import perf_counter
 from typing import Any
 
 from acp_plugins import Message, PluginHost
-from acp_plugins.cpu_governor import cpu_seconds
-from acp_plugins.isolation import IsolationPolicy, WorkerLimits
-from acp_plugins.protocol import FrameReader, encode_frame, encode_value
-from acp_plugins.worker_handle import WorkerHandle
+from acp_plugins.isolation.cpu_governor import cpu_seconds
+from acp_plugins.isolation.protocol import FrameReader, encode_frame, encode_value
+from acp_plugins.isolation.worker_handle import WorkerHandle
+from acp_plugins.loading.trust import IsolationPolicy, WorkerLimits
 
 __all__ = ["IsolationTimes", "measure_isolation"]
 

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from acp_plugins.overrides import OverrideStore
+from acp_plugins.config.overrides import OverrideStore
 
 
 def write_big(store: OverrideStore, size: int) -> None:

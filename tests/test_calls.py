@@ -1,4 +1,4 @@
-"""Tests for acp_plugins.calls: every call into a plugin is guarded, counted and timed.
+"""Tests for acp_plugins.runtime.calls: every call into a plugin is guarded, counted and timed.
 
 The guard is the host's own (``host.guard``) and the plugins are real installed
 ones: ``loud`` (raises or hangs as ``message.metadata["loud"]`` asks),
@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from acp_plugins import CallStats, CallTimeout, Message, PluginCallError, PluginHost
-from acp_plugins.isolation import TRUST_ALL
-from acp_plugins.record import CALL_ERROR_HISTORY
+from acp_plugins.loading.trust import TRUST_ALL
+from acp_plugins.runtime.record import CALL_ERROR_HISTORY
 from conftest import fixture_plugin, sample
 
 

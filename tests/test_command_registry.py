@@ -1,4 +1,4 @@
-"""Tests for acp_plugins.command_registry: command names, conflicts and argument checks.
+"""Tests for acp_plugins.runtime.commands: command names, conflicts and argument checks.
 
 ``calc`` (fixture ``acp-fx-calc``: ``add N...`` and ``neg N``) and the ``tools``
 sample (``add A B``, ``upper TEXT...``, ``wordcount TEXT...``, ``time``) both
@@ -22,8 +22,8 @@ from acp_plugins import (
     PluginHost,
     UnknownCommand,
 )
-from acp_plugins.command_registry import check_arguments
-from acp_plugins.isolation import TRUST_ALL
+from acp_plugins.loading.trust import TRUST_ALL
+from acp_plugins.runtime.commands import check_arguments
 from conftest import fixture_plugin, sample
 
 

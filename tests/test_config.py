@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings
 
-from acp_plugins.config import (
+from acp_plugins.config.layers import (
     ConfigSources,
     Layer,
     PluginConfig,

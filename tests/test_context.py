@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from acp_plugins import Message, PermissionPolicy, PluginHost, RoutedMessage
-from acp_plugins.isolation import TRUST_ALL
+from acp_plugins.loading.trust import TRUST_ALL
 from conftest import SAMPLE_PROJECTS, fixture_plugin, sample
 
 

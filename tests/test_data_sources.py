@@ -1,4 +1,4 @@
-"""Tests for acp_plugins.data_sources: which plugin answers a query for a source id.
+"""Tests for acp_plugins.runtime.data_sources: which plugin answers a query for a source id.
 
 ``calc`` (fixture ``acp-fx-calc``) and ``slow-numbers`` (fixture ``acp-fx-slow``)
 both provide a source ``numbers``: calc's rows are 0..9, slow-numbers' are
@@ -22,7 +22,7 @@ from acp_plugins import (
     PluginHost,
     UnknownDataSource,
 )
-from acp_plugins.isolation import TRUST_ALL
+from acp_plugins.loading.trust import TRUST_ALL
 from conftest import fixture_plugin
 
 

@@ -17,8 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from acp_plugins import ManifestError, PluginHost, PluginState
-from acp_plugins.discovery import Discovery, discover, manifest_path
-from acp_plugins.isolation import TRUST_ALL
+from acp_plugins.loading.discovery import Discovery, discover, manifest_path
+from acp_plugins.loading.trust import TRUST_ALL
 from conftest import SAMPLE_PROJECTS, fixture_plugin, sample
 
 #: Top-level modules of the plugins that must never be imported in these tests.
@@ -365,7 +365,7 @@ ghost = nowhere:Nothing
 
 
 def test_entry_points_are_read_from_their_group_only() -> None:
-    from acp_plugins.discovery import _entry_points_of_group
+    from acp_plugins.loading.discovery import _entry_points_of_group
 
     assert _entry_points_of_group(ENTRY_POINTS_TEXT, "acp.plugins") == [
         ("echo", "acp_echo.plugin:EchoPlugin"),
@@ -380,7 +380,7 @@ def test_entry_points_are_read_from_their_group_only() -> None:
 def test_name_and_version_come_from_the_folder_or_the_metadata_headers(tmp_path: Path) -> None:
     from importlib.metadata import PathDistribution
 
-    from acp_plugins.discovery import _name_and_version
+    from acp_plugins.loading.discovery import _name_and_version
 
     wheel_style = tmp_path / "Acp_Echo-1.2.0.dist-info"
     wheel_style.mkdir()
@@ -409,7 +409,7 @@ _groups = st.sampled_from(["acp.plugins", "console_scripts", "acp.plugins.extra"
 def test_entry_point_text_round_trips(
     sections: list[tuple[str, list[tuple[str, str]]]], equals: str
 ) -> None:
-    from acp_plugins.discovery import _entry_points_of_group
+    from acp_plugins.loading.discovery import _entry_points_of_group
 
     text = "\n".join(
         f"[{group}]\n" + "".join(f"{name}{equals}{value}\n" for name, value in entries)

@@ -21,7 +21,7 @@ from acp_plugins import (
     PluginNotFound,
     PluginState,
 )
-from acp_plugins.isolation import TRUST_ALL
+from acp_plugins.loading.trust import TRUST_ALL
 from conftest import fixture_plugin, sample
 
 S = PluginState

@@ -24,7 +24,7 @@ from acp_plugins import (
     PluginHost,
     PluginState,
 )
-from acp_plugins.isolation import TRUST_ALL, IsolationPolicy
+from acp_plugins.loading.trust import TRUST_ALL, IsolationPolicy
 from conftest import SAMPLE_PROJECTS, fixture_plugin, sample
 
 Run = Callable[..., Any]

@@ -22,9 +22,9 @@ import pytest
 
 from acp_plugins import Message, PluginCallError, PluginHost, PluginState
 from acp_plugins.audit import read_audit_log
-from acp_plugins.cpu_governor import cpu_seconds
-from acp_plugins.isolation import IsolationPolicy, WorkerLimits
-from acp_plugins.worker_handle import WorkerHandle
+from acp_plugins.isolation.cpu_governor import cpu_seconds
+from acp_plugins.isolation.worker_handle import WorkerHandle
+from acp_plugins.loading.trust import IsolationPolicy, WorkerLimits
 from conftest import close_loop, fixture_plugin, sample
 
 Run = Callable[..., Any]

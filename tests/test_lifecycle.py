@@ -1,4 +1,4 @@
-"""Tests for acp_plugins.lifecycle: the state machine, and the host driving plugins through it.
+"""Tests for acp_plugins.runtime.lifecycle: the state machine, and the host driving plugins.
 
 The transition table is checked against the specification's state diagram. The
 order of lifecycle calls is observed through ``lifecycle-log`` (from the
@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from acp_plugins import TRANSITIONS, IllegalTransition, Message, PluginHost, PluginState
-from acp_plugins.isolation import TRUST_ALL
-from acp_plugins.lifecycle import check_transition
+from acp_plugins.loading.trust import TRUST_ALL
+from acp_plugins.runtime.lifecycle import check_transition
 from conftest import fixture_plugin, sample
 
 S = PluginState

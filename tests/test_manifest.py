@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from acp_plugins import FieldError, Interface, Manifest, ManifestError, Permission
-from acp_plugins.manifest import (
+from acp_plugins.loading.manifest import (
     PLUGIN_ID_PATTERN,
     manifest_json_schema,
     parse_manifest,

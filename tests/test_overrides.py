@@ -1,4 +1,4 @@
-"""Tests for acp_plugins.overrides: the runtime overrides file, with real files and processes.
+"""Tests for acp_plugins.config.overrides: the runtime overrides file, real files and processes.
 
 The crash and race tests start real writer processes (``tests/overrides_writer.py``): one is
 killed with SIGKILL at random moments while it rewrites a multi-megabyte file, and the file
@@ -28,8 +28,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from acp_plugins import overrides
-from acp_plugins.overrides import OverrideStore
+from acp_plugins.config import overrides
+from acp_plugins.config.overrides import OverrideStore
 
 REPO = Path(__file__).resolve().parent.parent
 WRITER = Path(__file__).with_name("overrides_writer.py")
@@ -470,7 +470,7 @@ def test_a_corrupt_file_is_moved_aside_and_reported(
     path.write_bytes(content)
     store = OverrideStore(path)
 
-    with caplog.at_level(logging.WARNING, logger="acp_plugins.overrides"):
+    with caplog.at_level(logging.WARNING, logger="acp_plugins.config.overrides"):
         assert store.load() == {}
 
     [aside] = path.parent.glob("overrides.json.corrupt-*")

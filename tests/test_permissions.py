@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from acp_plugins import DEFAULT_GRANTS, Permission, PermissionPolicy, PluginHost, PluginState
-from acp_plugins.isolation import TRUST_ALL
+from acp_plugins.loading.trust import TRUST_ALL
 from conftest import SAMPLE_PROJECTS, fixture_plugin, sample
 
 P = Permission

@@ -19,7 +19,7 @@ import pytest
 
 from acp_plugins import Plugin, PluginConfig, PluginHost, PluginState, hookimpl, parse_manifest
 from acp_plugins.hookspecs import SPEC_MODULES
-from acp_plugins.isolation import TRUST_ALL
+from acp_plugins.loading.trust import TRUST_ALL
 from acp_plugins.markers import PROJECT_NAME
 from conftest import fixture_plugin, sample
 

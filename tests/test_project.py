@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from acp_plugins import CORE_VERSION
-from acp_plugins.project import check_project
+from acp_plugins.loading.project import check_project
 from conftest import sample
 
 

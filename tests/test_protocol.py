@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from acp_plugins import DataQuery, Message, MessageResponse, PluginConfig, TimeRange
 from acp_plugins.errors import WorkerProtocolError
-from acp_plugins.protocol import (
+from acp_plugins.isolation.protocol import (
     HEADER,
     MAX_FRAME,
     FrameReader,

@@ -1,4 +1,4 @@
-"""Tests for acp_plugins.reports: every format parses back to the metrics it was made from."""
+"""Tests for acp_plugins.runtime.reports: every format parses back to the metrics it came from."""
 
 from __future__ import annotations
 

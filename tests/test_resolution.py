@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from packaging.version import Version
 
 from acp_plugins import DependencyError, Manifest, PluginHost, PluginState
-from acp_plugins.isolation import TRUST_ALL
-from acp_plugins.resolution import Resolution, find_cycles, resolve
+from acp_plugins.loading.resolution import Resolution, find_cycles, resolve
+from acp_plugins.loading.trust import TRUST_ALL
 from conftest import SAMPLE_PROJECTS, fixture_plugin, sample
 
 HOST_PYTHON = (3, 11)

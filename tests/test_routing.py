@@ -1,4 +1,4 @@
-"""Tests for acp_plugins.routing: who answers a message, and what happens when plugins misbehave.
+"""Tests for acp_plugins.runtime.routing: who answers a message, and what if plugins misbehave.
 
 The handlers are real installed plugins: ``echo`` (1.0 for "echo" messages, 0.1
 for "chat"), ``loud`` (any type; misbehaves as ``message.metadata["loud"]`` asks),
@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from acp_plugins import Message, MessageResponse, PluginCallError, PluginHost, RoutedMessage
-from acp_plugins.isolation import TRUST_ALL
-from acp_plugins.routing import coerce_response
+from acp_plugins.loading.trust import TRUST_ALL
+from acp_plugins.runtime.routing import coerce_response
 from conftest import fixture_plugin, sample
 
 TIMEOUT = 0.5

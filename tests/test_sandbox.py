@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from acp_plugins.sandbox import SandboxSpec
+from acp_plugins.isolation.sandbox import SandboxSpec
 
 SECCOMP_PROBE = """
 import errno, json, os, socket, sys, threading
-from acp_plugins.sandbox import SandboxSpec, apply_limits, install_seccomp
+from acp_plugins.isolation.sandbox import SandboxSpec, apply_limits, install_seccomp
 spec = SandboxSpec.from_dict(json.loads(sys.argv[1]))
 apply_limits(spec)
 warning = install_seccomp(spec)
@@ -55,7 +55,7 @@ print(json.dumps(outcome))
 
 AUDIT_PROBE = """
 import json, os, sys
-from acp_plugins.sandbox import SandboxSpec, SandboxViolation, install_audit_hook
+from acp_plugins.isolation.sandbox import SandboxSpec, SandboxViolation, install_audit_hook
 spec = SandboxSpec.from_dict(json.loads(sys.argv[1]))
 refusals = []
 arm = install_audit_hook(spec, lambda event, message: refusals.append(event))

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from acp_plugins.config import ConfigSources, Layer, ValueOrigin
+from acp_plugins.config.layers import ConfigSources, Layer, ValueOrigin
+from acp_plugins.config.settings import HostSettings, default_data_root, load_host_settings
 from acp_plugins.errors import ConfigError
-from acp_plugins.permissions import DEFAULT_GRANTS, Permission, PermissionPolicy
-from acp_plugins.settings import HostSettings, default_data_root, load_host_settings
+from acp_plugins.loading.permissions import DEFAULT_GRANTS, Permission, PermissionPolicy
 
 P = Permission
 

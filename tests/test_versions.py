@@ -1,4 +1,4 @@
-"""Tests for acp_plugins.versions: the mapping table, errors, and properties.
+"""Tests for acp_plugins.loading.versions: the mapping table, errors, and properties.
 
 The differential tests compare ``VersionRange.contains`` with npm's own
 ``semver`` package (``satisfies``) through ``tests/semver_oracle.js``, a node
@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from acp_plugins import versions
-from acp_plugins.versions import VersionRange, VersionRangeError, parse_range, parse_version
+from acp_plugins.loading import versions
+from acp_plugins.loading.versions import VersionRange, VersionRangeError, parse_range, parse_version
 
 REPO = Path(__file__).resolve().parent.parent
 ORACLE_JS = Path(__file__).with_name("semver_oracle.js")

@@ -589,7 +589,7 @@ def _resolve(
 ) -> tuple[Any, dict[str, Any], dict[str, ValueOrigin]]:
     """Validate the merged ``layers`` (lowest first; ``None`` is the environment, read
     from ``env`` with ``env_prefix``) as ``model``; return the model instance, its values
-    and their origins. Shared with :mod:`acp_plugins.settings`.
+    and their origins. Shared with :mod:`acp_plugins.config.settings`.
     """
     env_vars = {
         name: value for name, value in (env or {}).items() if name.upper().startswith(env_prefix)

@@ -16,9 +16,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from acp_plugins.config import ConfigSources, Layer, ValueOrigin, _resolve, _TableLayer
-from acp_plugins.isolation import IsolationPolicy, WorkerLimits
-from acp_plugins.permissions import DEFAULT_GRANTS, Permission, PermissionPolicy
+from acp_plugins.config.layers import ConfigSources, Layer, ValueOrigin, _resolve, _TableLayer
+from acp_plugins.loading.permissions import DEFAULT_GRANTS, Permission, PermissionPolicy
+from acp_plugins.loading.trust import IsolationPolicy, WorkerLimits
 
 __all__ = [
     "HostSettings",

@@ -23,9 +23,9 @@ from acp_plugins.markers import hookspec
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from acp_plugins.config import PluginConfig
-    from acp_plugins.context import PluginContext
-    from acp_plugins.manifest import Manifest
+    from acp_plugins.config.layers import PluginConfig
+    from acp_plugins.loading.manifest import Manifest
+    from acp_plugins.runtime.context import PluginContext
 
 
 @hookspec

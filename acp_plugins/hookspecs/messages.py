@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from acp_plugins.markers import hookspec
 
 if TYPE_CHECKING:
-    from acp_plugins.context import PluginContext
     from acp_plugins.models import Message, MessageResponse
+    from acp_plugins.runtime.context import PluginContext
 
 
 @hookspec

@@ -42,9 +42,9 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
 from acp_plugins import models
-from acp_plugins.config import PluginConfig
+from acp_plugins.config.layers import PluginConfig
 from acp_plugins.errors import WorkerProtocolError
-from acp_plugins.manifest import Manifest
+from acp_plugins.loading.manifest import Manifest
 
 __all__ = [
     "HEADER",

@@ -1,6 +1,6 @@
 """What an isolated worker does to itself before any plugin code is imported.
 
-Runs inside the worker process only (see :mod:`acp_plugins.worker`). In order:
+Runs inside the worker process only (see :mod:`acp_plugins.isolation.worker`). In order:
 
 1. resource limits with ``setrlimit``: memory (data segment), open files, file
    size, processes, core dumps;
@@ -384,7 +384,7 @@ def _importer_is_plugin(own_packages: frozenset[str]) -> bool:
         name = frame.f_globals.get("__name__", "")
         if not (
             name.startswith("importlib")
-            or name == "acp_plugins.sandbox"
+            or name == "acp_plugins.isolation.sandbox"
             or frame.f_code.co_filename.startswith("<frozen importlib")
         ):
             return isinstance(name, str) and name.partition(".")[0] in own_packages

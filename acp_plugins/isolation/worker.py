@@ -1,7 +1,9 @@
-"""The isolated worker: one process per untrusted plugin (``python -I -m acp_plugins.worker FD``).
+"""The isolated worker: one process per untrusted plugin.
+
+Started as ``python -I -m acp_plugins.isolation.worker FD``.
 
 The host starts it with one end of a Unix socket pair as descriptor ``FD`` and
-sends a ``start`` frame (see :mod:`acp_plugins.protocol`). The worker then, in
+sends a ``start`` frame (see :mod:`acp_plugins.isolation.protocol`). The worker then, in
 this order: lowers its resource limits, loads its seccomp filter, installs its
 audit hook, and only then imports the plugin, registers it with pluggy (which
 validates its hooks) and answers ``ready`` with the hooks it implements. From
@@ -28,11 +30,25 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
-from acp_plugins.config import PluginConfig, ResolvedConfig, resolve_portable_config
-from acp_plugins.discovery import ENTRY_POINT_GROUP
+from acp_plugins.config.layers import PluginConfig, ResolvedConfig, resolve_portable_config
 from acp_plugins.errors import AcpPluginsError, ConfigError, PermissionDenied
-from acp_plugins.handle import HookRegistry, InProcessHandle
-from acp_plugins.manifest import Manifest
+from acp_plugins.isolation.protocol import (
+    FrameReader,
+    decode_value,
+    encode_frame,
+    encode_value,
+)
+from acp_plugins.isolation.sandbox import (
+    SandboxSpec,
+    SandboxViolation,
+    apply_limits,
+    die_with_the_host,
+    install_audit_hook,
+    install_seccomp,
+)
+from acp_plugins.loading.discovery import ENTRY_POINT_GROUP
+from acp_plugins.loading.manifest import Manifest
+from acp_plugins.loading.permissions import Permission
 from acp_plugins.models import (
     CommandResult,
     DataQuery,
@@ -41,21 +57,7 @@ from acp_plugins.models import (
     Message,
     MessageResponse,
 )
-from acp_plugins.permissions import Permission
-from acp_plugins.protocol import (
-    FrameReader,
-    decode_value,
-    encode_frame,
-    encode_value,
-)
-from acp_plugins.sandbox import (
-    SandboxSpec,
-    SandboxViolation,
-    apply_limits,
-    die_with_the_host,
-    install_audit_hook,
-    install_seccomp,
-)
+from acp_plugins.runtime.handle import HookRegistry, InProcessHandle
 
 #: Exit status of a worker that ran out of memory inside a call.
 EXIT_OUT_OF_MEMORY = 70
@@ -432,7 +434,10 @@ async def _main(fd: int) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1 or not args[0].isdigit():
-        print("usage: python -m acp_plugins.worker FD (started by the host)", file=sys.stderr)
+        print(
+            "usage: python -m acp_plugins.isolation.worker FD (started by the host)",
+            file=sys.stderr,
+        )
         return 2
     try:
         return asyncio.run(_main(int(args[0])))

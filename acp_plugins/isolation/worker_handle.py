@@ -1,6 +1,6 @@
 """The host's side of an isolated plugin: a handle whose plugin runs in a worker process.
 
-:class:`WorkerHandle` implements the same :class:`~acp_plugins.handle.PluginHandle`
+:class:`WorkerHandle` implements the same :class:`~acp_plugins.runtime.handle.PluginHandle`
 protocol as the in-process handle, so the router, the command registry and the
 data and analytics calls cannot tell them apart. Behind it:
 
@@ -9,7 +9,7 @@ data and analytics calls cannot tell them apart. Behind it:
   capabilities and a network namespace of its own;
 * every call is a ``call`` frame; the plugin's context operations come back as
   ``context`` frames and run against the plugin's host-side
-  :class:`~acp_plugins.context.PluginContext`, where permissions are checked;
+  :class:`~acp_plugins.runtime.context.PluginContext`, where permissions are checked;
 * a worker that exits, is killed, writes a bad frame, runs out of memory or does
   not end a cancelled call within its grace is restarted after a backoff and
   replayed to where it was (on_discover ... activate); calls in flight fail with
@@ -40,9 +40,7 @@ from typing import IO, Any, Protocol
 
 from pydantic import ValidationError
 
-import acp_plugins
-from acp_plugins.config import Layer, ResolvedConfig, ValueOrigin
-from acp_plugins.cpu_governor import CpuGovernor
+from acp_plugins.config.layers import Layer, ResolvedConfig, ValueOrigin
 from acp_plugins.errors import (
     AcpPluginsError,
     ConfigError,
@@ -53,11 +51,8 @@ from acp_plugins.errors import (
     WorkerError,
     WorkerProtocolError,
 )
-from acp_plugins.isolation import MIB, IsolationPolicy, WorkerLimits
-from acp_plugins.manifest import Manifest
-from acp_plugins.models import DataQuery, Message
-from acp_plugins.permissions import Permission
-from acp_plugins.protocol import (
+from acp_plugins.isolation.cpu_governor import CpuGovernor
+from acp_plugins.isolation.protocol import (
     HEADER,
     WORKER_OPS,
     FrameReader,
@@ -65,12 +60,19 @@ from acp_plugins.protocol import (
     encode_frame,
     encode_value,
 )
-from acp_plugins.sandbox import BASE_ALLOWED_MODULES, PERMISSION_MODULES, SandboxSpec
-from acp_plugins.worker import EXIT_LOAD_FAILED, EXIT_OUT_OF_MEMORY
+from acp_plugins.isolation.sandbox import BASE_ALLOWED_MODULES, PERMISSION_MODULES, SandboxSpec
+from acp_plugins.isolation.worker import EXIT_LOAD_FAILED, EXIT_OUT_OF_MEMORY
+from acp_plugins.loading.manifest import Manifest
+from acp_plugins.loading.permissions import Permission
+from acp_plugins.loading.trust import MIB, IsolationPolicy, WorkerLimits
+from acp_plugins.models import DataQuery, Message
 
 __all__ = ["WorkerEvents", "WorkerHandle", "privilege_wrapper"]
 
 logger = logging.getLogger(__name__)
+
+#: The folder acp_plugins is imported from (workers import the package from there too).
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 #: The lifecycle hooks a restarted worker is taken through again, in order.
 REPLAYED = (
@@ -87,7 +89,7 @@ REPLAYED = (
 _BOOT = (
     "import sys\n"
     "if sys.argv[2] not in sys.path: sys.path.append(sys.argv[2])\n"
-    "from acp_plugins.worker import main\n"
+    "from acp_plugins.isolation.worker import main\n"
     "sys.exit(main(sys.argv[1:2]))\n"
 )
 
@@ -275,7 +277,7 @@ class WorkerHandle:
         allowed |= set(self.policy.allowed_modules.get(self.plugin_id, frozenset()))
         roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, *self.search_path, *self.code_dirs}
         roots |= {p for p in sys.path if p and os.path.isabs(p) and "site-packages" in p}
-        roots.add(str(Path(acp_plugins.__file__).resolve().parent.parent))
+        roots.add(_PACKAGE_ROOT)
         return SandboxSpec(
             plugin_id=self.plugin_id,
             data_dir=str(self.data_dir),
@@ -323,7 +325,7 @@ class WorkerHandle:
             self.warnings = list(warnings)
         parent, child = socket.socketpair()
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (kept for the worker's life)
-        package_root = str(Path(acp_plugins.__file__).resolve().parent.parent)
+        package_root = _PACKAGE_ROOT
         try:
             self._process = subprocess.Popen(
                 [

@@ -20,8 +20,8 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from acp_plugins.errors import AcpPluginsError, ManifestError
-from acp_plugins.manifest import MANIFEST_FILENAME, Manifest, read_manifest
-from acp_plugins.versions import VersionRangeError, parse_version
+from acp_plugins.loading.manifest import MANIFEST_FILENAME, Manifest, read_manifest
+from acp_plugins.loading.versions import VersionRangeError, parse_version
 
 __all__ = ["ENTRY_POINT_GROUP", "Discovery", "add_search_path", "discover", "manifest_path"]
 

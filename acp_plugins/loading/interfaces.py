@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from acp_plugins.permissions import Permission
+from acp_plugins.loading.permissions import Permission
 
 __all__ = [
     "INTERFACE_HOOKS",

@@ -25,9 +25,9 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from acp_plugins.errors import FieldError, ManifestError
-from acp_plugins.interfaces import Interface
-from acp_plugins.permissions import Permission
-from acp_plugins.versions import VersionRange, VersionRangeError, parse_range, parse_version
+from acp_plugins.loading.interfaces import Interface
+from acp_plugins.loading.permissions import Permission
+from acp_plugins.loading.versions import VersionRange, VersionRangeError, parse_range, parse_version
 
 __all__ = [
     "CORE_DEPENDENCY",

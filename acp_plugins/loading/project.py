@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from acp_plugins.errors import FieldError, ManifestError
-from acp_plugins.manifest import MANIFEST_FILENAME, Manifest, read_manifest
-from acp_plugins.record import PluginRecord
-from acp_plugins.versions import VersionRangeError, parse_version
+from acp_plugins.loading.manifest import MANIFEST_FILENAME, Manifest, read_manifest
+from acp_plugins.loading.versions import VersionRangeError, parse_version
+from acp_plugins.runtime.record import PluginRecord
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from packaging.version import Version
 
 from acp_plugins.errors import DependencyError
-from acp_plugins.manifest import Manifest
+from acp_plugins.loading.manifest import Manifest
 
 __all__ = ["Resolution", "find_cycles", "resolve"]
 

@@ -2,7 +2,8 @@
 
 A plugin runs in the host's process only if the policy trusts it by id (``"*"``
 trusts every plugin). Every other plugin runs in a worker process of its own with
-the limits below (see :mod:`acp_plugins.worker_handle` and :mod:`acp_plugins.sandbox`).
+the limits below (see :mod:`acp_plugins.isolation.worker_handle` and
+:mod:`acp_plugins.isolation.sandbox`).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from types import CoroutineType
 from typing import Any
 
 from acp_plugins.errors import CallTimeout, PluginCallError
-from acp_plugins.record import PluginFailure, PluginRecord
+from acp_plugins.runtime.record import PluginFailure, PluginRecord
 
 __all__ = ["DEFAULT_TIMEOUT", "CallGuard", "invalid_return"]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from acp_plugins.errors import CommandConflictError, CommandUsageError, UnknownCommand
 from acp_plugins.models import ArgumentDefinition, CommandDefinition
-from acp_plugins.record import PluginRecord
+from acp_plugins.runtime.record import PluginRecord
 
 __all__ = ["CommandEntry", "CommandRegistry", "check_arguments"]
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from acp_plugins.errors import PermissionDenied
-from acp_plugins.permissions import Permission
+from acp_plugins.loading.permissions import Permission
 
 if TYPE_CHECKING:
-    from acp_plugins.manifest import Manifest
+    from acp_plugins.loading.manifest import Manifest
     from acp_plugins.models import (
         CommandResult,
         DataQuery,

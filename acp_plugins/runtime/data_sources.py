@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from acp_plugins.errors import DataSourceConflictError, UnknownDataSource
 from acp_plugins.models import DataSourceDefinition
-from acp_plugins.record import PluginRecord
+from acp_plugins.runtime.record import PluginRecord
 
 __all__ = ["DataSourceRegistry"]
 

@@ -12,14 +12,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from acp_plugins.lifecycle import PluginState
-from acp_plugins.permissions import Permission
+from acp_plugins.loading.permissions import Permission
+from acp_plugins.runtime.lifecycle import PluginState
 
 if TYPE_CHECKING:
-    from acp_plugins.config import PluginConfig, ResolvedConfig
-    from acp_plugins.handle import PluginHandle
-    from acp_plugins.manifest import Manifest
+    from acp_plugins.config.layers import PluginConfig, ResolvedConfig
+    from acp_plugins.loading.manifest import Manifest
     from acp_plugins.models import CommandDefinition, DataSourceDefinition
+    from acp_plugins.runtime.handle import PluginHandle
 
 __all__ = ["CallStats", "PluginFailure", "PluginRecord"]
 

@@ -17,13 +17,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from acp_plugins.calls import CallGuard, invalid_return
 from acp_plugins.errors import PluginCallError
 from acp_plugins.models import Message, MessageResponse
-from acp_plugins.record import PluginRecord
+from acp_plugins.runtime.calls import CallGuard, invalid_return
+from acp_plugins.runtime.record import PluginRecord
 
 if TYPE_CHECKING:
-    from acp_plugins.context import PluginContext
+    from acp_plugins.runtime.context import PluginContext
 
 __all__ = ["MessageRouter", "RoutedMessage", "coerce_response"]
 

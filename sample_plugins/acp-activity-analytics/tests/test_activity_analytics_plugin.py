@@ -28,7 +28,7 @@ from acp_plugins import (
     TimeRange,
     UnsupportedReportFormat,
 )
-from acp_plugins.isolation import TRUST_ALL
+from acp_plugins.loading.trust import TRUST_ALL
 
 Run = Callable[..., Any]
 PLUGIN = "activity-analytics"

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from acp_plugins import Message, PluginHost, PluginState
-from acp_plugins.isolation import TRUST_ALL
+from acp_plugins.loading.trust import TRUST_ALL
 
 
 def _host(samples_dir: Path, tmp_path: Path, **kwargs: Any) -> PluginHost:

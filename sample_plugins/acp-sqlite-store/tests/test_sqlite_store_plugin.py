@@ -23,7 +23,7 @@ from acp_plugins import (
     TimeRange,
     UnknownDataSource,
 )
-from acp_plugins.isolation import TRUST_ALL
+from acp_plugins.loading.trust import TRUST_ALL
 
 Run = Callable[..., Any]
 EVENT_FIELDS = {"id", "agent", "kind", "value", "at"}

@@ -16,7 +16,7 @@ from acp_plugins import (
     PluginState,
     UnknownCommand,
 )
-from acp_plugins.isolation import TRUST_ALL
+from acp_plugins.loading.trust import TRUST_ALL
 
 Run = Callable[..., Any]
 
