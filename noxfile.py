@@ -2,7 +2,7 @@
 
 nox -s tests          # the suite on every Python 3.10-3.13 found on this machine
 nox -s tests_lowest   # the suite against the lowest declared dependency versions
-nox -s lint           # ruff and mypy --strict
+nox -s lint           # ruff, mypy --strict and the layering contract
 nox -s demo           # install the sample plugins and drive them through the CLI
 nox -s bench          # the benchmarks (not part of the tests)
 """
@@ -69,11 +69,12 @@ def tests_lowest(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS[-1:] or None)
 def lint(session: nox.Session) -> None:
-    """ruff (lint and format) and mypy --strict on the package."""
-    session.install("-e", ".", "ruff", "mypy")
+    """ruff (lint and format), mypy --strict, and the layering contract (import-linter)."""
+    session.install("-e", ".", "ruff", "mypy", "import-linter")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy", "acp_plugins")
+    session.run("lint-imports")
 
 
 @nox.session(python=PYTHONS[:1] or None)

@@ -293,7 +293,9 @@ async def cmd_validate(args: argparse.Namespace) -> int:
     record = host.record(args.target)
     if record.reason is None:
         await host.load(args.target)  # imports it: checks hooks, signatures and interfaces too
-    check = ProjectCheck.from_record(record)
+    check = ProjectCheck(
+        record.plugin_id, str(record.manifest_path or record.entry_point), record.reason or ""
+    )
     if record.state is PluginState.LOADED:
         await host.unload(args.target)
     return _print_checks([check], args.json)

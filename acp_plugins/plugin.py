@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
-from acp_plugins.loading.interfaces import LIFECYCLE_HOOKS
+from acp_plugins.hookspecs.lifecycle import LIFECYCLE_HOOKS
 from acp_plugins.markers import PROJECT_NAME, hookimpl
 
 if TYPE_CHECKING:

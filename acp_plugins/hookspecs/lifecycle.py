@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from acp_plugins.markers import hookspec
+from acp_plugins.markers import PROJECT_NAME, hookspec
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -104,3 +104,9 @@ def on_suspend() -> None:
 @hookspec
 def on_unload() -> None:
     """Release everything before the plugin is removed (-> Unloaded)."""
+
+
+#: Hooks every plugin may implement whatever its interfaces (all optional): the specs above.
+LIFECYCLE_HOOKS: frozenset[str] = frozenset(
+    name for name, value in list(globals().items()) if hasattr(value, PROJECT_NAME + "_spec")
+)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from enum import Enum
 
+from acp_plugins.hookspecs.lifecycle import LIFECYCLE_HOOKS
 from acp_plugins.loading.permissions import Permission
 
 __all__ = [
@@ -48,25 +49,6 @@ INTERFACE_PERMISSIONS: dict[Interface, Permission] = {
     Interface.MESSAGE_HANDLER: Permission.READ_MESSAGING,
     Interface.ANALYTICS_PROVIDER: Permission.READ_DATA,
 }
-
-#: Hooks every plugin may implement whatever its interfaces (all optional).
-LIFECYCLE_HOOKS: frozenset[str] = frozenset(
-    {
-        "on_discover",
-        "on_load",
-        "on_initialize",
-        "on_activate",
-        "on_suspend",
-        "on_unload",
-        "initialize",
-        "activate",
-        "deactivate",
-        "get_config_schema",
-        "get_settings_model",
-        "on_config_changed",
-        "validate_config",
-    }
-)
 
 _HOOK_TO_INTERFACE = {hook: iface for iface, hooks in INTERFACE_HOOKS.items() for hook in hooks}
 

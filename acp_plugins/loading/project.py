@@ -18,7 +18,6 @@ from typing import Any
 from acp_plugins.errors import FieldError, ManifestError
 from acp_plugins.loading.manifest import MANIFEST_FILENAME, Manifest, read_manifest
 from acp_plugins.loading.versions import VersionRangeError, parse_version
-from acp_plugins.runtime.record import PluginRecord
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,11 +39,6 @@ class ProjectCheck:
     @property
     def ok(self) -> bool:
         return not self.message
-
-    @classmethod
-    def from_record(cls, record: PluginRecord) -> ProjectCheck:
-        source = str(record.manifest_path or record.entry_point)
-        return cls(record.plugin_id, source, record.reason or "")
 
     def to_dict(self) -> dict[str, Any]:
         return {
