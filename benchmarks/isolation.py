@@ -192,7 +192,7 @@ async def _measure(runs: int, calls: int, workdir: Path) -> IsolationTimes:
             data_dir=workdir / "data" / f"start-{index}",
             search_path=[directory],
             policy=IsolationPolicy(limits=ungoverned),
-            events=host,
+            events=host.workers,
             own_packages=handle.own_packages,
         )
         started = perf_counter()

@@ -185,12 +185,14 @@ def test_a_plugin_data_directory_is_its_own_and_made_when_first_used(
     host: PluginHost, tmp_path: Path
 ) -> None:
     assert not (tmp_path / "data" / "echo").exists()  # echo never asked for it
-    context = host._context_of(host.record("echo"))
+    context = host.record("echo").context
+    assert context is not None
     assert context.data_dir == tmp_path / "data" / "echo"
     assert (tmp_path / "data" / "echo").is_dir()
-    other = host._context_of(host.record("lifecycle-log"))
+    other = host.record("lifecycle-log").context
+    assert other is not None
     assert other.data_dir == tmp_path / "data" / "lifecycle-log"
-    assert "import-error" not in host._contexts  # never got that far
+    assert host.record("import-error").context is None  # never got that far
 
 
 def test_settings_reach_the_plugin_context(
@@ -206,7 +208,8 @@ def test_settings_reach_the_plugin_context(
     run(host.start())
     routed = run(host.send(Message(type="echo", content="hi")))
     assert routed.response.content == ">> hi"
-    context = host._context_of(host.record("echo"))
+    context = host.record("echo").context
+    assert context is not None
     with pytest.raises(TypeError):
         context.config["prefix"] = "changed by the plugin"  # type: ignore[index]
     assert host.record("echo").config.settings == {"prefix": ">> "}  # type: ignore[union-attr]

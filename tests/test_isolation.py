@@ -436,10 +436,10 @@ def test_a_plugin_whose_import_never_ends_is_refused_in_time(
 
 
 def test_a_plugin_may_import_the_distributions_it_requires() -> None:
-    from acp_plugins.host import _dependency_modules
+    from acp_plugins.loading.distributions import dependency_modules
 
     # acp-plugins itself stands in for a plugin distribution with requirements
-    modules = _dependency_modules("acp-plugins")
+    modules = dependency_modules("acp-plugins")
     assert {"pluggy", "packaging", "pydantic", "pydantic_settings"} <= modules
     assert "hypothesis" not in modules  # an extra's requirement is not a dependency
-    assert _dependency_modules("no-such-distribution") == frozenset()
+    assert dependency_modules("no-such-distribution") == frozenset()

@@ -165,6 +165,8 @@ def _runs(command: Sequence[str]) -> bool:
 class WorkerHandle:
     """A plugin running in a worker process of its own, called over a socket."""
 
+    isolated = True
+
     def __init__(
         self,
         plugin_id: str,

@@ -19,7 +19,7 @@ from typing import Any
 from acp_plugins.errors import CallTimeout, PluginCallError
 from acp_plugins.runtime.record import PluginFailure, PluginRecord
 
-__all__ = ["DEFAULT_TIMEOUT", "CallGuard", "invalid_return"]
+__all__ = ["DEFAULT_TIMEOUT", "CallGuard", "call_lifecycle_hook", "invalid_return"]
 
 logger = logging.getLogger(__name__)
 
@@ -218,6 +218,24 @@ def invalid_return(record: PluginRecord, hook: str, what: str) -> PluginCallErro
     record.stats(hook).errors += 1
     logger.warning("%s", error.message)
     return error
+
+
+async def call_lifecycle_hook(
+    guard: CallGuard, record: PluginRecord, hook: str, kwargs: Mapping[str, Any], stage: str
+) -> bool:
+    """Call an optional lifecycle hook; ``False`` (recorded at ``stage``) if it fails or refuses."""
+    handle = record.handle
+    if handle is None or not handle.implements(hook):
+        return True
+    try:
+        result = await guard.call(record, hook, kwargs)
+    except PluginCallError as error:
+        record.fail(stage, error.message)
+        return False
+    if result is False:
+        record.fail(stage, f"'{record.plugin_id}' refused: {hook} returned False")
+        return False
+    return True
 
 
 def _forget(task: asyncio.Future[Any]) -> None:

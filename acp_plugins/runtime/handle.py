@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import difflib
 import inspect
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import ModuleType
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import pluggy
 from pluggy import HookimplOpts
@@ -23,7 +23,19 @@ from acp_plugins.errors import PluginRegistrationError
 from acp_plugins.hookspecs import SPEC_MODULES
 from acp_plugins.markers import PROJECT_NAME
 
-__all__ = ["HookRegistry", "InProcessHandle", "PluginHandle"]
+if TYPE_CHECKING:
+    from acp_plugins.config.layers import ResolvedConfig
+    from acp_plugins.models import DataSourceDefinition
+    from acp_plugins.runtime.record import PluginRecord
+
+__all__ = [
+    "HandleFactory",
+    "HookRegistry",
+    "InProcessHandle",
+    "IsolatedHandle",
+    "PluginHandle",
+    "as_isolated",
+]
 
 _IMPL_MARK = PROJECT_NAME + "_impl"
 
@@ -124,6 +136,8 @@ class PluginHandle(Protocol):
     """Calls into one plugin, wherever it runs."""
 
     plugin_id: str
+    #: Whether the plugin runs outside the host's process (then it is an :class:`IsolatedHandle`).
+    isolated: bool
 
     def implements(self, hook: str) -> bool:
         """Whether the plugin implements ``hook``."""
@@ -143,6 +157,52 @@ class PluginHandle(Protocol):
         ...
 
 
+class IsolatedHandle(PluginHandle, Protocol):
+    """A plugin that runs elsewhere: it can die and be revived, and keeps copies of host state."""
+
+    @property
+    def alive(self) -> bool:
+        """Whether the plugin's process is running and serving calls."""
+        ...
+
+    async def revive(self) -> None:
+        """Start the plugin's process again, up to where it was before activation."""
+        ...
+
+    def update_sources(self, sources: Sequence[DataSourceDefinition]) -> None:
+        """Hand the plugin the data sources of the active plugins (its copy of them)."""
+        ...
+
+    async def resolve_config(self, inputs: Mapping[str, Any], timeout: float) -> ResolvedConfig:
+        """Validate the configuration layers where the plugin's settings model is."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """How the plugin runs, for listings."""
+        ...
+
+
+def as_isolated(handle: PluginHandle | None) -> IsolatedHandle | None:
+    """``handle`` as an :class:`IsolatedHandle` if it is one, else ``None``."""
+    return cast("IsolatedHandle", handle) if handle is not None and handle.isolated else None
+
+
+class HandleFactory(Protocol):
+    """Opens the handle a plugin runs behind (in-process or isolated, by the trust policy)."""
+
+    async def prepare(self, records: Sequence[PluginRecord]) -> None:
+        """Get ready to open these plugins' handles (start their workers together)."""
+        ...
+
+    async def open(self, record: PluginRecord) -> PluginHandle:
+        """Import or start the plugin; raises :class:`~acp_plugins.errors.AcpPluginsError`."""
+        ...
+
+    def discard_prepared(self) -> None:
+        """Drop whatever :meth:`prepare` made that no plugin opened."""
+        ...
+
+
 class InProcessHandle:
     """A plugin object registered with the host's pluggy manager, called in-process.
 
@@ -152,6 +212,8 @@ class InProcessHandle:
     """
 
     __slots__ = ("_impls", "_manager", "_object", "plugin_id", "sync_in_thread")
+
+    isolated = False
 
     def __init__(
         self,
@@ -204,6 +266,11 @@ class InProcessHandle:
     @property
     def hooks(self) -> frozenset[str]:
         return frozenset(self._impls)
+
+    @property
+    def plugin_object(self) -> object:
+        """The registered object (for hints about hooks it has but did not mark)."""
+        return self._object
 
     def implements(self, hook: str) -> bool:
         return hook in self._impls

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from acp_plugins.config.layers import PluginConfig, ResolvedConfig
     from acp_plugins.loading.manifest import Manifest
     from acp_plugins.models import CommandDefinition, DataSourceDefinition
+    from acp_plugins.runtime.context import PluginContext
     from acp_plugins.runtime.handle import PluginHandle
 
 __all__ = ["CallStats", "PluginFailure", "PluginRecord"]
@@ -98,6 +99,8 @@ class PluginRecord:
     )
     metrics: dict[str, CallStats] = field(default_factory=dict)
     handle: PluginHandle | None = None
+    #: What the plugin reaches the host through (from initialize until unload).
+    context: PluginContext | None = None
     message_types: frozenset[str] = frozenset()
     commands: dict[str, CommandDefinition] = field(default_factory=dict)
     data_sources: list[DataSourceDefinition] = field(default_factory=list)

@@ -1,0 +1,163 @@
+"""Supervision: which handle a plugin runs behind, and what the host does when a worker fails.
+
+:class:`WorkerSupervisor` is the host's
+:class:`~acp_plugins.runtime.handle.HandleFactory`: a plugin the trust policy
+trusts is imported in-process, every other one gets a worker of its own
+(started together with the others when several start at once). It also hears
+every worker's events: each goes to the audit log, failures go on the plugin's
+record, and a worker that gave up (the circuit breaker of
+:class:`~acp_plugins.isolation.worker_handle.WorkerHandle`) has its plugin
+suspended with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from acp_plugins.audit import AuditLog
+from acp_plugins.errors import AcpPluginsError
+from acp_plugins.isolation.worker_handle import WorkerHandle
+from acp_plugins.loading.distributions import dependency_modules
+from acp_plugins.loading.trust import IsolationPolicy
+from acp_plugins.runtime.catalog import PluginCatalog
+from acp_plugins.runtime.handle import HookRegistry, InProcessHandle, PluginHandle
+from acp_plugins.runtime.importing import import_plugin
+from acp_plugins.runtime.lifecycle import PluginState
+from acp_plugins.runtime.record import PluginFailure, PluginRecord
+
+__all__ = ["WorkerSupervisor"]
+
+
+class WorkerSupervisor:
+    """Opens each plugin's handle by the trust policy, and answers for its workers."""
+
+    def __init__(
+        self,
+        *,
+        catalog: PluginCatalog,
+        policy: IsolationPolicy,
+        audit: AuditLog,
+        data_root: Path,
+        suspend: Callable[[str], Awaitable[bool]],
+        sync_in_thread: bool = False,
+    ) -> None:
+        self.catalog = catalog
+        self.policy = policy
+        self.audit = audit
+        self.data_root = data_root
+        self.sync_in_thread = sync_in_thread
+        self._suspend = suspend
+        self._registry = HookRegistry()
+        self._background: set[asyncio.Task[Any]] = set()
+        #: Workers started ahead of their plugin's load (or why they did not start).
+        self._prepared: dict[str, WorkerHandle | AcpPluginsError] = {}
+
+    # -- HandleFactory --------------------------------------------------------------
+
+    async def prepare(self, records: Sequence[PluginRecord]) -> None:
+        """Start the workers of every isolated plugin among ``records``, all at once.
+
+        A worker's start is mostly its interpreter's: done concurrently, N isolated
+        plugins start in about the time of one per CPU. Each plugin still loads,
+        initializes and activates in dependency order; starting a worker only
+        imports the plugin in its own process.
+        """
+        handles = {
+            r.plugin_id: self._worker_handle(r)
+            for r in records
+            if not self.policy.is_trusted(r.plugin_id)
+        }
+        if len(handles) < 2:
+            return
+        started = await asyncio.gather(
+            *(h.start() for h in handles.values()), return_exceptions=True
+        )
+        for (plugin_id, handle), outcome in zip(handles.items(), started, strict=True):
+            if isinstance(outcome, AcpPluginsError):
+                self._prepared[plugin_id] = outcome
+            elif isinstance(outcome, BaseException):
+                handle.close()
+            else:
+                self._prepared[plugin_id] = handle
+
+    async def open(self, record: PluginRecord) -> PluginHandle:
+        """Import a trusted plugin, or start (or take the prepared) worker of an isolated one."""
+        plugin_id = record.plugin_id
+        if self.policy.is_trusted(plugin_id):
+            return InProcessHandle(
+                plugin_id,
+                import_plugin(record),
+                self._registry,
+                sync_in_thread=self.sync_in_thread,
+            )
+        prepared = self._prepared.pop(plugin_id, None)
+        if isinstance(prepared, AcpPluginsError):
+            raise prepared
+        if prepared is None:
+            prepared = self._worker_handle(record)
+            await prepared.start()
+        return prepared
+
+    def discard_prepared(self) -> None:
+        for unused in self._prepared.values():
+            if isinstance(unused, WorkerHandle):
+                unused.close()
+        self._prepared.clear()
+
+    def _worker_handle(self, record: PluginRecord) -> WorkerHandle:
+        assert record.manifest is not None
+        own = record.entry_point.partition(":")[0].strip().partition(".")[0]
+        return WorkerHandle(
+            record.plugin_id,
+            manifest=record.manifest,
+            entry_point=record.entry_point,
+            granted=record.granted,
+            data_dir=self.data_root / record.plugin_id,
+            search_path=self.catalog.search_path,
+            policy=self.policy,
+            events=self,
+            own_packages=frozenset({own}),
+            code_dirs=(record.manifest_path.parent,) if record.manifest_path else (),
+            dependency_modules=dependency_modules(record.distribution),
+        )
+
+    # -- WorkerEvents ---------------------------------------------------------------
+
+    def worker_event(
+        self, plugin_id: str, outcome: str, detail: str, *, failure: bool = False
+    ) -> None:
+        self.audit.record(plugin_id, "worker", outcome, detail=detail)
+        record = self.catalog.records.get(plugin_id)
+        if failure and record is not None:
+            record.failures.append(PluginFailure("isolation", detail))
+
+    def sandbox_refused(self, plugin_id: str, event: str, message: str) -> None:
+        self.audit.record(plugin_id, "sandbox", "denied", detail=message)
+        record = self.catalog.records.get(plugin_id)
+        if record is not None:
+            record.call_errors.append(PluginFailure("sandbox", message))
+
+    def worker_gave_up(self, plugin_id: str, reason: str) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # the host's loop is gone: nothing left to suspend it with
+            self.catalog.records[plugin_id].fail("isolation", f"'{plugin_id}' worker {reason}")
+            return
+        task = loop.create_task(self._open_circuit(plugin_id, reason))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _open_circuit(self, plugin_id: str, reason: str) -> None:
+        record = self.catalog.records[plugin_id]
+        self.audit.record(plugin_id, "circuit", "open", detail=reason)
+        if record.state is PluginState.ACTIVE:
+            await self._suspend(plugin_id)
+        record.fail("isolation", f"'{plugin_id}' was suspended: its worker {reason}")
+
+    async def settle(self) -> None:
+        """Wait for background work (suspending plugins whose workers gave up)."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)

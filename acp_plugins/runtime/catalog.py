@@ -1,0 +1,188 @@
+"""The catalog: one record per discovered plugin, the load order, and who depends on whom.
+
+Discovery, manifest validation, permission checks and dependency resolution all
+happen here, before any plugin code runs; a plugin refused at any of them keeps
+its record, with the reason, and never loads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from packaging.version import Version
+
+from acp_plugins.audit import AuditLog
+from acp_plugins.errors import AcpPluginsError, PermissionNotGranted, PluginNotFound
+from acp_plugins.loading.discovery import Discovery, discover
+from acp_plugins.loading.interfaces import INTERFACE_PERMISSIONS
+from acp_plugins.loading.permissions import PermissionPolicy
+from acp_plugins.loading.resolution import resolve
+from acp_plugins.runtime.lifecycle import PluginState
+from acp_plugins.runtime.record import PluginRecord
+
+__all__ = ["LOADED_STATES", "PluginCatalog"]
+
+#: The states in which a plugin's code is loaded.
+LOADED_STATES = (
+    PluginState.LOADED,
+    PluginState.INITIALIZED,
+    PluginState.ACTIVE,
+    PluginState.SUSPENDED,
+)
+
+
+class PluginCatalog:
+    """Every discovered plugin's record, by plugin id, and the order they load in."""
+
+    def __init__(
+        self,
+        *,
+        policy: PermissionPolicy,
+        audit: AuditLog,
+        core_version: Version,
+        python: tuple[int, int],
+        search_path: Sequence[str | Path] | None,
+        disabled: Iterable[str] = (),
+    ) -> None:
+        self.policy = policy
+        self.audit = audit
+        self.core_version = core_version
+        self.python = python
+        self.search_path = list(search_path) if search_path is not None else None
+        self.disabled = frozenset(disabled)
+        self.records: dict[str, PluginRecord] = {}
+        self.order: list[str] = []
+        self.discovered = False
+
+    def record(self, plugin_id: str) -> PluginRecord:
+        """The record of ``plugin_id``; raises :class:`PluginNotFound`."""
+        try:
+            return self.records[plugin_id]
+        except KeyError:
+            known = ", ".join(sorted(self.records)) or "none"
+            raise PluginNotFound(
+                f"no plugin '{plugin_id}' is installed (installed: {known})", plugin_id=plugin_id
+            ) from None
+
+    def active(self) -> list[PluginRecord]:
+        """Active plugins, in load order."""
+        return [
+            self.records[pid] for pid in self.order if self.records[pid].state is PluginState.ACTIVE
+        ]
+
+    def discover(self) -> list[PluginRecord]:
+        """Find plugins, validate manifests and permissions, resolve dependencies.
+
+        No plugin code is imported. Refused plugins stay Discovered with the reason.
+        Discovering again is allowed only while no plugin is loaded.
+        """
+        loaded = [
+            pid
+            for pid, rec in self.records.items()
+            if rec.state not in (PluginState.DISCOVERED, PluginState.UNLOADED)
+        ]
+        if loaded:
+            raise AcpPluginsError(
+                f"cannot discover again while plugins are loaded ({', '.join(sorted(loaded))}); "
+                "stop the host first"
+            )
+        self.records = {}
+        for item in discover(self.search_path):
+            self._admit(item)
+        manifests = {
+            pid: rec.manifest
+            for pid, rec in self.records.items()
+            if rec.manifest is not None and rec.reason is None
+        }
+        refused = {pid: rec.reason for pid, rec in self.records.items() if rec.reason is not None}
+        resolution = resolve(
+            manifests, core_version=self.core_version, python=self.python, unavailable=refused
+        )
+        for pid, failure in resolution.failures.items():
+            self.records[pid].fail("resolve", failure.message)
+        self.order = list(resolution.order)
+        self.discovered = True
+        return list(self.records.values())
+
+    def _admit(self, item: Discovery) -> None:
+        """Record one discovered plugin, refusing it if its manifest or permissions fail."""
+        record = PluginRecord(
+            plugin_id=item.plugin_id,
+            entry_point=item.entry_point,
+            distribution=item.distribution,
+            distribution_version=item.distribution_version,
+            manifest_path=item.manifest_path,
+            manifest=item.manifest,
+        )
+        existing = self.records.get(item.plugin_id)
+        if existing is not None and item.error is not None:
+            existing.fail("discover", item.error.message)  # two distributions, one id: refuse both
+            return
+        self.records[item.plugin_id] = record
+        if item.error is not None:
+            record.fail("manifest", item.error.message)
+            return
+        assert item.manifest is not None
+        if item.plugin_id in self.disabled:
+            record.fail("disabled", f"'{item.plugin_id}' is disabled in the host's settings")
+            return
+        record.granted = self.policy.granted(item.plugin_id)
+        needed = [
+            f"{interface.value} needs permission '{INTERFACE_PERMISSIONS[interface].value}'"
+            for interface in item.manifest.interfaces
+            if interface in INTERFACE_PERMISSIONS
+            and INTERFACE_PERMISSIONS[interface] not in item.manifest.permissions
+        ]
+        if needed:
+            record.fail(
+                "permissions",
+                f"'{item.plugin_id}' declares {'; '.join(needed)}: add it to the manifest's "
+                "permissions",
+            )
+            return
+        missing = self.policy.missing(item.plugin_id, item.manifest.permissions)
+        if missing:
+            error = PermissionNotGranted(item.plugin_id, [p.value for p in missing])
+            record.fail("permissions", error.message)
+            for permission in missing:
+                self.audit.record(
+                    item.plugin_id, "refuse", "denied", permission=permission.value,
+                    detail=error.message,
+                )  # fmt: skip
+            return
+        requested = ",".join(p.value for p in item.manifest.permissions) or None
+        self.audit.record(item.plugin_id, "grant", "allowed", permission=requested)
+
+    def dependents(self, plugin_id: str, states: tuple[PluginState, ...]) -> list[str]:
+        """Plugins in ``states`` that depend on ``plugin_id``, directly or not, dependents first."""
+        found: set[str] = set()
+        for pid in self.order:  # dependencies come before their dependents in the order
+            manifest = self.records[pid].manifest
+            deps = set(manifest.plugin_dependencies()) if manifest else set()
+            if deps & (found | {plugin_id}):
+                found.add(pid)
+        return [
+            pid
+            for pid in reversed(self.order)
+            if pid in found and self.records[pid].state in states
+        ]
+
+    def inactive_dependency(self, record: PluginRecord, needed: PluginState) -> str | None:
+        """Why one of ``record``'s dependencies is not yet ``needed`` (``None``: all are)."""
+        assert record.manifest is not None
+        for dep in sorted(record.manifest.plugin_dependencies()):
+            other = self.records.get(dep)
+            if other is None:
+                return f"'{record.plugin_id}' needs plugin '{dep}', which is not installed"
+            good = other.state is needed or (
+                needed is PluginState.LOADED
+                and other.state in (PluginState.INITIALIZED, PluginState.ACTIVE)
+            )
+            if not good:
+                why = f": {other.reason}" if other.reason else ""
+                return (
+                    f"'{record.plugin_id}' depends on '{dep}', which is {other.state.value} "
+                    f"(needs {needed.value}){why}"
+                )
+        return None

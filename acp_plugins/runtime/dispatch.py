@@ -1,0 +1,168 @@
+"""The dispatcher: host code's calls into active plugins, and plugins' calls back through it.
+
+Messages go to the most confident handler, commands and queries to the plugin
+that offers them, metrics and reports to analytics providers; every answer is
+checked against its model. The same object serves the
+:class:`~acp_plugins.runtime.context.HostServices` a plugin's context asks for,
+so a plugin's request goes through exactly the paths host code's requests do.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+
+from acp_plugins.audit import AuditLog
+from acp_plugins.errors import PluginNotActive
+from acp_plugins.loading.interfaces import Interface
+from acp_plugins.models import (
+    CommandResult,
+    DataQuery,
+    DataResult,
+    DataSourceDefinition,
+    Message,
+    MessageResponse,
+    MetricDefinition,
+    MetricsData,
+    Report,
+    TimeRange,
+)
+from acp_plugins.runtime.calls import CallGuard
+from acp_plugins.runtime.catalog import PluginCatalog
+from acp_plugins.runtime.commands import CommandEntry, CommandRegistry, check_arguments
+from acp_plugins.runtime.context import PluginContext
+from acp_plugins.runtime.data_sources import DataSourceRegistry
+from acp_plugins.runtime.lifecycle import PluginState
+from acp_plugins.runtime.record import PluginRecord
+from acp_plugins.runtime.returns import expect, expect_list
+from acp_plugins.runtime.routing import MessageRouter, RoutedMessage
+
+__all__ = ["Dispatcher"]
+
+logger = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    """Calls active plugins by what they offer: messages, commands, data and analytics."""
+
+    def __init__(
+        self,
+        *,
+        catalog: PluginCatalog,
+        guard: CallGuard,
+        router: MessageRouter,
+        commands: CommandRegistry,
+        sources: DataSourceRegistry,
+        audit: AuditLog,
+    ) -> None:
+        self.catalog = catalog
+        self.guard = guard
+        self.router = router
+        self.commands = commands
+        self.sources = sources
+        self.audit = audit
+
+    async def send(self, message: Message) -> RoutedMessage:
+        """Route ``message`` to the most confident active handler and return its answer."""
+        return await self.router.route(message, _context_of)
+
+    async def run_command(self, name: str, args: Sequence[str] = ()) -> CommandResult:
+        """Run a command (plain name or ``plugin_id:command``) after checking its arguments."""
+        record, definition = self.commands.resolve(name)
+        check_arguments(record.plugin_id, definition, args)
+        result = await self.guard.call(
+            record,
+            "execute_command",
+            {"command": definition.name, "args": list(args), "context": _context_of(record)},
+        )
+        return expect(record, "execute_command", result, CommandResult)
+
+    def command_entries(self) -> list[CommandEntry]:
+        """Every command of every active plugin."""
+        return self.commands.entries()
+
+    async def query(self, source: str, query: DataQuery | None = None) -> DataResult:
+        """Query a data source (plain id or ``plugin_id:source_id``) of an active plugin."""
+        record, definition = self.sources.resolve(source)
+        result = await self.guard.call(
+            record,
+            "query_data",
+            {"source_id": definition.source_id, "query": query or DataQuery()},
+        )
+        return expect(record, "query_data", result, DataResult)
+
+    def data_sources(self) -> list[DataSourceDefinition]:
+        """Every data source of every active plugin."""
+        return self.sources.definitions()
+
+    def analytics_providers(self) -> list[PluginRecord]:
+        """Active plugins that collect metrics."""
+        return [
+            r for r in self.catalog.active() if r.handle and r.handle.implements("collect_metrics")
+        ]
+
+    async def metric_definitions(self) -> dict[str, list[MetricDefinition]]:
+        """Plugin id -> the metrics it offers, for every active analytics provider."""
+        found: dict[str, list[MetricDefinition]] = {}
+        for record in self.analytics_providers():
+            result = await self.guard.call(record, "get_metrics", {})
+            found[record.plugin_id] = expect_list(record, "get_metrics", result, MetricDefinition)
+        return found
+
+    async def collect_metrics(self, plugin_id: str, time_range: TimeRange) -> MetricsData:
+        """Collect the metrics of one analytics provider over ``time_range``."""
+        record = self._active_with(plugin_id, "collect_metrics", Interface.ANALYTICS_PROVIDER)
+        result = await self.guard.call(record, "collect_metrics", {"time_range": time_range})
+        data = expect(record, "collect_metrics", result, MetricsData)
+        return data.model_copy(update={"source": plugin_id})
+
+    async def report(
+        self, plugin_id: str, format: str = "markdown", time_range: TimeRange | None = None
+    ) -> Report:
+        """Collect one provider's metrics and have it render them as a report in ``format``."""
+        window = time_range or TimeRange.last(timedelta(days=7))
+        metrics = await self.collect_metrics(plugin_id, window)
+        record = self.catalog.records[plugin_id]
+        result = await self.guard.call(
+            record, "generate_report", {"metrics": metrics, "format": format}
+        )
+        return expect(record, "generate_report", result, Report)
+
+    def _active_with(self, plugin_id: str, hook: str, interface: Interface) -> PluginRecord:
+        record = self.catalog.record(plugin_id)
+        if record.state is not PluginState.ACTIVE:
+            raise PluginNotActive(
+                f"'{plugin_id}' is {record.state.value}, not active"
+                + (f": {record.reason}" if record.reason else ""),
+                plugin_id=plugin_id,
+            )
+        if record.handle is None or not record.handle.implements(hook):
+            raise PluginNotActive(f"'{plugin_id}' is not an {interface.value}", plugin_id=plugin_id)
+        return record
+
+    # -- HostServices: what contexts may ask of the host ------------------------
+
+    async def query_data(self, caller: str, source_id: str, query: DataQuery) -> DataResult:
+        logger.debug("%s queries %s", caller, source_id)
+        return await self.query(source_id, query)
+
+    async def send_message(self, caller: str, message: Message) -> MessageResponse:
+        logger.debug("%s sends a %s message", caller, message.type)
+        return (await self.send(message)).response
+
+    async def run_command_for(
+        self, caller: str, command: str, args: Sequence[str]
+    ) -> CommandResult:
+        logger.debug("%s runs %s", caller, command)
+        return await self.run_command(command, args)
+
+    def permission_denied(self, caller: str, permission: str, operation: str) -> None:
+        self.audit.record(caller, "deny", "denied", permission=permission, detail=operation)
+
+
+def _context_of(record: PluginRecord) -> PluginContext:
+    context = record.context
+    if context is None:  # routing tables hold active plugins only, and those have one
+        raise PluginNotActive(f"'{record.plugin_id}' has no context", plugin_id=record.plugin_id)
+    return context
