@@ -398,7 +398,11 @@ def test_workers_start_together_and_unused_ones_are_stopped(
         assert analytics.state is PluginState.DISCOVERED
         assert "depends on 'sqlite-store'" in (analytics.reason or "")
         store = host.record("sqlite-store")
-        assert "failed to map segment" in (store.reason or "")  # out of its memory
+        # out of its memory: where the first allocation fails (Python's or the loader's
+        # mapping of _sqlite3) depends on what the worker had imported before its limits
+        assert any(
+            sign in (store.reason or "") for sign in ("failed to map segment", "MemoryError")
+        )
         started = [
             e.detail for e in host.audit.entries("activity-analytics") if e.action == "worker"
         ]

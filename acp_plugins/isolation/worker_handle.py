@@ -23,128 +23,45 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-import weakref
-from collections import deque
 from collections.abc import Mapping, Sequence
-from functools import cache
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any
 
-from pydantic import ValidationError
-
-from acp_plugins.config.layers import Layer, ResolvedConfig, ValueOrigin
+from acp_plugins.config.layers import ResolvedConfig
 from acp_plugins.errors import (
     AcpPluginsError,
-    ConfigError,
-    ConfigProblem,
-    PermissionDenied,
     PluginCallError,
     PluginImportError,
     WorkerError,
     WorkerProtocolError,
 )
+from acp_plugins.isolation.answers import resolved_config
 from acp_plugins.isolation.cpu_governor import CpuGovernor
+from acp_plugins.isolation.launch import (
+    WorkerProcess,
+    privilege_wrapper,
+    sandbox_spec,
+    spawn_worker,
+)
+from acp_plugins.isolation.pending import PendingCalls
 from acp_plugins.isolation.protocol import (
     HEADER,
     WORKER_OPS,
     FrameReader,
-    decode_value,
     encode_frame,
     encode_value,
 )
-from acp_plugins.isolation.sandbox import BASE_ALLOWED_MODULES, PERMISSION_MODULES, SandboxSpec
-from acp_plugins.isolation.worker import EXIT_LOAD_FAILED, EXIT_OUT_OF_MEMORY
+from acp_plugins.isolation.relay import ContextRelay, encode_kwargs
+from acp_plugins.isolation.restarts import FailureWindow, LifecycleReplay, WorkerEvents
+from acp_plugins.isolation.sandbox import SandboxSpec
 from acp_plugins.loading.manifest import Manifest
 from acp_plugins.loading.permissions import Permission
-from acp_plugins.loading.trust import MIB, IsolationPolicy, WorkerLimits
-from acp_plugins.models import DataQuery, Message
+from acp_plugins.loading.trust import IsolationPolicy, WorkerLimits
+from acp_plugins.models import DataSourceDefinition
 
 __all__ = ["WorkerEvents", "WorkerHandle", "privilege_wrapper"]
 
 logger = logging.getLogger(__name__)
-
-#: The folder acp_plugins is imported from (workers import the package from there too).
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
-
-#: The lifecycle hooks a restarted worker is taken through again, in order.
-REPLAYED = (
-    "$resolve_config",
-    "on_discover",
-    "on_load",
-    "validate_config",
-    "initialize",
-    "on_initialize",
-    "activate",
-    "on_activate",
-)
-
-_BOOT = (
-    "import sys\n"
-    "if sys.argv[2] not in sys.path: sys.path.append(sys.argv[2])\n"
-    "from acp_plugins.isolation.worker import main\n"
-    "sys.exit(main(sys.argv[1:2]))\n"
-)
-
-
-class WorkerEvents(Protocol):
-    """What the host hears from its workers."""
-
-    def worker_event(
-        self, plugin_id: str, outcome: str, detail: str, *, failure: bool = False
-    ) -> None:
-        """Something happened to a worker (``failure``: record it on the plugin)."""
-        ...
-
-    def sandbox_refused(self, plugin_id: str, event: str, message: str) -> None:
-        """A worker's sandbox refused an operation."""
-        ...
-
-    def worker_gave_up(self, plugin_id: str, reason: str) -> None:
-        """The worker failed too often; the host should suspend the plugin."""
-        ...
-
-
-@cache
-def privilege_wrapper(network: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The command prefix that drops privileges on this system, and warnings for what cannot be.
-
-    Tried once per process: ``unshare --net`` (a network namespace without
-    interfaces) for workers without ``network``, and ``setpriv`` for
-    no-new-privs and an empty capability set.
-    """
-    prefix: list[str] = []
-    warnings: list[str] = []
-    unshare, setpriv = shutil.which("unshare"), shutil.which("setpriv")
-    if not network:
-        if unshare and _runs([unshare, "--net", "true"]):
-            prefix += [unshare, "--net", "--"]
-        else:
-            warnings.append("no network namespace for workers (unshare --net is not permitted)")
-    if setpriv:
-        full = [setpriv, "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--"]
-        if _runs([*full, "true"]):
-            prefix += full
-        elif _runs([setpriv, "--no-new-privs", "true"]):
-            prefix += [setpriv, "--no-new-privs", "--"]
-            warnings.append("workers keep their capabilities (setpriv cannot drop them here)")
-        else:
-            warnings.append("workers run without no-new-privs (setpriv is not permitted)")
-    else:
-        warnings.append("workers run without no-new-privs (setpriv is not installed)")
-    return tuple(prefix), tuple(warnings)
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(OSError):
-        os.killpg(pid, signal.SIGKILL)
 
 
 def _in_loop() -> bool:
@@ -153,13 +70,6 @@ def _in_loop() -> bool:
     except RuntimeError:
         return False
     return True
-
-
-def _runs(command: Sequence[str]) -> bool:
-    try:
-        return subprocess.run(command, capture_output=True, timeout=5, check=False).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
 
 
 class WorkerHandle:
@@ -199,24 +109,19 @@ class WorkerHandle:
         self.restarts = 0
         self.warnings: list[str] = []
         self._hooks: frozenset[str] = frozenset()
-        self._process: subprocess.Popen[bytes] | None = None
-        self._stderr: IO[bytes] | None = None
+        self._process: WorkerProcess | None = None
         self._transport: asyncio.Transport | None = None
         self._tasks: list[asyncio.Task[Any]] = []
-        self._pending: dict[int, tuple[str, asyncio.Future[Any]]] = {}
-        self._cancelled: set[int] = set()
-        self._next_id = 0
+        self._pending = PendingCalls(plugin_id)
         self._generation = 0
         self._alive = False
         self._closed = False
-        self._kill_reason: str | None = None
         self._last_reason = "the worker has not started"
-        self._failures: deque[float] = deque()
+        self._failures = FailureWindow(policy)
         self._restarting: asyncio.Task[None] | None = None
-        self._replay: dict[str, Mapping[str, Any]] = {}
-        self._context: Any = None
+        self._replay = LifecycleReplay()
+        self._relay = ContextRelay(plugin_id)
         self._sources: list[Any] = []
-        self._proposed_inputs: dict[str, Any] | None = None
         self.governor: CpuGovernor | None = None
 
     # -- the PluginHandle protocol -----------------------------------------------
@@ -256,44 +161,27 @@ class WorkerHandle:
         await self._replay_lifecycle(("activate", "on_activate"))
 
     async def _replay_lifecycle(self, skip: tuple[str, ...] = ()) -> None:
-        for hook in REPLAYED:
-            wanted = hook in self._hooks or hook == "$resolve_config"
-            if hook in self._replay and wanted and hook not in skip:
-                result = await asyncio.wait_for(
-                    self._call(hook, self._replay[hook]), self.limits.start_timeout
+        for hook, kwargs in self._replay.calls(self._hooks, skip):
+            result = await asyncio.wait_for(self._call(hook, kwargs), self.limits.start_timeout)
+            if result is False:
+                raise PluginCallError(
+                    f"'{self.plugin_id}' refused to restart: {hook} returned False",
+                    plugin_id=self.plugin_id,
+                    hook=hook,
                 )
-                if result is False:
-                    raise PluginCallError(
-                        f"'{self.plugin_id}' refused to restart: {hook} returned False",
-                        plugin_id=self.plugin_id,
-                        hook=hook,
-                    )
 
     # -- starting --------------------------------------------------------------
 
     def sandbox_spec(self) -> SandboxSpec:
-        names = {p.value for p in self.granted}
-        allowed = set(BASE_ALLOWED_MODULES) | set(self.dependency_modules)
-        for name in names:
-            allowed |= PERMISSION_MODULES.get(name, frozenset())
-        allowed |= set(self.policy.allowed_modules.get(self.plugin_id, frozenset()))
-        roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, *self.search_path, *self.code_dirs}
-        roots |= {p for p in sys.path if p and os.path.isabs(p) and "site-packages" in p}
-        roots.add(_PACKAGE_ROOT)
-        return SandboxSpec(
-            plugin_id=self.plugin_id,
-            data_dir=str(self.data_dir),
-            read_roots=tuple(sorted(roots)),
-            allowed_modules=frozenset(allowed),
+        """What the worker may do, from the plugin's grants and the trust policy."""
+        return sandbox_spec(
+            self.plugin_id,
+            granted=self.granted,
+            data_dir=self.data_dir,
+            read_roots=[*self.search_path, *self.code_dirs],
             own_packages=self.own_packages,
-            memory_bytes=self.limits.memory_mb * MIB,
-            open_files=self.limits.open_files,
-            file_bytes=self.limits.file_mb * MIB,
-            processes=self.limits.processes,
-            allow_network="network" in names,
-            allow_processes="run-processes" in names,
-            seccomp=self.policy.seccomp,
-            granted=tuple(sorted(names)),
+            dependency_modules=self.dependency_modules,
+            policy=self.policy,
         )
 
     async def start(self) -> None:
@@ -318,41 +206,15 @@ class WorkerHandle:
     async def _spawn(self) -> None:
         self._generation += 1
         generation = self._generation
-        self._kill_reason = None
+        self._process = None  # a failure before the new one starts is not the old one's
         self.data_dir.mkdir(parents=True, exist_ok=True)
         spec = self.sandbox_spec()
         prefix: tuple[str, ...] = ()
         if self.policy.drop_privileges:
             prefix, warnings = privilege_wrapper(spec.allow_network)
             self.warnings = list(warnings)
-        parent, child = socket.socketpair()
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (kept for the worker's life)
-        package_root = _PACKAGE_ROOT
-        try:
-            self._process = subprocess.Popen(
-                [
-                    *prefix,
-                    sys.executable,
-                    "-I",
-                    "-B",
-                    "-c",
-                    _BOOT,
-                    str(child.fileno()),
-                    package_root,
-                ],
-                pass_fds=(child.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=self._stderr,
-                stderr=self._stderr,
-                env={"PATH": os.defpath, "LC_ALL": "C.UTF-8"},
-                cwd=str(self.data_dir),
-                start_new_session=True,
-            )
-        finally:
-            child.close()
+        self._process, parent = spawn_worker(prefix, self.data_dir)
         self.pid = self._process.pid
-        # a host dropped without stop() must not leave its workers behind
-        self._reaper = weakref.finalize(self, _kill_group, self._process.pid)
         loop = asyncio.get_running_loop()
         handshake: asyncio.Future[dict[str, Any]] = loop.create_future()
 
@@ -407,7 +269,7 @@ class WorkerHandle:
         if transport is not None and not transport.is_closing():
             transport.write(encode_frame(message))
 
-    def update_sources(self, sources: Sequence[Any]) -> None:
+    def update_sources(self, sources: Sequence[DataSourceDefinition]) -> None:
         """Send the data sources of active plugins to a worker granted ``read-data``."""
         if Permission.READ_DATA in self.granted:
             self._sources = [encode_value(source) for source in sources]
@@ -431,13 +293,12 @@ class WorkerHandle:
                 hook=hook,
             )
         if "context" in kwargs:
-            self._context = kwargs["context"]
-        self._next_id += 1
-        call_id = self._next_id
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[call_id] = (hook, future)
+            self._relay.context = kwargs["context"]
+        call_id, future = self._pending.open(hook)
         try:
-            self._write({"op": "call", "id": call_id, "hook": hook, "kwargs": self._encode(kwargs)})
+            self._write(
+                {"op": "call", "id": call_id, "hook": hook, "kwargs": encode_kwargs(kwargs)}
+            )
             result = await future
         except asyncio.CancelledError:
             # cancelling this task cancels the future it waits on: no answer came
@@ -445,19 +306,9 @@ class WorkerHandle:
                 self._cancel(call_id, hook)
             raise
         finally:
-            self._pending.pop(call_id, None)
-        self._remember(hook, kwargs, result)
+            self._pending.close(call_id)
+        self._replay.remember(hook, kwargs, result)
         return result
-
-    def _encode(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        encoded = {}
-        for name, value in kwargs.items():
-            if name == "context":
-                config = getattr(value, "config", {})
-                encoded[name] = {"$context": encode_value(dict(config))}
-            else:
-                encoded[name] = encode_value(value)
-        return encoded
 
     async def resolve_config(self, inputs: Mapping[str, Any], timeout: float) -> ResolvedConfig:
         """Have the worker validate the configuration layers against the plugin's model.
@@ -475,37 +326,12 @@ class WorkerHandle:
                 plugin_id=self.plugin_id,
                 hook="$resolve_config",
             ) from None
-        if not isinstance(answer, dict):
-            raise WorkerProtocolError("the answer to $resolve_config is not an object")
-        origins = {
-            str(path): ValueOrigin(Layer(origin[0]), str(origin[1]))
-            for path, origin in dict(answer.get("origins") or {}).items()
-        }
-        return ResolvedConfig(self.plugin_id, None, dict(answer.get("values") or {}), origins)
-
-    def _remember(self, hook: str, kwargs: Mapping[str, Any], result: Any) -> None:
-        """Keep what a restarted worker must be taken through again."""
-        if result is False:
-            return
-        if hook == "$resolve_config":
-            self._proposed_inputs = dict(kwargs)
-            if "$resolve_config" not in self._replay:
-                self._replay[hook] = dict(kwargs)  # the first: it is put in force at initialize
-            return
-        if hook in ("on_config_changed", "initialize") and self._proposed_inputs is not None:
-            self._replay["$resolve_config"] = self._proposed_inputs
-        if hook in REPLAYED:
-            self._replay[hook] = dict(kwargs)
-        elif hook == "on_config_changed":
-            self._replay["validate_config"] = dict(kwargs)
-        elif hook in ("deactivate", "on_suspend"):
-            self._replay.pop("activate", None)
-            self._replay.pop("on_activate", None)
+        return resolved_config(self.plugin_id, answer)
 
     def _cancel(self, call_id: int, hook: str) -> None:
         if self._transport is None or not self._alive:
             return
-        self._cancelled.add(call_id)
+        self._pending.cancelled.add(call_id)
         with contextlib.suppress(WorkerProtocolError, OSError, RuntimeError):
             self._write({"op": "cancel", "id": call_id})
         generation = self._generation
@@ -514,7 +340,7 @@ class WorkerHandle:
         )
 
     def _check_hung(self, call_id: int, hook: str, generation: int) -> None:
-        if generation != self._generation or call_id not in self._cancelled:
+        if generation != self._generation or call_id not in self._pending.cancelled:
             return
         if self.governor is not None and self.governor.paused:
             asyncio.get_running_loop().call_later(
@@ -542,17 +368,7 @@ class WorkerHandle:
         if op not in WORKER_OPS:
             raise WorkerProtocolError(f"unknown op {op!r}")
         if op in ("result", "error"):
-            call_id = frame["id"]
-            if not isinstance(call_id, int):
-                raise WorkerProtocolError("a result without an integer id")
-            self._cancelled.discard(call_id)
-            hook, future = self._pending.get(call_id, ("", None))
-            if future is None or future.done():
-                return  # the answer to a call that was given up
-            if op == "result":
-                future.set_result(decode_value(frame.get("value")))
-            else:
-                future.set_exception(self._remote_error(hook, frame))
+            self._pending.answer(frame)
         elif op == "context":
             if not isinstance(frame.get("id"), int) or not isinstance(frame.get("method"), str):
                 raise WorkerProtocolError("a context request without an id and a method")
@@ -578,79 +394,11 @@ class WorkerHandle:
         with contextlib.suppress(ValueError):
             self._tasks.remove(task)
 
-    def _remote_error(self, hook: str, frame: Mapping[str, Any]) -> Exception:
-        kind, message = str(frame.get("type", "Error")), str(frame.get("message", ""))[:2000]
-        if kind == "MemoryError":
-            return WorkerError(
-                f"'{self.plugin_id}' failed in {hook}: {message}",
-                plugin_id=self.plugin_id,
-                hook=hook,
-            )
-        if kind == "ConfigError":
-            problems = []
-            for item in frame.get("problems") or []:
-                if isinstance(item, dict):
-                    with contextlib.suppress(TypeError):
-                        problems.append(ConfigProblem(**item))
-            return ConfigError(message, plugin_id=self.plugin_id, problems=problems)
-        if kind == "Cancelled":
-            return PluginCallError(
-                f"'{self.plugin_id}' cancelled {hook}", plugin_id=self.plugin_id, hook=hook
-            )
-        if kind == "PermissionDenied":
-            return PluginCallError(
-                f"'{self.plugin_id}' failed in {hook}: {message}",
-                plugin_id=self.plugin_id,
-                hook=hook,
-            )
-        return PluginCallError(
-            f"'{self.plugin_id}' failed in {hook}: {kind}: {message}",
-            plugin_id=self.plugin_id,
-            hook=hook,
-        )
-
     async def _serve_context(self, frame: Mapping[str, Any]) -> None:
-        ask_id, method = frame["id"], frame["method"]
-        if method == "data_sources":  # only ever sent to be refused: see update_sources
-            with contextlib.suppress(AcpPluginsError):
-                if self._context is not None:
-                    self._context.data_sources()
-            return
-        reply: dict[str, Any] = {"op": "reply", "id": ask_id}
-        try:
-            reply["value"] = encode_value(await self._context_call(method, frame.get("args")))
-        except PermissionDenied as error:
-            reply["error"] = {
-                "message": error.message,
-                "permission": error.permission,
-                "operation": error.operation,
-            }
-        except AcpPluginsError as error:
-            reply["error"] = {"message": error.message}
-        except (ValidationError, TypeError, KeyError, ValueError) as error:
-            reply["error"] = {"message": f"bad arguments to context.{method}: {error}"}
-        if self._alive:
+        reply = await self._relay.answer(frame)
+        if reply is not None and self._alive:
             with contextlib.suppress(WorkerProtocolError, OSError, RuntimeError):
                 self._write(reply)
-
-    async def _context_call(self, method: str, raw: Any) -> Any:
-        context = self._context
-        if context is None:
-            raise AcpPluginsError(
-                f"'{self.plugin_id}' has no context before initialize", plugin_id=self.plugin_id
-            )
-        args = decode_value(raw) if isinstance(raw, dict) else {}
-        if method == "query_data":
-            query = DataQuery.model_validate(args.get("query") or {})
-            return await context.query_data(str(args["source_id"]), query)
-        if method == "send_message":
-            return await context.send_message(Message.model_validate(args["message"]))
-        if method == "run_command":
-            command_args = args.get("args") or []
-            if not isinstance(command_args, list):
-                raise TypeError("args must be a list of strings")
-            return await context.run_command(str(args["command"]), [str(a) for a in command_args])
-        raise AcpPluginsError(f"no context operation {method!r}", plugin_id=self.plugin_id)
 
     # -- failures ----------------------------------------------------------------
 
@@ -664,11 +412,8 @@ class WorkerHandle:
             )
 
     def _kill(self, reason: str) -> None:
-        if self._kill_reason is None:
-            self._kill_reason = reason
-        if self._process is not None and self._process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._process.pid, signal.SIGKILL)
+        if self._process is not None:
+            self._process.kill(reason)
 
     def _stop_process(self, reason: str) -> None:
         self._alive = False
@@ -683,90 +428,29 @@ class WorkerHandle:
                 self._write({"op": "stop"})
                 self._transport.close()
             self._transport = None
-        process = self._process
-        if process is not None and process.poll() is None:
-            try:
-                process.wait(timeout=0.2)
-            except subprocess.TimeoutExpired:
-                self._kill(reason)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(timeout=5)
-        self._fail_pending(reason)
-        reaper = getattr(self, "_reaper", None)
-        if reaper is not None and process is not None and process.poll() is not None:
-            reaper.detach()
-        if self._stderr is not None:
-            self._stderr.close()
-            self._stderr = None
-
-    def _fail_pending(self, reason: str) -> None:
-        for call_id, (hook, future) in list(self._pending.items()):
-            if not future.done():
-                future.set_exception(
-                    WorkerError(
-                        f"'{self.plugin_id}' failed in {hook}: its worker {reason}",
-                        plugin_id=self.plugin_id,
-                        hook=hook,
-                    )
-                )
-            self._pending.pop(call_id, None)
-        self._cancelled.clear()
+        if self._process is not None:
+            self._process.stop(reason)
+        self._pending.fail_all(reason)
 
     async def _exit_reason(self) -> str:
-        """Why the worker ended, once it has (a worker that will not end is killed)."""
-        process = self._process
-        if process is None:
+        if self._process is None:
             return "was never started"
-        deadline = time.monotonic() + 1.0
-        while process.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        if process.poll() is None:
-            self._kill(self._kill_reason or "closed its channel but did not exit")
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=5)
-        code = process.returncode
-        tail = self._stderr_tail()
-        if self._kill_reason is not None:
-            return f"was killed: {self._kill_reason}" + (f" ({tail})" if tail else "")
-        if code == EXIT_OUT_OF_MEMORY:
-            return f"ran out of memory (limit {self.limits.memory_mb} MiB) and exited"
-        if code == EXIT_LOAD_FAILED:
-            return "could not load the plugin"
-        if code is not None and code < 0:
-            name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
-            return f"was killed by {name}"
-        return f"exited with status {code}" + (f": {tail}" if tail else "")
-
-    def _stderr_tail(self) -> str:
-        if self._stderr is None:
-            return ""
-        try:
-            self._stderr.seek(0)
-            lines = self._stderr.read()[-4000:].decode(errors="replace").strip().splitlines()
-        except (OSError, ValueError):
-            return ""
-        return lines[-1][:300] if lines else ""
+        return await self._process.exit_reason(self.limits)
 
     async def _died(self, generation: int) -> None:
         reason = await self._exit_reason()
         self._stop_process(reason)
         if self._closed:
             return
-        now = time.monotonic()
-        self._failures.append(now)
-        while self._failures and now - self._failures[0] > self.policy.failure_window:
-            self._failures.popleft()
+        delay = self._failures.failed()
         self.events.worker_event(self.plugin_id, "failed", f"worker {reason}", failure=True)
-        if len(self._failures) >= self.policy.max_failures:
+        if delay is None:
             self._last_reason = (
                 f"{reason}; {len(self._failures)} failures within "
                 f"{self.policy.failure_window:g} s, not restarted again"
             )
             self.events.worker_gave_up(self.plugin_id, self._last_reason)
             return
-        delay = min(
-            self.policy.restart_backoff * 2 ** (len(self._failures) - 1), self.policy.max_backoff
-        )
         self._restarting = asyncio.ensure_future(self._restart(delay, reason))
 
     async def _restart(self, delay: float, reason: str) -> None:

@@ -1,0 +1,91 @@
+"""The context relay: a worker's ``context`` requests, run against the plugin's host-side context.
+
+An isolated plugin's ``context.query_data``, ``send_message`` and
+``run_command`` travel to the host as ``context`` frames. They are answered
+here by the plugin's :class:`~acp_plugins.runtime.context.PluginContext`, where
+permissions are checked and refusals audited, exactly as for a trusted plugin;
+the worker's own checks only make a refusal come sooner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from acp_plugins.errors import AcpPluginsError, PermissionDenied
+from acp_plugins.isolation.protocol import decode_value, encode_value
+from acp_plugins.models import DataQuery, Message
+
+__all__ = ["ContextRelay", "encode_kwargs"]
+
+
+class ContextRelay:
+    """Answers one worker's context requests with the plugin's host-side context."""
+
+    __slots__ = ("context", "plugin_id")
+
+    def __init__(self, plugin_id: str) -> None:
+        self.plugin_id = plugin_id
+        #: The plugin's :class:`~acp_plugins.runtime.context.PluginContext`, once initialized.
+        self.context: Any = None
+
+    async def answer(self, frame: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The ``reply`` frame to a ``context`` frame (``None``: the request needs no reply)."""
+        ask_id, method = frame["id"], frame["method"]
+        if method == "data_sources":  # only ever sent to be refused: see update_sources
+            with contextlib.suppress(AcpPluginsError):
+                if self.context is not None:
+                    self.context.data_sources()
+            return None
+        reply: dict[str, Any] = {"op": "reply", "id": ask_id}
+        try:
+            reply["value"] = encode_value(await self._call(method, frame.get("args")))
+        except PermissionDenied as error:
+            reply["error"] = {
+                "message": error.message,
+                "permission": error.permission,
+                "operation": error.operation,
+            }
+        except AcpPluginsError as error:
+            reply["error"] = {"message": error.message}
+        except (ValidationError, TypeError, KeyError, ValueError) as error:
+            reply["error"] = {"message": f"bad arguments to context.{method}: {error}"}
+        return reply
+
+    async def _call(self, method: str, raw: Any) -> Any:
+        context = self.context
+        if context is None:
+            raise AcpPluginsError(
+                f"'{self.plugin_id}' has no context before initialize", plugin_id=self.plugin_id
+            )
+        args = decode_value(raw) if isinstance(raw, dict) else {}
+        if method == "query_data":
+            query = DataQuery.model_validate(args.get("query") or {})
+            return await context.query_data(str(args["source_id"]), query)
+        if method == "send_message":
+            return await context.send_message(Message.model_validate(args["message"]))
+        if method == "run_command":
+            command_args = args.get("args") or []
+            if not isinstance(command_args, list):
+                raise TypeError("args must be a list of strings")
+            return await context.run_command(str(args["command"]), [str(a) for a in command_args])
+        raise AcpPluginsError(f"no context operation {method!r}", plugin_id=self.plugin_id)
+
+
+def encode_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """A call's arguments for the wire; a context travels as its settings alone.
+
+    The worker builds its own context around them: the host-side one, with the
+    host's services, never leaves the host.
+    """
+    encoded = {}
+    for name, value in kwargs.items():
+        if name == "context":
+            config = getattr(value, "config", {})
+            encoded[name] = {"$context": encode_value(dict(config))}
+        else:
+            encoded[name] = encode_value(value)
+    return encoded
