@@ -16,7 +16,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from acp_plugins.config.layers import ConfigSources, Layer, ValueOrigin, _resolve, _TableLayer
+from acp_plugins.config.layers import ConfigSources, Layer, ValueOrigin, resolve_layers
+from acp_plugins.config.located import TableLayer
 from acp_plugins.loading.permissions import DEFAULT_GRANTS, Permission, PermissionPolicy
 from acp_plugins.loading.trust import IsolationPolicy, WorkerLimits
 
@@ -173,17 +174,17 @@ def load_host_settings(
     data_dir_from = "ACP_PLUGINS_DATA_DIR" if environ.get("ACP_PLUGINS_DATA_DIR") else "default"
     global_table, global_where = sources._table(Layer.GLOBAL, ("host",), "host")
     user_table, user_where = sources._table(Layer.USER, ("host",), "host")
-    layers: list[_TableLayer | None] = [
+    layers: list[TableLayer | None] = [
         # the default data directory follows the given environment, not this process's
-        _TableLayer(
+        TableLayer(
             Layer.DEFAULTS, {"data_dir": default_data_root(environ)}, lambda loc: data_dir_from
         ),
-        _TableLayer(Layer.GLOBAL, global_table, global_where),
+        TableLayer(Layer.GLOBAL, global_table, global_where),
         None,  # the environment
-        _TableLayer(Layer.USER, user_table, user_where),
-        _TableLayer(Layer.RUNTIME, dict(overrides or {}), lambda loc: "command line"),
+        TableLayer(Layer.USER, user_table, user_where),
+        TableLayer(Layer.RUNTIME, dict(overrides or {}), lambda loc: "command line"),
     ]
-    settings, _, origins = _resolve(
+    settings, _, origins = resolve_layers(
         "host", HostSettings, layers, env=environ, env_prefix=HOST_ENV_PREFIX
     )
     assert isinstance(settings, HostSettings)
