@@ -69,6 +69,7 @@ def install_plugins(
         if key not in cache:
             digest = hashlib.sha1("\n".join(key).encode()).hexdigest()[:10]
             target = tmp_path_factory.mktemp(f"plugins-{digest}")
+            target.chmod(0o755)  # isolated workers run as uids of their own: they read it
             pip_install_target(projects, target)
             cache[key] = target
         return cache[key]

@@ -271,7 +271,7 @@ def test_a_hook_that_never_returns_is_killed_and_restarted(
     assert any(
         "was killed: did not end execute_command within its timeout and 0.3 s of grace" in f
         for f in failures
-    )
+    ), failures
     assert attack(host, run, "write-inside") == "mine"
 
 
@@ -320,22 +320,27 @@ def test_repeated_crashes_open_the_circuit_and_suspend_the_plugin(
     assert attack(host, run, "write-inside") == "mine"
 
 
+@pytest.mark.parametrize("cgroups", [True, False], ids=["cgroup", "governor"])
 def test_a_spinning_worker_is_held_to_its_cpu_share(
-    attack_dir: Path, tmp_path: Path, run: Run
+    attack_dir: Path, tmp_path: Path, run: Run, cgroups: bool
 ) -> None:
     limits = WorkerLimits(cpu_share=0.2, cpu_window=1.0, cancel_grace=0.3)
-    host = _host(attack_dir, tmp_path, limits=limits)
+    host = _host(attack_dir, tmp_path, limits=limits, cgroups=cgroups)
     run(host.start())
     try:
         assert attack(host, run, "spin-thread") == "spinning"
         handle = worker(host)
-        assert handle.pid is not None
+        pid = handle.worker_pid
+        assert pid is not None
         run(asyncio.sleep(1.0))  # past the first window
-        cpu0, wall0 = cpu_seconds(handle.pid), time.monotonic()
+        cpu0, wall0 = cpu_seconds(pid), time.monotonic()
         run(asyncio.sleep(3.0))
-        share = (cpu_seconds(handle.pid) - cpu0) / (time.monotonic() - wall0)
+        share = (cpu_seconds(pid) - cpu0) / (time.monotonic() - wall0)
         assert share < 0.35  # unthrottled, the spinning thread takes a whole CPU
-        assert handle.governor is not None and handle.governor.paused_seconds > 1.0
+        if cgroups:  # the kernel's CPU quota holds it; no pausing from the host
+            assert "cgroup" in handle.layers and handle.governor is None
+        else:
+            assert handle.governor is not None and handle.governor.paused_seconds > 1.0
         assert_host_unharmed(host, run)
     finally:
         run(host.stop())
@@ -401,7 +406,8 @@ def test_workers_start_together_and_unused_ones_are_stopped(
         # out of its memory: where the first allocation fails (Python's or the loader's
         # mapping of _sqlite3) depends on what the worker had imported before its limits
         assert any(
-            sign in (store.reason or "") for sign in ("failed to map segment", "MemoryError")
+            sign in (store.reason or "")
+            for sign in ("failed to map segment", "MemoryError", "ran out of memory")
         )
         started = [
             e.detail for e in host.audit.entries("activity-analytics") if e.action == "worker"

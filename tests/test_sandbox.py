@@ -46,6 +46,8 @@ if not spec.allow_processes:  # allowed, it would replace this probe
 attempt("inet", lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).close())
 attempt("inet6", lambda: socket.socket(socket.AF_INET6, socket.SOCK_STREAM).close())
 attempt("unix", lambda: socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).close())
+attempt("socketpair", lambda: [s.close() for s in socket.socketpair()])
+attempt("pidfd", lambda: os.close(os.pidfd_open(os.getpid())))
 thread = threading.Thread(target=lambda: None)
 attempt("thread", lambda: (thread.start(), thread.join()))
 import resource
@@ -102,7 +104,9 @@ def _spec(tmp_path: Path, **changes: Any) -> SandboxSpec:
     return SandboxSpec(**values)
 
 
-def test_seccomp_refuses_processes_and_internet_sockets_but_not_threads(tmp_path: Path) -> None:
+def test_seccomp_refuses_processes_sockets_and_process_handles_but_not_threads(
+    tmp_path: Path,
+) -> None:
     outcome = _probe(SECCOMP_PROBE, _spec(tmp_path))
     if outcome["warning"]:
         pytest.fail(f"seccomp is not available on this machine: {outcome['warning']}")
@@ -112,7 +116,9 @@ def test_seccomp_refuses_processes_and_internet_sockets_but_not_threads(tmp_path
         "exec": "EPERM",
         "inet": "EACCES",
         "inet6": "EACCES",
-        "unix": "allowed",
+        "unix": "EACCES",  # by path or abstract name: a way out of the namespaces
+        "socketpair": "allowed",  # asyncio's self-pipe; the worker's channel is inherited
+        "pidfd": "EPERM",
         "thread": "allowed",
         "raise-limit": "EPERM",
     }
@@ -121,6 +127,7 @@ def test_seccomp_refuses_processes_and_internet_sockets_but_not_threads(tmp_path
 def test_seccomp_lets_granted_processes_and_network_through(tmp_path: Path) -> None:
     outcome = _probe(SECCOMP_PROBE, _spec(tmp_path, allow_network=True, allow_processes=True))
     assert (outcome["fork"], outcome["inet"], outcome["inet6"]) == ("allowed",) * 3
+    assert (outcome["unix"], outcome["pidfd"]) == ("allowed",) * 2
 
 
 def test_the_audit_hook_refuses_by_name_and_reports_each_refusal(tmp_path: Path) -> None:

@@ -53,6 +53,20 @@ class CpuGovernor:
         self.paused = False
         self._samples: deque[tuple[float, float]] = deque()
 
+    @classmethod
+    def reporting(
+        cls, pid: int, share: float, window: float, report: Callable[[str], None]
+    ) -> CpuGovernor:
+        """A governor that reports its first pause and every 50th after it."""
+        governor: CpuGovernor
+
+        def throttled(usage: float, pause: float) -> None:
+            if governor.pauses % 50 == 0:
+                report(f"used {usage:.0%} of a CPU (share {share:.0%}); paused {pause:.2f} s")
+
+        governor = cls(pid, share, window, on_throttle=throttled)
+        return governor
+
     def usage(self) -> float:
         """The share of one CPU used over the samples kept (0.0 before two samples)."""
         if len(self._samples) < 2:

@@ -71,6 +71,23 @@ class WorkerProcess:
     def running(self) -> bool:
         return self.process.poll() is None
 
+    def leaf_pid(self) -> int:
+        """The pid of the worker's interpreter: the last of the launcher's descendants.
+
+        The started process may be a launcher (a shell, bubblewrap and its init) that
+        runs the interpreter as a descendant; its CPU time and memory are the worker's.
+        """
+        pid = self.pid
+        for _depth in range(8):
+            try:
+                children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            except OSError:
+                break
+            if not children:
+                break
+            pid = int(children[-1])
+        return pid
+
     def kill(self, reason: str) -> None:
         """SIGKILL the worker's session; the first reason given is the one kept."""
         if self.kill_reason is None:
@@ -183,6 +200,8 @@ def sandbox_spec(
         allow_network="network" in names,
         allow_processes="run-processes" in names,
         seccomp=policy.seccomp,
+        landlock=policy.landlock,
+        python_layer=policy.python_layer,
         granted=tuple(sorted(names)),
     )
 
@@ -221,8 +240,9 @@ def describe_exit(
         return f"ran out of memory (limit {limits.memory_mb} MiB) and exited"
     if code == EXIT_LOAD_FAILED:
         return "could not load the plugin"
-    if code is not None and code < 0:
-        name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+    if code is not None and (code < 0 or 128 < code < 128 + 65):
+        number = -code if code < 0 else code - 128  # a launcher reports 128 + the signal
+        name = signal.Signals(number).name if number in signal.valid_signals() else str(number)
         return f"was killed by {name}"
     return f"exited with status {code}" + (f": {tail}" if tail else "")
 

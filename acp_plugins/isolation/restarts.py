@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from acp_plugins.loading.trust import IsolationPolicy
@@ -39,6 +39,12 @@ class WorkerEvents(Protocol):
         self, plugin_id: str, outcome: str, detail: str, *, failure: bool = False
     ) -> None:
         """Something happened to a worker (``failure``: record it on the plugin)."""
+        ...
+
+    def worker_layers(
+        self, plugin_id: str, layers: Sequence[str], missing: Mapping[str, str]
+    ) -> None:
+        """A worker started with these isolation layers, and without these (and why)."""
         ...
 
     def sandbox_refused(self, plugin_id: str, event: str, message: str) -> None:

@@ -75,7 +75,7 @@ PERMISSION_MODULES: dict[str, frozenset[str]] = {
 }
 
 #: Linux constants (stable ABI) the seccomp filter needs.
-_AF_INET, _AF_INET6, _AF_NETLINK, _AF_PACKET = 2, 10, 16, 17
+_AF_UNIX, _AF_INET, _AF_INET6, _AF_NETLINK, _AF_PACKET = 1, 2, 10, 16, 17
 _CLONE_THREAD = 0x00010000
 _SCMP_ACT_ALLOW = 0x7FFF0000
 _SCMP_CMP_EQ, _SCMP_CMP_MASKED_EQ = 4, 7
@@ -105,6 +105,11 @@ class SandboxSpec:
     allow_network: bool = False
     allow_processes: bool = False
     seccomp: bool = True
+    landlock: bool = True
+    #: The audit hook and the import policy (clear refusals; not the boundary).
+    python_layer: bool = True
+    #: Whether the worker runs in a PID namespace of its own (its parent is then pid 1).
+    pid_namespace: bool = False
     #: Filled in by the host: permission names, for messages.
     granted: tuple[str, ...] = field(default=())
 
@@ -122,6 +127,9 @@ class SandboxSpec:
             "allow_network": self.allow_network,
             "allow_processes": self.allow_processes,
             "seccomp": self.seccomp,
+            "landlock": self.landlock,
+            "python_layer": self.python_layer,
+            "pid_namespace": self.pid_namespace,
             "granted": list(self.granted),
         }
 
@@ -140,6 +148,9 @@ class SandboxSpec:
             allow_network=bool(data["allow_network"]),
             allow_processes=bool(data["allow_processes"]),
             seccomp=bool(data.get("seccomp", True)),
+            landlock=bool(data.get("landlock", True)),
+            python_layer=bool(data.get("python_layer", True)),
+            pid_namespace=bool(data.get("pid_namespace", False)),
             granted=tuple(data.get("granted", ())),
         )
 
@@ -201,7 +212,11 @@ def install_seccomp(spec: SandboxSpec) -> str | None:
         "ptrace", "process_vm_readv", "process_vm_writev", "setrlimit", "prlimit64",
         "mount", "umount2", "unshare", "setns", "chroot", "pivot_root", "kexec_load",
         "init_module", "finit_module", "delete_module", "bpf", "perf_event_open",
-        "keyctl", "add_key", "request_key", "personality",
+        "keyctl", "add_key", "request_key", "personality", "userfaultfd",
+        "io_uring_setup", "io_uring_enter", "io_uring_register", "open_by_handle_at",
+        "name_to_handle_at", "move_mount", "open_tree", "fsopen", "fsmount", "fspick",
+        "mount_setattr", "quotactl", "swapon", "swapoff", "reboot", "acct",
+        "pidfd_getfd", "kcmp", "process_madvise", "lookup_dcookie",
     ):  # fmt: skip
         rules.append((syscall, deny(errno.EPERM), []))
     if not spec.allow_processes:
@@ -214,10 +229,16 @@ def install_seccomp(spec: SandboxSpec) -> str | None:
             ("clone", deny(errno.EPERM), [(0, _SCMP_CMP_MASKED_EQ, _CLONE_THREAD, 0)]),
             # clone3 hides its flags behind a pointer: refuse it, glibc falls back to clone
             ("clone3", deny(errno.ENOSYS), []),
+            # a process handle is for signalling or waiting on processes of its own
+            ("pidfd_open", deny(errno.EPERM), []),
+            ("pidfd_send_signal", deny(errno.EPERM), []),
         ]
     if not spec.allow_network:
         for family in (_AF_INET, _AF_INET6, _AF_NETLINK, _AF_PACKET):
             rules.append(("socket", deny(errno.EACCES), [(0, _SCMP_CMP_EQ, family, 0)]))
+        # Unix sockets reach servers by path or abstract name; the worker's channel is
+        # inherited, and socketpair() (asyncio's self-pipe) stays allowed
+        rules.append(("socket", deny(errno.EACCES), [(0, _SCMP_CMP_EQ, _AF_UNIX, 0)]))
     try:
         for syscall, action, comparisons in rules:
             number = lib.seccomp_syscall_resolve_name(syscall.encode())
@@ -235,14 +256,18 @@ def install_seccomp(spec: SandboxSpec) -> str | None:
     return None
 
 
-def die_with_the_host() -> None:
-    """Ask the kernel to kill this worker when the host that started it dies (Linux)."""
+def die_with_the_host(*, in_pid_namespace: bool = False) -> None:
+    """Ask the kernel to kill this worker when the host that started it dies (Linux).
+
+    In a PID namespace of its own the worker's parent is always pid 1 (bubblewrap's
+    init, which dies with the host), so the parent's pid tells nothing there.
+    """
     import ctypes
 
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() == 1:  # the host died before the request was made
+        if os.getppid() == 1 and not in_pid_namespace:  # the host died before the request
             os._exit(1)
 
 

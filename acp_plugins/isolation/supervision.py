@@ -13,7 +13,7 @@ suspended with the reason.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +133,14 @@ class WorkerSupervisor:
         record = self.catalog.records.get(plugin_id)
         if failure and record is not None:
             record.failures.append(PluginFailure("isolation", detail))
+
+    def worker_layers(
+        self, plugin_id: str, layers: Sequence[str], missing: Mapping[str, str]
+    ) -> None:
+        detail = ", ".join(layers)
+        if missing:
+            detail += "; missing: " + "; ".join(f"{k} ({v})" for k, v in missing.items())
+        self.audit.record(plugin_id, "isolation", "partial" if missing else "ok", detail=detail)
 
     def sandbox_refused(self, plugin_id: str, event: str, message: str) -> None:
         self.audit.record(plugin_id, "sandbox", "denied", detail=message)

@@ -32,6 +32,7 @@ from pydantic_core import to_jsonable_python
 
 from acp_plugins.config.layers import PluginConfig, ResolvedConfig, resolve_portable_config
 from acp_plugins.errors import AcpPluginsError, ConfigError, PermissionDenied
+from acp_plugins.isolation.landlock import restrict_self
 from acp_plugins.isolation.protocol import (
     FrameReader,
     decode_value,
@@ -249,13 +250,12 @@ class Worker:
         for path in frame.get("search_path", ()):
             site.addsitedir(path)
         manifest = Manifest.model_validate(frame["manifest"])
-        warnings = []
-        die_with_the_host()
-        apply_limits(self.spec)
-        warning = install_seccomp(self.spec)
-        if warning:
-            warnings.append(warning)
-        arm = install_audit_hook(self.spec, self.report_violation)
+        warnings, layers, missing = self.confine_self()
+        arm = (
+            install_audit_hook(self.spec, self.report_violation)
+            if self.spec.python_layer
+            else lambda: None
+        )
         logging.getLogger().addHandler(_ChannelLogHandler(self))
         logging.getLogger().setLevel(logging.INFO)
         arm()
@@ -277,8 +277,36 @@ class Worker:
         hooks = set(self.handle.hooks - {"get_settings_model"}) | {"on_config_changed"}
         if self.model is not None:
             hooks.add("get_config_schema")
-        self.send({"op": "ready", "hooks": sorted(hooks), "warnings": warnings, "pid": os.getpid()})
+        ready = {"op": "ready", "hooks": sorted(hooks), "warnings": warnings, "pid": os.getpid()}
+        self.send({**ready, "layers": layers, "missing": missing})
         return True
+
+    def confine_self(self) -> tuple[list[str], list[str], dict[str, str]]:
+        """Apply the layers a worker puts on itself: warnings, layers in force, missing ones."""
+        spec = self.spec
+        die_with_the_host(in_pid_namespace=spec.pid_namespace)
+        apply_limits(spec)
+        layers, missing = ["rlimits"], {}
+        if spec.landlock:
+            problem = restrict_self(
+                read=[*spec.read_roots, *_SYSTEM_READ, f"/proc/{os.getpid()}"],
+                write=[spec.data_dir, "/tmp"],
+                allow_tcp=spec.allow_network,
+            )
+        else:
+            problem = "Landlock is turned off in the host's isolation settings"
+        if problem is None:
+            layers.append("landlock")
+        else:
+            missing["landlock"] = problem
+        problem = install_seccomp(spec)
+        if problem is None:
+            layers.append("seccomp")
+        else:
+            missing["seccomp"] = problem
+        if spec.python_layer:
+            layers.append("python")
+        return [], layers, missing  # the host reports what is missing, with its own layers
 
     # -- serving ----------------------------------------------------------
 
@@ -377,6 +405,10 @@ class Worker:
             else:
                 kwargs[name] = decode_value(value)
         return kwargs
+
+
+#: What the interpreter itself reads at run time, besides its own installation.
+_SYSTEM_READ = ("/usr", "/lib", "/lib64", "/etc/ld.so.cache", "/etc/localtime", "/etc/ssl")
 
 
 def threading_is_loop(loop: asyncio.AbstractEventLoop) -> bool:

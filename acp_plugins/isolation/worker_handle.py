@@ -36,6 +36,8 @@ from acp_plugins.errors import (
     WorkerProtocolError,
 )
 from acp_plugins.isolation.answers import resolved_config
+from acp_plugins.isolation.cgroups import WorkerCgroup, cgroup_name
+from acp_plugins.isolation.confinement import layer_refusal, prepare_confinement
 from acp_plugins.isolation.cpu_governor import CpuGovernor
 from acp_plugins.isolation.launch import (
     WorkerProcess,
@@ -53,7 +55,6 @@ from acp_plugins.isolation.protocol import (
 )
 from acp_plugins.isolation.relay import ContextRelay, encode_kwargs
 from acp_plugins.isolation.restarts import FailureWindow, LifecycleReplay, WorkerEvents
-from acp_plugins.isolation.sandbox import SandboxSpec
 from acp_plugins.loading.manifest import Manifest
 from acp_plugins.loading.permissions import Permission
 from acp_plugins.loading.trust import IsolationPolicy, WorkerLimits
@@ -91,6 +92,7 @@ class WorkerHandle:
         own_packages: frozenset[str],
         dependency_modules: frozenset[str] = frozenset(),
         code_dirs: Sequence[Path] = (),
+        hidden: Sequence[Path] | None = None,
     ) -> None:
         self.plugin_id = plugin_id
         self.manifest = manifest
@@ -105,7 +107,14 @@ class WorkerHandle:
         self.dependency_modules = dependency_modules
         #: Where the plugin's own code is (an editable install's source folder, say).
         self.code_dirs = [str(Path(d).resolve()) for d in code_dirs]
+        #: Folders the worker must not see (the host's data root, by default the parent
+        #: of the data directory) even if a folder it may read holds them.
+        self.hidden = list(hidden) if hidden is not None else [data_dir.parent]
         self.pid: int | None = None
+        #: The isolation layers in force for the running worker, and why any is missing.
+        self.layers: list[str] = []
+        self.missing: dict[str, str] = {}
+        self._cgroup: WorkerCgroup | None = None
         self.restarts = 0
         self.warnings: list[str] = []
         self._hooks: frozenset[str] = frozenset()
@@ -172,18 +181,6 @@ class WorkerHandle:
 
     # -- starting --------------------------------------------------------------
 
-    def sandbox_spec(self) -> SandboxSpec:
-        """What the worker may do, from the plugin's grants and the trust policy."""
-        return sandbox_spec(
-            self.plugin_id,
-            granted=self.granted,
-            data_dir=self.data_dir,
-            read_roots=[*self.search_path, *self.code_dirs],
-            own_packages=self.own_packages,
-            dependency_modules=self.dependency_modules,
-            policy=self.policy,
-        )
-
     async def start(self) -> None:
         """Start the worker and load the plugin in it; raises :class:`PluginImportError`."""
         try:
@@ -208,12 +205,24 @@ class WorkerHandle:
         generation = self._generation
         self._process = None  # a failure before the new one starts is not the old one's
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        spec = self.sandbox_spec()
-        prefix: tuple[str, ...] = ()
-        if self.policy.drop_privileges:
-            prefix, warnings = privilege_wrapper(spec.allow_network)
-            self.warnings = list(warnings)
-        self._process, parent = spawn_worker(prefix, self.data_dir)
+        spec, confinement, self._cgroup = prepare_confinement(
+            sandbox_spec(
+                self.plugin_id,
+                granted=self.granted,
+                data_dir=self.data_dir,
+                read_roots=[*self.search_path, *self.code_dirs],
+                own_packages=self.own_packages,
+                dependency_modules=self.dependency_modules,
+                policy=self.policy,
+            ),
+            policy=self.policy,
+            limits=self.limits,
+            cgroup_name=cgroup_name(self.plugin_id),
+            hidden=self.hidden,
+        )
+        self.layers, self.missing = list(confinement.layers), dict(confinement.missing)
+        self._refuse_missing_layers()
+        self._process, parent = spawn_worker(confinement.command, self.data_dir)
         self.pid = self._process.pid
         loop = asyncio.get_running_loop()
         handshake: asyncio.Future[dict[str, Any]] = loop.create_future()
@@ -251,18 +260,36 @@ class WorkerHandle:
         if frame["op"] != "ready" or not isinstance(frame.get("hooks"), list):
             raise WorkerProtocolError(f"expected 'ready', the worker sent {frame['op']!r}")
         self._hooks = frozenset(str(h) for h in frame["hooks"])
+        self.layers += [str(layer) for layer in frame.get("layers", ())]
+        self.missing.update({str(k): str(v) for k, v in dict(frame.get("missing") or {}).items()})
+        self._refuse_missing_layers()
+        self.warnings = [f"no {layer}: {why}" for layer, why in self.missing.items()]
         self.warnings += [str(w) for w in frame.get("warnings", ())]
         for warning in self.warnings:
             logger.warning("%s: %s", self.plugin_id, warning)
         self._alive = True
         self._send_sources()
         self._tasks = []
-        if self.limits.cpu_share is not None:
-            self.governor = CpuGovernor(
-                self.pid, self.limits.cpu_share, self.limits.cpu_window, on_throttle=self._throttled
-            )
+        kernel_cpu = self._cgroup is not None and self._cgroup.limits_cpu
+        if self.limits.cpu_share is not None and not kernel_cpu:  # the fallback: SIGSTOP
+            self.governor = CpuGovernor.reporting(
+                self._process.leaf_pid(), self.limits.cpu_share, self.limits.cpu_window,
+                lambda detail: self.events.worker_event(self.plugin_id, "throttled", detail),
+            )  # fmt: skip
             self._tasks.append(loop.create_task(self.governor.run()))
         self.events.worker_event(self.plugin_id, "started", f"pid {self.pid}")
+        self.events.worker_layers(self.plugin_id, self.layers, self.missing)
+
+    def _refuse_missing_layers(self) -> None:
+        refusal = layer_refusal(self.plugin_id, self.policy, self.missing)
+        if refusal is not None:
+            self._stop_process(refusal.message)
+            raise refusal
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The pid of the worker's interpreter (``pid`` is that of its launcher)."""
+        return self._process.leaf_pid() if self._process is not None and self._alive else None
 
     def _write(self, message: Mapping[str, Any]) -> None:
         transport = self._transport
@@ -402,15 +429,6 @@ class WorkerHandle:
 
     # -- failures ----------------------------------------------------------------
 
-    def _throttled(self, usage: float, pause: float) -> None:
-        if self.governor is not None and self.governor.pauses % 50 == 0:
-            self.events.worker_event(
-                self.plugin_id,
-                "throttled",
-                f"used {usage:.0%} of a CPU (share {self.limits.cpu_share:.0%}); "
-                f"paused {pause:.2f} s",
-            )
-
     def _kill(self, reason: str) -> None:
         if self._process is not None:
             self._process.kill(reason)
@@ -430,12 +448,18 @@ class WorkerHandle:
             self._transport = None
         if self._process is not None:
             self._process.stop(reason)
+        if self._cgroup is not None:
+            self._cgroup.remove()
+            self._cgroup = None
         self._pending.fail_all(reason)
 
     async def _exit_reason(self) -> str:
         if self._process is None:
             return "was never started"
-        return await self._process.exit_reason(self.limits)
+        reason = await self._process.exit_reason(self.limits)
+        if self._cgroup is not None and self._cgroup.out_of_memory():
+            return f"ran out of memory (limit {self.limits.memory_mb} MiB) and was killed"
+        return reason
 
     async def _died(self, generation: int) -> None:
         reason = await self._exit_reason()
@@ -492,6 +516,8 @@ class WorkerHandle:
             "cpu_share": self.limits.cpu_share,
             "cpu_paused_seconds": round(governor.paused_seconds, 3) if governor else 0.0,
             "warnings": list(self.warnings),
+            "layers": list(self.layers),
+            "missing_layers": dict(self.missing),
         }
 
     def __repr__(self) -> str:

@@ -33,6 +33,8 @@ class WorkerLimits:
     cancel_grace: float = 1.0
     #: Seconds a worker may take to import its plugin and say it is ready.
     start_timeout: float = 20.0
+    #: Total size the plugin's data directory may grow to, in MiB.
+    disk_mb: int = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,17 @@ class IsolationPolicy:
     :param drop_privileges: start workers with no-new-privs and no capabilities, in a
         network namespace of their own unless granted ``network`` (where the system
         allows; otherwise a warning is logged and the other layers still hold).
+    :param namespaces: start workers in mount, PID, IPC and network namespaces of their
+        own (bubblewrap).
+    :param landlock: confine workers' file access with Landlock.
+    :param cgroups: hold workers to their memory, CPU and process limits with a cgroup
+        each (the rlimits and the CPU governor hold where none can be made).
+    :param own_uid: run each worker as a uid of its own when the host runs as root.
+    :param python_layer: install the audit hook and the import policy in workers: they
+        give clear, named refusals, but the kernel layers are the boundary. Turned off
+        only to show that the kernel layers hold alone.
+    :param strict_layers: refuse to start a worker that lacks any kernel layer, instead
+        of starting it with a warning.
     """
 
     trusted: frozenset[str] = frozenset()
@@ -62,6 +75,12 @@ class IsolationPolicy:
     max_backoff: float = 10.0
     seccomp: bool = True
     drop_privileges: bool = True
+    namespaces: bool = True
+    landlock: bool = True
+    cgroups: bool = True
+    own_uid: bool = True
+    python_layer: bool = True
+    strict_layers: bool = False
 
     @classmethod
     def trusting(cls, plugin_ids: Iterable[str]) -> IsolationPolicy:
