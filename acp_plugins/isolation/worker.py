@@ -287,9 +287,11 @@ class Worker:
         die_with_the_host(in_pid_namespace=spec.pid_namespace)
         apply_limits(spec)
         layers, missing = ["rlimits"], {}
+        proc = "/proc" if spec.pid_namespace else f"/proc/{os.getpid()}"
         if spec.landlock:
             problem = restrict_self(
-                read=[*spec.read_roots, *_SYSTEM_READ, f"/proc/{os.getpid()}"],
+                # a /proc of its own PID namespace shows the worker alone; else its own entry
+                read=[*spec.read_roots, *_SYSTEM_READ, proc],
                 write=[spec.data_dir, "/tmp"],
                 allow_tcp=spec.allow_network,
             )

@@ -1,0 +1,277 @@
+"""The kernel is the boundary: every attack is contained with the Python layer on, and off.
+
+The escaper (tests/fixture_plugins/acp-fx-escape) is a real installed distribution
+that asks only for ``read-messaging`` and ``write-messaging``. Each attack first
+switches the audit hook off if it can, then goes for the kernel: other plugins'
+files, the host's files, site-packages, other processes, Unix and TCP sockets,
+exec, fork, ptrace, setuid, namespaces. The whole module runs twice: with the
+Python layer (audit hook, import policy) as the host installs it, and with it
+switched off in the isolation settings. The assertions are about effects (no
+secret in the answer, no file written, the host and the victim still serving),
+never about which layer refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from acp_plugins import (
+    IsolationPolicy,
+    Message,
+    PermissionPolicy,
+    PluginCallError,
+    PluginHost,
+    WorkerLimits,
+)
+from acp_plugins.isolation.confinement import KERNEL_LAYERS, worker_uid
+from acp_plugins.isolation.worker_handle import WorkerHandle
+from conftest import close_loop, fixture_plugin, sample
+
+Run = Callable[..., Any]
+SECRET = "the vault's secret"
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["python-layer-on", "kernel-only"])
+def python_layer(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
+
+
+@pytest.fixture(scope="module")
+def run() -> Iterator[Run]:
+    loop = asyncio.new_event_loop()
+    yield loop.run_until_complete
+    close_loop(loop)
+
+
+@pytest.fixture(scope="module")
+def host(
+    install_plugins: Callable[..., Path],
+    tmp_path_factory: pytest.TempPathFactory,
+    run: Run,
+    python_layer: bool,
+) -> Iterator[PluginHost]:
+    directory = install_plugins(fixture_plugin("acp-fx-escape"), sample("acp-echo"))
+    data = tmp_path_factory.mktemp("containment") / "data"
+    started = PluginHost(
+        search_path=[directory],
+        data_root=data,
+        timeout=5.0,
+        policy=PermissionPolicy.from_names({"victim-vault": ["write-data"]}),
+        isolation=IsolationPolicy(
+            limits=WorkerLimits(cpu_share=None, cancel_grace=0.5, disk_mb=64),
+            python_layer=python_layer,
+            restart_backoff=0.05,
+        ),
+    )
+    run(started.start())
+    assert {r.plugin_id for r in started.active()} == {"echo", "escaper", "victim-vault"}
+    run(started.set_config("echo", "prefix", "kept> "))  # the host now has an overrides file
+    yield started
+    run(started.stop())
+
+
+def escape(host: PluginHost, run: Run, name: str, *args: str) -> str:
+    try:
+        return str(run(host.run_command(f"escaper:{name}", list(args))).output)
+    except PluginCallError as error:
+        return "blocked: " + error.message
+
+
+def worker(host: PluginHost, plugin_id: str = "escaper") -> WorkerHandle:
+    handle = host.record(plugin_id).handle
+    assert isinstance(handle, WorkerHandle)
+    return handle
+
+
+def vault_dir(host: PluginHost) -> Path:
+    return host.data_root / "victim-vault"
+
+
+def assert_unharmed(host: PluginHost, run: Run, pid: int | None = None) -> None:
+    answer = run(host.send(Message(type="echo", content="still here", sender="t")))
+    assert answer.response.content == "kept> still here"
+    assert run(host.run_command("victim-vault:rows")).output == SECRET
+    assert (vault_dir(host) / "secret.txt").read_text() == SECRET
+    if pid is not None:
+        assert worker(host).pid == pid and worker(host).alive
+
+
+def assert_blocked(answer: str) -> None:
+    assert answer.startswith("blocked: "), answer
+    assert SECRET not in answer
+
+
+# -- the layers ---------------------------------------------------------------------------
+
+
+def test_every_kernel_layer_holds_for_every_worker(host: PluginHost, python_layer: bool) -> None:
+    for plugin_id in ("escaper", "victim-vault", "echo"):
+        handle = worker(host, plugin_id)
+        assert handle.missing == {}, handle.missing
+        expected = {*KERNEL_LAYERS, "rlimits", "landlock", "seccomp"}
+        if python_layer:
+            expected.add("python")
+        assert set(handle.layers) == expected
+    entries = [e for e in host.audit.entries("escaper") if e.action == "isolation"]
+    assert entries and entries[-1].outcome == "ok" and "landlock" in (entries[-1].detail or "")
+
+
+def test_the_worker_runs_as_a_uid_of_its_own_and_sees_only_itself(
+    host: PluginHost, run: Run
+) -> None:
+    seen = json.loads(escape(host, run, "pids").removeprefix("done: "))
+    assert seen["uid"] == worker_uid("escaper") != 0
+    assert seen["pid"] < 10 and len(seen["pids"]) <= 3  # bubblewrap's init and the worker
+    assert os.getpid() not in seen["pids"] or os.getpid() < 10
+
+
+# -- files --------------------------------------------------------------------------------
+
+
+def test_another_plugins_files_are_not_there_by_any_path(host: PluginHost, run: Run) -> None:
+    secret = vault_dir(host) / "secret.txt"
+    pid = worker(host).pid
+    assert_blocked(escape(host, run, "read", str(secret)))
+    assert_blocked(escape(host, run, "read-dirfd", str(host.data_root), "victim-vault/secret.txt"))
+    assert_blocked(escape(host, run, "symlink-read", str(secret)))
+    assert_blocked(escape(host, run, "read", f"/proc/{worker(host, 'victim-vault').pid}/environ"))
+    assert_unharmed(host, run, pid)
+
+
+def test_the_hosts_own_files_are_not_there(host: PluginHost, run: Run) -> None:
+    overrides, audit = host.data_root / "overrides.json", host.data_root / "audit.jsonl"
+    assert overrides.is_file() and audit.is_file()
+    before = audit.read_text()
+    assert_blocked(escape(host, run, "read", str(overrides)))
+    assert_blocked(escape(host, run, "write", str(audit)))
+    assert_blocked(escape(host, run, "read", "/etc/shadow"))
+    assert "planted" not in audit.read_text() and audit.read_text().startswith(before)
+    assert "kept>" in overrides.read_text()
+
+
+def test_code_and_site_packages_cannot_be_written(host: PluginHost, run: Run) -> None:
+    record = host.record("escaper")
+    assert record.manifest_path is not None
+    targets = [
+        record.manifest_path,
+        record.manifest_path.parent.parent / "acp-fx-evil.pth",
+        Path(next(p for p in sys.path if p.endswith("site-packages"))) / "acp-fx-evil.pth",
+    ]
+    before = record.manifest_path.read_text()
+    for target in targets:
+        assert_blocked(escape(host, run, "write", str(target)))
+    assert record.manifest_path.read_text() == before
+    assert not any(t.exists() for t in targets[1:])
+
+
+def test_the_plugin_still_writes_its_own_data_directory(host: PluginHost, run: Run) -> None:
+    target = host.data_root / "escaper" / "mine.txt"
+    assert escape(host, run, "write", str(target)) == f"done: {target}"
+    assert target.read_text() == "planted"
+
+
+# -- processes ----------------------------------------------------------------------------
+
+
+def test_no_signal_reaches_the_host_or_another_worker(host: PluginHost, run: Run) -> None:
+    victim = worker(host, "victim-vault")
+    pid, victim_pid = worker(host).pid, victim.pid
+    assert victim_pid is not None and victim.worker_pid is not None
+    for target in (os.getpid(), victim_pid, victim.worker_pid):
+        assert_blocked(escape(host, run, "kill", str(target)))
+        assert_blocked(escape(host, run, "pidfd-kill", str(target)))
+        assert_blocked(escape(host, run, "ptrace", str(target)))
+    assert victim.alive and victim.pid == victim_pid
+    assert_unharmed(host, run, pid)
+
+
+@pytest.mark.parametrize("name", ["exec", "fork", "setuid", "unshare"])
+def test_no_new_process_privilege_or_namespace(host: PluginHost, run: Run, name: str) -> None:
+    pid = worker(host).pid
+    assert_blocked(escape(host, run, name))
+    assert_unharmed(host, run, pid)
+
+
+# -- SQLite and sockets -------------------------------------------------------------------
+
+
+def test_sqlite_cannot_attach_another_plugins_database(host: PluginHost, run: Run) -> None:
+    assert_blocked(escape(host, run, "sqlite-attach", str(vault_dir(host) / "vault.sqlite3")))
+    assert run(host.run_command("victim-vault:rows")).output == SECRET
+
+
+def _serve(server: socket.socket, accepted: list[object]) -> threading.Thread:
+    server.settimeout(1.5)
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            accepted.append(server.accept())
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    return thread
+
+
+def test_no_unix_socket_on_the_machine_is_reachable(
+    host: PluginHost, run: Run, tmp_path: Path
+) -> None:
+    path = tmp_path / "server.sock"
+    name = f"acp-test-{uuid.uuid4().hex}"
+    for address, target in ((str(path), str(path)), ("\0" + name, "@" + name)):
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(address)
+        server.listen()
+        accepted: list[object] = []
+        thread = _serve(server, accepted)
+        answer = escape(host, run, "unix-connect", target)
+        thread.join()
+        server.close()
+        assert_blocked(answer)
+        assert accepted == []
+
+
+def test_no_tcp_connection_reaches_localhost(host: PluginHost, run: Run) -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[object] = []
+    thread = _serve(server, accepted)
+    answer = escape(host, run, "tcp-connect", str(server.getsockname()[1]))
+    thread.join()
+    server.close()
+    assert_blocked(answer)
+    assert accepted == []
+
+
+def test_the_attacks_are_real_with_every_layer_off_the_secret_leaks(
+    install_plugins: Callable[..., Path], tmp_path: Path, run: Run
+) -> None:
+    """The control: the same attacker, every layer switched off, reads the vault's secret."""
+    directory = install_plugins(fixture_plugin("acp-fx-escape"), sample("acp-echo"))
+    open_host = PluginHost(
+        search_path=[directory],
+        data_root=tmp_path / "data",
+        policy=PermissionPolicy.from_names({"victim-vault": ["write-data"]}),
+        isolation=IsolationPolicy(
+            python_layer=False, namespaces=False, landlock=False, cgroups=False,
+            own_uid=False, seccomp=False, drop_privileges=False,
+        ),
+    )  # fmt: skip
+    run(open_host.start())
+    try:
+        secret = tmp_path / "data" / "victim-vault" / "secret.txt"
+        assert escape(open_host, run, "read", str(secret)) == f"leaked: {SECRET}"
+        assert escape(open_host, run, "sqlite-attach", str(secret.with_name("vault.sqlite3")))
+        assert run(open_host.run_command("victim-vault:rows")).output == "changed by escaper"
+    finally:
+        run(open_host.stop())
