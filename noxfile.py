@@ -84,7 +84,7 @@ def demo(session: nox.Session) -> None:
     data = Path(session.create_tmp()).resolve()
     config = data / "acp-plugins.toml"
     # isolated, the store may open files in its own data directory only
-    database = data / "plugin-data" / "sqlite-store" / "demo.sqlite3"
+    database = data / "plugin-data" / "plugins" / "sqlite-store" / "demo.sqlite3"
     config.write_text(
         "[host]\ntimeout = 5\n\n"
         '[plugins.echo]\nprefix = "echo> "\n\n'

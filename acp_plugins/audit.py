@@ -32,6 +32,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from acp_plugins.printable import printable
+
 __all__ = ["AuditEntry", "AuditLog", "read_audit_log"]
 
 logger = logging.getLogger(__name__)
@@ -95,6 +97,8 @@ class AuditLog:
         detail: str = "",
     ) -> AuditEntry:
         """Record one event (a failure to write the file is logged, never raised)."""
+        # plugins supply much of the detail: one line, no control characters, bounded
+        detail = printable(detail, limit=2000)
         entry = AuditEntry(plugin_id, action, outcome, permission, detail)
         self.recent.append(entry)
         logger.info("audit: %s %s %s %s", plugin_id, action, outcome, detail)

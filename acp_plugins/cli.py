@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 from acp_plugins import __version__
 from acp_plugins.audit import AuditLog, read_audit_log
@@ -44,6 +45,7 @@ from acp_plugins.host import CORE_VERSION, PluginHost
 from acp_plugins.loading.manifest import manifest_json_schema
 from acp_plugins.loading.project import ProjectCheck, check_project
 from acp_plugins.models import DataQuery, Message, TimeRange
+from acp_plugins.printable import printable
 from acp_plugins.runtime.lifecycle import PluginState
 from acp_plugins.runtime.reports import REPORT_FORMATS
 
@@ -820,8 +822,40 @@ def _status_of(error: AcpPluginsError) -> int:
     return next((status for kind, status in _STATUS if isinstance(error, kind)), EXIT_FAILED)
 
 
+class _PrintableStream(io.TextIOBase):
+    """A text stream that shows control characters instead of passing them to the terminal.
+
+    Plugins supply much of what the CLI prints (outputs, answers, reasons, log
+    lines); an escape sequence among them must not reach the operator's screen.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(printable(text, multiline=True))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _PrintableStream(stdout), _PrintableStream(stderr)
+    try:
+        return _main(argv)
+    finally:
+        if isinstance(sys.stdout, _PrintableStream):  # not if a broken pipe replaced it
+            sys.stdout = stdout
+        sys.stderr = stderr
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # --help, --version and usage errors end here

@@ -31,7 +31,7 @@ from packaging.version import Version
 from acp_plugins.audit import AuditLog
 from acp_plugins.config.layers import ConfigSources, ResolvedConfig
 from acp_plugins.config.overrides import OverrideStore
-from acp_plugins.config.settings import default_data_root
+from acp_plugins.config.settings import default_data_root, plugin_data_dir
 from acp_plugins.isolation.supervision import WorkerSupervisor
 from acp_plugins.loading.permissions import PermissionPolicy
 from acp_plugins.loading.trust import IsolationPolicy
@@ -195,6 +195,10 @@ class PluginHost:
     def load_order(self) -> tuple[str, ...]:
         """Plugin ids that passed resolution, dependencies first."""
         return tuple(self.catalog.order)
+
+    def data_dir(self, plugin_id: str) -> Path:
+        """The data directory of ``plugin_id`` (``<data_root>/plugins/<plugin_id>``)."""
+        return plugin_data_dir(self.data_root, plugin_id)
 
     # -- discovery and the lifecycle (PluginCatalog, LifecycleDriver) ------------
 

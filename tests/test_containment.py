@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from acp_plugins import (
+    ConfigSources,
     IsolationPolicy,
     Message,
     PermissionPolicy,
@@ -96,7 +97,7 @@ def worker(host: PluginHost, plugin_id: str = "escaper") -> WorkerHandle:
 
 
 def vault_dir(host: PluginHost) -> Path:
-    return host.data_root / "victim-vault"
+    return host.data_dir("victim-vault")
 
 
 def assert_unharmed(host: PluginHost, run: Run, pid: int | None = None) -> None:
@@ -144,7 +145,9 @@ def test_another_plugins_files_are_not_there_by_any_path(host: PluginHost, run: 
     secret = vault_dir(host) / "secret.txt"
     pid = worker(host).pid
     assert_blocked(escape(host, run, "read", str(secret)))
-    assert_blocked(escape(host, run, "read-dirfd", str(host.data_root), "victim-vault/secret.txt"))
+    assert_blocked(
+        escape(host, run, "read-dirfd", str(host.data_root), "plugins/victim-vault/secret.txt")
+    )
     assert_blocked(escape(host, run, "symlink-read", str(secret)))
     assert_blocked(escape(host, run, "read", f"/proc/{worker(host, 'victim-vault').pid}/environ"))
     assert_unharmed(host, run, pid)
@@ -177,7 +180,7 @@ def test_code_and_site_packages_cannot_be_written(host: PluginHost, run: Run) ->
 
 
 def test_the_plugin_still_writes_its_own_data_directory(host: PluginHost, run: Run) -> None:
-    target = host.data_root / "escaper" / "mine.txt"
+    target = host.data_dir("escaper") / "mine.txt"
     assert escape(host, run, "write", str(target)) == f"done: {target}"
     assert target.read_text() == "planted"
 
@@ -269,9 +272,89 @@ def test_the_attacks_are_real_with_every_layer_off_the_secret_leaks(
     )  # fmt: skip
     run(open_host.start())
     try:
-        secret = tmp_path / "data" / "victim-vault" / "secret.txt"
+        secret = tmp_path / "data" / "plugins" / "victim-vault" / "secret.txt"
         assert escape(open_host, run, "read", str(secret)) == f"leaked: {SECRET}"
         assert escape(open_host, run, "sqlite-attach", str(secret.with_name("vault.sqlite3")))
         assert run(open_host.run_command("victim-vault:rows")).output == "changed by escaper"
     finally:
         run(open_host.stop())
+
+
+# -- the host's side: identity, floods, what plugins write, names ------------------------
+
+
+def test_a_plugin_cannot_send_a_message_as_someone_else(host: PluginHost, run: Run) -> None:
+    # the vault tells its secret to sender 'operator' only; the escaper writes that sender
+    assert escape(host, run, "forge-sender") == "hello escaper"
+
+
+def wait_until(run: Run, condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    async def poll() -> None:
+        deadline = asyncio.get_running_loop().time() + seconds
+        while not condition():
+            assert asyncio.get_running_loop().time() < deadline, "not in time"
+            await asyncio.sleep(0.02)
+
+    run(poll())
+
+
+def test_a_flood_of_frames_kills_only_the_flooder(host: PluginHost, run: Run) -> None:
+    victim, first = worker(host, "victim-vault"), worker(host).pid
+    victim_pid = victim.pid
+    escape(host, run, "flood", "60000")  # written in one go: the worker sends, then dies
+    wait_until(run, lambda: worker(host).pid != first)
+    failures = [f.message for f in host.record("escaper").failures if f.stage == "isolation"]
+    assert any("flooded its channel (over 2000 frames per second)" in f for f in failures)
+    assert victim.alive and victim.pid == victim_pid  # the victim was never held up
+    assert_unharmed(host, run)
+    wait_until(run, lambda: worker(host).alive and worker(host).pid != first)
+
+
+def test_context_calls_beyond_the_limit_are_refused_not_queued(host: PluginHost, run: Run) -> None:
+    counted = json.loads(escape(host, run, "ask", "500"))
+    # each call is answered: by the host (the source does not exist) or refused at once
+    assert sum(counted.values()) == 500
+    assert set(counted) <= {"PluginCallError", "UnknownDataSource", "AcpPluginsError"}
+    assert worker(host).alive
+
+
+def test_what_a_plugin_logs_or_raises_cannot_forge_lines_or_move_the_cursor(
+    host: PluginHost, run: Run, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="acp_plugins"):
+        assert escape(host, run, "log-inject") == "done: logged"
+        raised = escape(host, run, "raise-inject")
+        wait_until(run, lambda: any("ordinary" in r.getMessage() for r in caplog.records))
+    lines = [r.getMessage() for r in caplog.records] + [raised]
+    lines += [f.message for f in host.record("escaper").call_errors]
+    assert any("ordinary\\nCRITICAL" in line for line in lines)
+    assert any("boom\\nCRITICAL forged line \\x1b[2J" in line for line in lines)
+    assert not any("\n" in line or "\x1b" in line for line in lines)
+
+
+def test_ids_that_look_alike_are_refused_and_none_names_a_host_file(
+    install_plugins: Callable[..., Path], tmp_path: Path, run: Run
+) -> None:
+    directory = install_plugins(
+        fixture_plugin("acp-fx-escape"), fixture_plugin("acp-fx-lookalike"), sample("acp-echo")
+    )
+    environ = {"ACP_PLUGIN_VICTIM_VAULT__TOKEN": "s3cret"}
+    lookalikes = PluginHost(
+        search_path=[directory],
+        data_root=tmp_path / "data",
+        policy=PermissionPolicy.from_names({"victim-vault": ["write-data"]}),
+        config=ConfigSources(environ=environ),
+    )
+    run(lookalikes.start())
+    try:
+        for plugin_id in ("victim-vault", "victim_vault"):
+            record = lookalikes.record(plugin_id)
+            assert record.state.value == "discovered"
+            assert "'victim-vault' and 'victim_vault' differ only by" in (record.reason or "")
+        run(lookalikes.set_config("echo", "prefix", "mine> "))
+        planted = run(lookalikes.run_command("overrides.json:where")).output
+        assert planted == str(tmp_path / "data" / "plugins" / "overrides.json" / "planted")
+        assert "mine> " in (tmp_path / "data" / "overrides.json").read_text()
+        assert lookalikes.record("echo").state.value == "active"
+    finally:
+        run(lookalikes.stop())

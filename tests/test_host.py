@@ -184,14 +184,14 @@ def test_an_unknown_plugin_id_names_the_installed_ones(host: PluginHost) -> None
 def test_a_plugin_data_directory_is_its_own_and_made_when_first_used(
     host: PluginHost, tmp_path: Path
 ) -> None:
-    assert not (tmp_path / "data" / "echo").exists()  # echo never asked for it
+    assert not (tmp_path / "data" / "plugins" / "echo").exists()  # echo never asked for it
     context = host.record("echo").context
     assert context is not None
-    assert context.data_dir == tmp_path / "data" / "echo"
-    assert (tmp_path / "data" / "echo").is_dir()
+    assert context.data_dir == tmp_path / "data" / "plugins" / "echo"
+    assert (tmp_path / "data" / "plugins" / "echo").is_dir()
     other = host.record("lifecycle-log").context
     assert other is not None
-    assert other.data_dir == tmp_path / "data" / "lifecycle-log"
+    assert other.data_dir == tmp_path / "data" / "plugins" / "lifecycle-log"
     assert host.record("import-error").context is None  # never got that far
 
 

@@ -178,7 +178,7 @@ def test_the_sqlite_store_moves_to_a_new_database_while_serving(
 ) -> None:
     host = make_host(plugins_dir, tmp_path, isolation)
     run(host.start())
-    moved = tmp_path / "data" / "sqlite-store" / "moved.sqlite3"
+    moved = tmp_path / "data" / "plugins" / "sqlite-store" / "moved.sqlite3"
     run(host.set_config("sqlite-store", "database", str(moved)))
     assert moved.is_file()
     result = run(host.query("agent-events"))

@@ -157,7 +157,7 @@ def test_os_system_never_runs(host: PluginHost, run: Run) -> None:
 
 
 def test_another_plugins_data_cannot_be_read(host: PluginHost, run: Run) -> None:
-    secret = host.data_root / "victim" / "secret.txt"
+    secret = host.data_dir("victim") / "secret.txt"
     assert secret.read_text() == "the victim's secret"  # the victim, isolated too, wrote it
     message = attack(host, run, "read-file", str(secret))
     assert f"may not read '{secret}' (outside its data directory)" in message
@@ -175,7 +175,7 @@ def test_nothing_is_written_outside_the_data_directory(
 
 def test_the_plugin_may_write_in_its_own_data_directory(host: PluginHost, run: Run) -> None:
     assert attack(host, run, "write-inside") == "mine"
-    assert (host.data_root / "intruder" / "notes.txt").read_text() == "mine"
+    assert (host.data_dir("intruder") / "notes.txt").read_text() == "mine"
 
 
 def test_no_connection_reaches_a_server_on_localhost(host: PluginHost, run: Run) -> None:

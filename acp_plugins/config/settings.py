@@ -27,10 +27,26 @@ __all__ = [
     "WorkerLimitSettings",
     "default_data_root",
     "load_host_settings",
+    "plugin_data_dir",
 ]
 
 #: The prefix of the host's environment variables.
 HOST_ENV_PREFIX = "ACP_HOST_"
+
+
+def plugin_data_dir(data_root: Path, plugin_id: str) -> Path:
+    """A plugin's own data directory: ``<data_root>/plugins/<plugin_id>``.
+
+    The host's own files (the overrides, the audit log) are in ``data_root`` itself,
+    where no plugin id can name them. A directory an earlier version left at
+    ``<data_root>/<plugin_id>`` is moved here the first time it is asked for.
+    """
+    folder = data_root / "plugins" / plugin_id
+    earlier = data_root / plugin_id
+    if plugin_id != "plugins" and not folder.exists() and earlier.is_dir():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        earlier.rename(folder)
+    return folder
 
 
 def default_data_root(environ: Mapping[str, str] | None = None) -> Path:

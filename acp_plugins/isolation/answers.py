@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from acp_plugins.config.layers import Layer, ResolvedConfig, ValueOrigin
@@ -11,16 +12,44 @@ from acp_plugins.errors import (
     ConfigError,
     ConfigProblem,
     PluginCallError,
+    PluginImportError,
     WorkerError,
     WorkerProtocolError,
 )
+from acp_plugins.printable import printable
 
-__all__ = ["remote_error", "resolved_config"]
+__all__ = ["Ready", "read_ready", "remote_error", "resolved_config"]
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """What a worker says once its plugin is loaded: its hooks and its own layers."""
+
+    hooks: frozenset[str]
+    layers: list[str]
+    missing: dict[str, str]
+    warnings: list[str]
+
+
+def read_ready(plugin_id: str, frame: Mapping[str, Any]) -> Ready:
+    """The worker's first answer: ``ready``, or why the plugin could not be loaded."""
+    if frame["op"] == "failed":
+        message = printable(frame.get("message", "the plugin could not be loaded"), limit=2000)
+        raise PluginImportError(message, plugin_id=plugin_id)
+    if frame["op"] != "ready" or not isinstance(frame.get("hooks"), list):
+        raise WorkerProtocolError(f"expected 'ready', the worker sent {frame['op']!r}")
+    return Ready(
+        frozenset(str(hook) for hook in frame["hooks"]),
+        [str(layer) for layer in frame.get("layers", ())],
+        {str(k): printable(v, limit=300) for k, v in dict(frame.get("missing") or {}).items()},
+        [printable(w, limit=300) for w in frame.get("warnings", ())],
+    )
 
 
 def remote_error(plugin_id: str, hook: str, frame: Mapping[str, Any]) -> Exception:
     """The exception an ``error`` frame from the worker of ``plugin_id`` stands for."""
-    kind, message = str(frame.get("type", "Error")), str(frame.get("message", ""))[:2000]
+    kind = printable(frame.get("type", "Error"), limit=100)
+    message = printable(frame.get("message", ""), limit=2000)
     if kind == "MemoryError":
         return WorkerError(
             f"'{plugin_id}' failed in {hook}: {message}", plugin_id=plugin_id, hook=hook

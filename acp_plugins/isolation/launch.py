@@ -30,6 +30,7 @@ from acp_plugins.isolation.sandbox import BASE_ALLOWED_MODULES, PERMISSION_MODUL
 from acp_plugins.isolation.worker import EXIT_LOAD_FAILED, EXIT_OUT_OF_MEMORY
 from acp_plugins.loading.permissions import Permission
 from acp_plugins.loading.trust import MIB, IsolationPolicy, WorkerLimits
+from acp_plugins.printable import printable
 
 __all__ = [
     "PACKAGE_ROOT",
@@ -171,17 +172,23 @@ def sandbox_spec(
     plugin_id: str,
     *,
     granted: frozenset[Permission],
+    requested: frozenset[Permission],
     data_dir: Path,
     read_roots: Sequence[str],
     own_packages: frozenset[str],
     dependency_modules: frozenset[str],
     policy: IsolationPolicy,
 ) -> SandboxSpec:
-    """What the worker of ``plugin_id`` may do, from its grants and the trust policy."""
+    """What the worker of ``plugin_id`` may do: what it requested and was granted.
+
+    A permission the host's policy would grant but the manifest does not request
+    opens nothing (no ``sqlite3`` for a plugin that asks for no data permission).
+    """
     limits = policy.limits_for(plugin_id)
     names = {p.value for p in granted}
+    opened = {p.value for p in granted & requested}
     allowed = set(BASE_ALLOWED_MODULES) | set(dependency_modules)
-    for name in names:
+    for name in opened:
         allowed |= PERMISSION_MODULES.get(name, frozenset())
     allowed |= set(policy.allowed_modules.get(plugin_id, frozenset()))
     roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, *read_roots}
@@ -197,8 +204,8 @@ def sandbox_spec(
         open_files=limits.open_files,
         file_bytes=limits.file_mb * MIB,
         processes=limits.processes,
-        allow_network="network" in names,
-        allow_processes="run-processes" in names,
+        allow_network="network" in opened,
+        allow_processes="run-processes" in opened,
         seccomp=policy.seccomp,
         landlock=policy.landlock,
         python_layer=policy.python_layer,
@@ -256,4 +263,4 @@ def stderr_tail(output: IO[bytes] | None) -> str:
         lines = output.read()[-4000:].decode(errors="replace").strip().splitlines()
     except (OSError, ValueError):
         return ""
-    return lines[-1][:300] if lines else ""
+    return printable(lines[-1], limit=300) if lines else ""

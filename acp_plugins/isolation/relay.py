@@ -25,12 +25,25 @@ __all__ = ["ContextRelay", "encode_kwargs"]
 class ContextRelay:
     """Answers one worker's context requests with the plugin's host-side context."""
 
-    __slots__ = ("context", "plugin_id")
+    __slots__ = ("context", "in_flight", "limit", "plugin_id")
 
-    def __init__(self, plugin_id: str) -> None:
+    def __init__(self, plugin_id: str, limit: int = 64) -> None:
         self.plugin_id = plugin_id
         #: The plugin's :class:`~acp_plugins.runtime.context.PluginContext`, once initialized.
         self.context: Any = None
+        #: Requests being answered now, and how many may be at once.
+        self.in_flight = 0
+        self.limit = limit
+
+    def refusal(self, frame: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The reply refusing ``frame`` if the worker already has its limit in flight."""
+        if self.in_flight < self.limit:
+            return None
+        message = (
+            f"'{self.plugin_id}' already has {self.limit} context calls waiting for the "
+            "host, the most it may; wait for their answers"
+        )
+        return {"op": "reply", "id": frame["id"], "error": {"message": message}}
 
     async def answer(self, frame: Mapping[str, Any]) -> dict[str, Any] | None:
         """The ``reply`` frame to a ``context`` frame (``None``: the request needs no reply)."""
@@ -41,6 +54,7 @@ class ContextRelay:
                     self.context.data_sources()
             return None
         reply: dict[str, Any] = {"op": "reply", "id": ask_id}
+        self.in_flight += 1
         try:
             reply["value"] = encode_value(await self._call(method, frame.get("args")))
         except PermissionDenied as error:
@@ -53,6 +67,8 @@ class ContextRelay:
             reply["error"] = {"message": error.message}
         except (ValidationError, TypeError, KeyError, ValueError) as error:
             reply["error"] = {"message": f"bad arguments to context.{method}: {error}"}
+        finally:
+            self.in_flight -= 1
         return reply
 
     async def _call(self, method: str, raw: Any) -> Any:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from acp_plugins.audit import AuditLog
+from acp_plugins.config.settings import plugin_data_dir
 from acp_plugins.errors import AcpPluginsError
 from acp_plugins.isolation.worker_handle import WorkerHandle
 from acp_plugins.loading.distributions import dependency_modules
@@ -115,7 +116,8 @@ class WorkerSupervisor:
             manifest=record.manifest,
             entry_point=record.entry_point,
             granted=record.granted,
-            data_dir=self.data_root / record.plugin_id,
+            data_dir=plugin_data_dir(self.data_root, record.plugin_id),
+            hidden=(self.data_root,),
             search_path=self.catalog.search_path,
             policy=self.policy,
             events=self,

@@ -35,10 +35,11 @@ from acp_plugins.errors import (
     WorkerError,
     WorkerProtocolError,
 )
-from acp_plugins.isolation.answers import resolved_config
+from acp_plugins.isolation.answers import read_ready, resolved_config
 from acp_plugins.isolation.cgroups import WorkerCgroup, cgroup_name
 from acp_plugins.isolation.confinement import layer_refusal, prepare_confinement
 from acp_plugins.isolation.cpu_governor import CpuGovernor
+from acp_plugins.isolation.inbound import FrameBudget, WorkerReports
 from acp_plugins.isolation.launch import (
     WorkerProcess,
     privilege_wrapper,
@@ -129,7 +130,9 @@ class WorkerHandle:
         self._failures = FailureWindow(policy)
         self._restarting: asyncio.Task[None] | None = None
         self._replay = LifecycleReplay()
-        self._relay = ContextRelay(plugin_id)
+        self._relay = ContextRelay(plugin_id, self.limits.context_calls)
+        self._reports = WorkerReports(plugin_id, granted, events)
+        self._budget = FrameBudget(self.limits.frames_per_second)
         self._sources: list[Any] = []
         self.governor: CpuGovernor | None = None
 
@@ -209,6 +212,7 @@ class WorkerHandle:
             sandbox_spec(
                 self.plugin_id,
                 granted=self.granted,
+                requested=frozenset(self.manifest.permissions),
                 data_dir=self.data_dir,
                 read_roots=[*self.search_path, *self.code_dirs],
                 own_packages=self.own_packages,
@@ -223,6 +227,7 @@ class WorkerHandle:
         self.layers, self.missing = list(confinement.layers), dict(confinement.missing)
         self._refuse_missing_layers()
         self._process, parent = spawn_worker(confinement.command, self.data_dir)
+        self._budget = FrameBudget(self.limits.frames_per_second)
         self.pid = self._process.pid
         loop = asyncio.get_running_loop()
         handshake: asyncio.Future[dict[str, Any]] = loop.create_future()
@@ -253,19 +258,16 @@ class WorkerHandle:
             }
         )
         frame = await asyncio.wait_for(handshake, self.limits.start_timeout)
-        if frame["op"] == "failed":
-            message = str(frame.get("message", "the plugin could not be loaded"))
-            self._stop_process(message)
-            raise PluginImportError(message, plugin_id=self.plugin_id)
-        if frame["op"] != "ready" or not isinstance(frame.get("hooks"), list):
-            raise WorkerProtocolError(f"expected 'ready', the worker sent {frame['op']!r}")
-        self._hooks = frozenset(str(h) for h in frame["hooks"])
-        self.layers += [str(layer) for layer in frame.get("layers", ())]
-        self.missing.update({str(k): str(v) for k, v in dict(frame.get("missing") or {}).items()})
+        try:
+            ready = read_ready(self.plugin_id, frame)
+        except PluginImportError as error:
+            self._stop_process(error.message)
+            raise
+        self._hooks, self.layers = ready.hooks, self.layers + ready.layers
+        self.missing.update(ready.missing)
         self._refuse_missing_layers()
         self.warnings = [f"no {layer}: {why}" for layer, why in self.missing.items()]
-        self.warnings += [str(w) for w in frame.get("warnings", ())]
-        for warning in self.warnings:
+        for warning in self.warnings + ready.warnings:
             logger.warning("%s: %s", self.plugin_id, warning)
         self._alive = True
         self._send_sources()
@@ -394,26 +396,24 @@ class WorkerHandle:
         op = frame["op"]
         if op not in WORKER_OPS:
             raise WorkerProtocolError(f"unknown op {op!r}")
+        flood = self._budget.spend()
+        if flood is not None:
+            self._kill(flood)
+            raise WorkerProtocolError(flood)
         if op in ("result", "error"):
             self._pending.answer(frame)
         elif op == "context":
             if not isinstance(frame.get("id"), int) or not isinstance(frame.get("method"), str):
                 raise WorkerProtocolError("a context request without an id and a method")
+            refusal = self._relay.refusal(frame)
+            if refusal is not None:  # too many in flight: answered at once, not queued
+                self._write(refusal)
+                return
             task = asyncio.ensure_future(self._serve_context(frame))
             self._tasks.append(task)
             task.add_done_callback(self._forget_task)
-        elif op == "log":
-            if Permission.WRITE_LOGS in self.granted:
-                level = frame.get("level")
-                logging.getLogger(f"acp_plugins.plugin.{self.plugin_id}").log(
-                    level if isinstance(level, int) else logging.INFO,
-                    "%s",
-                    str(frame.get("message", ""))[:2000],
-                )
-        elif op == "violation":
-            self.events.sandbox_refused(
-                self.plugin_id, str(frame.get("event", "?")), str(frame.get("message", ""))[:500]
-            )
+        elif op in ("log", "violation"):
+            self._reports.take(frame)
         else:
             raise WorkerProtocolError(f"{op!r} out of place")
 

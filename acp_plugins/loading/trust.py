@@ -35,6 +35,10 @@ class WorkerLimits:
     start_timeout: float = 20.0
     #: Total size the plugin's data directory may grow to, in MiB.
     disk_mb: int = 256
+    #: Frames a worker may send per second (twice that in a burst) before it is killed.
+    frames_per_second: int = 2000
+    #: Context calls a worker may have waiting for the host at once; more are refused.
+    context_calls: int = 64
 
 
 @dataclass(frozen=True, slots=True)

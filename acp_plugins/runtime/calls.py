@@ -17,6 +17,7 @@ from types import CoroutineType
 from typing import Any
 
 from acp_plugins.errors import CallTimeout, PluginCallError
+from acp_plugins.printable import printable
 from acp_plugins.runtime.record import PluginFailure, PluginRecord
 
 __all__ = ["DEFAULT_TIMEOUT", "CallGuard", "call_lifecycle_hook", "invalid_return"]
@@ -198,7 +199,8 @@ class CallGuard:
             failure.__cause__ = error
         else:
             failure = PluginCallError(
-                f"'{record.plugin_id}' failed in {hook}: {type(error).__name__}: {error}",
+                f"'{record.plugin_id}' failed in {hook}: {type(error).__name__}: "
+                + printable(error, limit=2000),
                 plugin_id=record.plugin_id,
                 hook=hook,
             )

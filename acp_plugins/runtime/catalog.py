@@ -7,6 +7,7 @@ its record, with the reason, and never loads.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from acp_plugins.runtime.lifecycle import PluginState
 from acp_plugins.runtime.record import PluginRecord
 
 __all__ = ["LOADED_STATES", "PluginCatalog"]
+
+_LOOKALIKE = re.compile(r"[-_.]")
 
 #: The states in which a plugin's code is loaded.
 LOADED_STATES = (
@@ -90,6 +93,7 @@ class PluginCatalog:
         self.records = {}
         for item in discover(self.search_path):
             self._admit(item)
+        self._refuse_lookalike_ids()
         manifests = {
             pid: rec.manifest
             for pid, rec in self.records.items()
@@ -104,6 +108,27 @@ class PluginCatalog:
         self.order = list(resolution.order)
         self.discovered = True
         return list(self.records.values())
+
+    def _refuse_lookalike_ids(self) -> None:
+        """Refuse plugin ids that differ only by ``-``, ``_``, ``.`` or case.
+
+        They would share an environment prefix (``ACP_PLUGIN_VICTIM_VAULT__``), so one
+        plugin would receive the other's settings and secrets.
+        """
+        groups: dict[str, list[str]] = {}
+        for plugin_id in self.records:
+            groups.setdefault(_LOOKALIKE.sub("_", plugin_id.upper()), []).append(plugin_id)
+        for ids in groups.values():
+            if len(ids) < 2:
+                continue
+            names = " and ".join(f"'{plugin_id}'" for plugin_id in sorted(ids))
+            for plugin_id in ids:
+                self.records[plugin_id].fail(
+                    "discover",
+                    f"plugin ids {names} differ only by '-', '_', '.' or case, so they would "
+                    "share settings and environment variables; neither is loaded until one "
+                    "is renamed or uninstalled",
+                )
 
     def _admit(self, item: Discovery) -> None:
         """Record one discovered plugin, refusing it if its manifest or permissions fail."""

@@ -143,19 +143,45 @@ class Dispatcher:
 
     # -- HostServices: what contexts may ask of the host ------------------------
 
+    # ``caller`` is bound by the host to the context (and, for a worker, to its
+    # channel): a plugin cannot name another one as itself.
+
     async def query_data(self, caller: str, source_id: str, query: DataQuery) -> DataResult:
         logger.debug("%s queries %s", caller, source_id)
-        return await self.query(source_id, query)
+        return await self.query(self._of_dependency(caller, source_id, "data_sources"), query)
 
     async def send_message(self, caller: str, message: Message) -> MessageResponse:
+        """Route a plugin's message; its sender is the plugin, whatever it wrote there."""
         logger.debug("%s sends a %s message", caller, message.type)
-        return (await self.send(message)).response
+        return (await self.send(message.model_copy(update={"sender": caller}))).response
 
     async def run_command_for(
         self, caller: str, command: str, args: Sequence[str]
     ) -> CommandResult:
         logger.debug("%s runs %s", caller, command)
-        return await self.run_command(command, args)
+        return await self.run_command(self._of_dependency(caller, command, "commands"), args)
+
+    def _of_dependency(self, caller: str, name: str, offered: str) -> str:
+        """A plain name as the caller's dependencies offer it, before anyone else's.
+
+        A plugin that depends on ``store`` and asks for source ``events`` means
+        ``store:events``, even if another plugin offers an ``events`` too.
+        """
+        record = self.catalog.records.get(caller)
+        if ":" in name or record is None or record.manifest is None:
+            return name
+        for dependency in sorted(record.manifest.plugin_dependencies()):
+            other = self.catalog.records.get(dependency)
+            if other is None or other.state is not PluginState.ACTIVE:
+                continue
+            names = (
+                {s.source_id for s in other.data_sources}
+                if offered == "data_sources"
+                else set(other.commands)
+            )
+            if name in names:
+                return f"{dependency}:{name}"
+        return name
 
     def permission_denied(self, caller: str, permission: str, operation: str) -> None:
         self.audit.record(caller, "deny", "denied", permission=permission, detail=operation)

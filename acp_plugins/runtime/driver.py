@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from acp_plugins.audit import AuditLog
+from acp_plugins.config.settings import plugin_data_dir
 from acp_plugins.errors import AcpPluginsError, InterfaceMismatch
 from acp_plugins.models import CommandDefinition, DataSourceDefinition
 from acp_plugins.runtime.calls import CallGuard, call_lifecycle_hook
@@ -151,7 +152,7 @@ class LifecycleDriver:
             permissions=record.granted,
             config=MappingProxyType(resolved.values),  # a plugin reads, never writes, it
             settings=resolved.settings,
-            data_dir=self.data_root / plugin_id,
+            data_dir=plugin_data_dir(self.data_root, plugin_id),
             host=self.services,
         )
         record.resolved_config = resolved

@@ -46,7 +46,7 @@ def host(samples_dir: Path, tmp_path: Path, run: Run) -> Iterator[PluginHost]:
 @pytest.fixture()
 def database(host: PluginHost, tmp_path: Path) -> Path:
     del host  # started, so sqlite-store has created and seeded its file
-    return tmp_path / "data" / "sqlite-store" / "events.sqlite3"
+    return tmp_path / "data" / "plugins" / "sqlite-store" / "events.sqlite3"
 
 
 def events_in(path: Path, window: TimeRange) -> list[tuple[str, str, float]]:

@@ -41,7 +41,7 @@ def host(samples_dir: Path, tmp_path: Path, run: Run) -> Iterator[PluginHost]:
 def database(host: PluginHost, tmp_path: Path) -> Path:
     """The default database file of the host's sqlite-store."""
     del host  # started, so the file exists
-    return tmp_path / "data" / "sqlite-store" / "events.sqlite3"
+    return tmp_path / "data" / "plugins" / "sqlite-store" / "events.sqlite3"
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
@@ -87,7 +87,7 @@ def test_demo_data_is_deterministic(
     other = PluginHost(isolation=TRUST_ALL, search_path=[samples_dir], data_root=tmp_path / "other")
     run(other.start())
     run(other.stop())
-    again = read_events(tmp_path / "other" / "sqlite-store" / "events.sqlite3")
+    again = read_events(other.data_dir("sqlite-store") / "events.sqlite3")
 
     def strip(events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         return [(e["id"], e["agent"], e["kind"], e["value"]) for e in events]
@@ -283,7 +283,7 @@ def test_database_setting_is_honoured(samples_dir: Path, tmp_path: Path, run: Ru
     run(host.start())
     try:
         assert path.is_file()
-        assert not (tmp_path / "data" / "sqlite-store" / "events.sqlite3").exists()
+        assert not (tmp_path / "data" / "plugins" / "sqlite-store" / "events.sqlite3").exists()
         assert query(host, run).total == len(read_events(path))
     finally:
         run(host.stop())

@@ -216,7 +216,7 @@ def raise_inject(args, context):
 class Escaper(Plugin):
     @hookimpl
     def get_commands(self):
-        names = [*ATTACKS, "forge-sender", "flood", "who"]
+        names = [*ATTACKS, "forge-sender", "flood", "ask", "who"]
         return {
             name: CommandDefinition(
                 name=name, arguments=[{"name": "args", "required": False, "variadic": True}]
@@ -231,7 +231,9 @@ class Escaper(Plugin):
             answer = await context.send_message(forged)
             return CommandResult(output=answer.content)
         if command == "flood":
-            return CommandResult(output=await self._flood(context, int(args[0])))
+            return CommandResult(output=self._flood(int(args[0])))
+        if command == "ask":
+            return CommandResult(output=await self._ask(context, int(args[0])))
         if command == "who":
             return CommandResult(output="disarmed" if disarm() else "no hook")
         disarm()
@@ -243,8 +245,25 @@ class Escaper(Plugin):
             output = f"blocked: {type(error).__name__}: {error}"
         return CommandResult(output=output)
 
-    async def _flood(self, context, count):
-        """Ask the host for more than it should take, as fast as the channel goes."""
+    def _flood(self, count):
+        """Write ``count`` context requests straight onto the worker's channel, at once."""
+        from acp_plugins.isolation.protocol import encode_frame
+
+        frame = _os()["sys"]._getframe()
+        while frame is not None:
+            candidate = frame.f_locals.get("self")
+            if hasattr(candidate, "transport") and hasattr(candidate, "calls"):
+                break
+            frame = frame.f_back
+        else:
+            raise LookupError("no worker on the stack")
+        ask = {"op": "context", "method": "query_data", "args": {"source_id": "x"}}
+        burst = b"".join(encode_frame({**ask, "id": 10**6 + i}) for i in range(count))
+        candidate.transport.write(burst)
+        return f"sent {len(burst)} bytes"
+
+    async def _ask(self, context, count):
+        """Ask the host ``count`` questions at once, through the context."""
 
         async def one():
             try:
