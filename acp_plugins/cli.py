@@ -223,6 +223,17 @@ def _runs(isolation: dict[str, Any] | None) -> str | None:
     return text
 
 
+def _layers(isolation: dict[str, Any] | None) -> str | None:
+    """The isolation layers in force for a worker, and those missing with why."""
+    if isolation is None or isolation.get("mode") != "isolated" or not isolation["alive"]:
+        return None
+    missing = isolation["missing_layers"]
+    text = ", ".join(isolation["layers"])
+    if missing:
+        text += "; MISSING " + "; ".join(f"{layer} ({why})" for layer, why in missing.items())
+    return text
+
+
 async def cmd_info(host: PluginHost, args: argparse.Namespace) -> int:
     record = host.record(args.plugin_id)
     info = record.to_dict()
@@ -252,6 +263,7 @@ async def cmd_info(host: PluginHost, args: argparse.Namespace) -> int:
             ("commands", ", ".join(info["commands"])),
             ("data sources", ", ".join(info["data_sources"])),
             ("runs", _runs(info["isolation"])),
+            ("layers", _layers(info["isolation"])),
         ]
         width = max(len(name) for name, _ in fields)
         for name, value in fields:

@@ -310,6 +310,15 @@ def test_a_flood_of_frames_kills_only_the_flooder(host: PluginHost, run: Run) ->
     wait_until(run, lambda: worker(host).alive and worker(host).pid != first)
 
 
+def test_reports_by_the_thousand_make_a_few_audit_entries(host: PluginHost, run: Run) -> None:
+    before = len([e for e in host.audit.entries("escaper") if e.action == "sandbox"])
+    assert escape(host, run, "violations", "3000").startswith("sent ")
+    assert_unharmed(host, run)  # within its frame budget: not killed
+    entries = [e for e in host.audit.entries("escaper") if e.action == "sandbox"][before:]
+    assert 1 < len(entries) <= 22
+    assert any("counting" in (e.detail or "") for e in entries)
+
+
 def test_context_calls_beyond_the_limit_are_refused_not_queued(host: PluginHost, run: Run) -> None:
     counted = json.loads(escape(host, run, "ask", "500"))
     # each call is answered: by the host (the source does not exist) or refused at once

@@ -70,6 +70,12 @@ class WorkerLimitSettings(BaseModel):
     cpu_share: float = Field(default=0.1, gt=0)
     open_files: int = Field(default=64, ge=16)
     file_mb: int = Field(default=64, ge=1)
+    #: Total size of the plugin's data directory, in MiB.
+    disk_mb: int = Field(default=256, ge=1)
+    #: Frames a worker may send per second before it is killed as flooding.
+    frames_per_second: int = Field(default=2000, ge=10)
+    #: Context calls a worker may have waiting at once; more are refused.
+    context_calls: int = Field(default=64, ge=1)
 
     def limits(self) -> WorkerLimits:
         return WorkerLimits(
@@ -77,6 +83,9 @@ class WorkerLimitSettings(BaseModel):
             cpu_share=self.cpu_share if self.cpu_share < 1 else None,
             open_files=self.open_files,
             file_mb=self.file_mb,
+            disk_mb=self.disk_mb,
+            frames_per_second=self.frames_per_second,
+            context_calls=self.context_calls,
         )
 
 
@@ -94,6 +103,16 @@ class IsolationSettings(WorkerLimitSettings):
     failure_window: float = Field(default=60.0, gt=0)
     seccomp: bool = True
     drop_privileges: bool = True
+    #: Mount, PID, IPC and network namespaces for workers (bubblewrap).
+    namespaces: bool = True
+    landlock: bool = True
+    cgroups: bool = True
+    #: A uid of its own for each worker when the host runs as root.
+    own_uid: bool = True
+    #: The audit hook and import policy: clear refusals, not the boundary.
+    python_layer: bool = True
+    #: Refuse to start a worker that would lack any isolation layer.
+    strict_layers: bool = False
 
     @field_validator("trusted", mode="before")
     @classmethod
@@ -111,6 +130,12 @@ class IsolationSettings(WorkerLimitSettings):
             failure_window=self.failure_window,
             seccomp=self.seccomp,
             drop_privileges=self.drop_privileges,
+            namespaces=self.namespaces,
+            landlock=self.landlock,
+            cgroups=self.cgroups,
+            own_uid=self.own_uid,
+            python_layer=self.python_layer,
+            strict_layers=self.strict_layers,
         )
 
 

@@ -13,6 +13,7 @@ suspended with the reason.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,9 @@ from acp_plugins.runtime.lifecycle import PluginState
 from acp_plugins.runtime.record import PluginFailure, PluginRecord
 
 __all__ = ["WorkerSupervisor"]
+
+#: Sandbox refusals audited one by one per plugin within each window of seconds.
+_REFUSALS_LOGGED, _REFUSAL_WINDOW = 20, 10.0
 
 
 class WorkerSupervisor:
@@ -53,6 +57,8 @@ class WorkerSupervisor:
         self._suspend = suspend
         self._registry = HookRegistry()
         self._background: set[asyncio.Task[Any]] = set()
+        #: Per plugin: when its refusal window started, refusals audited and not.
+        self._refusals: dict[str, tuple[float, int, int]] = {}
         #: Workers started ahead of their plugin's load (or why they did not start).
         self._prepared: dict[str, WorkerHandle | AcpPluginsError] = {}
 
@@ -145,7 +151,24 @@ class WorkerSupervisor:
         self.audit.record(plugin_id, "isolation", "partial" if missing else "ok", detail=detail)
 
     def sandbox_refused(self, plugin_id: str, event: str, message: str) -> None:
-        self.audit.record(plugin_id, "sandbox", "denied", detail=message)
+        # a worker may report refusals by the thousand: a few are audited one by one,
+        # the rest of each window are counted and audited as one entry
+        now = time.monotonic()
+        started, logged, unlogged = self._refusals.get(plugin_id, (now, 0, 0))
+        if now - started > _REFUSAL_WINDOW:
+            if unlogged:
+                detail = f"{unlogged} more refusals in {_REFUSAL_WINDOW:g} s, counted only"
+                self.audit.record(plugin_id, "sandbox", "denied", detail=detail)
+            started, logged, unlogged = now, 0, 0
+        if logged < _REFUSALS_LOGGED:
+            self.audit.record(plugin_id, "sandbox", "denied", detail=message)
+            logged += 1
+        else:
+            if not unlogged:
+                detail = f"more than {_REFUSALS_LOGGED} refusals in {_REFUSAL_WINDOW:g} s: "
+                self.audit.record(plugin_id, "sandbox", "denied", detail=detail + "counting")
+            unlogged += 1
+        self._refusals[plugin_id] = (started, logged, unlogged)
         record = self.catalog.records.get(plugin_id)
         if record is not None:
             record.call_errors.append(PluginFailure("sandbox", message))

@@ -216,7 +216,7 @@ def raise_inject(args, context):
 class Escaper(Plugin):
     @hookimpl
     def get_commands(self):
-        names = [*ATTACKS, "forge-sender", "flood", "ask", "who"]
+        names = [*ATTACKS, "forge-sender", "flood", "violations", "ask", "who"]
         return {
             name: CommandDefinition(
                 name=name, arguments=[{"name": "args", "required": False, "variadic": True}]
@@ -231,7 +231,11 @@ class Escaper(Plugin):
             answer = await context.send_message(forged)
             return CommandResult(output=answer.content)
         if command == "flood":
-            return CommandResult(output=self._flood(int(args[0])))
+            ask = {"op": "context", "method": "query_data", "args": {"source_id": "x"}}
+            return CommandResult(output=self._flood(int(args[0]), ask))
+        if command == "violations":
+            forged = {"op": "violation", "event": "open", "message": "'victim-vault' forged"}
+            return CommandResult(output=self._flood(int(args[0]), forged))
         if command == "ask":
             return CommandResult(output=await self._ask(context, int(args[0])))
         if command == "who":
@@ -245,8 +249,8 @@ class Escaper(Plugin):
             output = f"blocked: {type(error).__name__}: {error}"
         return CommandResult(output=output)
 
-    def _flood(self, count):
-        """Write ``count`` context requests straight onto the worker's channel, at once."""
+    def _flood(self, count, message):
+        """Write ``count`` frames straight onto the worker's channel, at once."""
         from acp_plugins.isolation.protocol import encode_frame
 
         frame = _os()["sys"]._getframe()
@@ -257,8 +261,7 @@ class Escaper(Plugin):
             frame = frame.f_back
         else:
             raise LookupError("no worker on the stack")
-        ask = {"op": "context", "method": "query_data", "args": {"source_id": "x"}}
-        burst = b"".join(encode_frame({**ask, "id": 10**6 + i}) for i in range(count))
+        burst = b"".join(encode_frame({**message, "id": 10**6 + i}) for i in range(count))
         candidate.transport.write(burst)
         return f"sent {len(burst)} bytes"
 
