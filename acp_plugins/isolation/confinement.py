@@ -163,7 +163,7 @@ def confine(
         layers.append("cgroup")
     else:
         missing["cgroup"] = cgroup_problem or "cgroups are turned off in the isolation settings"
-    problem = _bubblewrap_problem() if policy.namespaces else "turned off in the settings"
+    problem = bubblewrap_problem() if policy.namespaces else "turned off in the settings"
     uid = _uid_for(spec, policy)
     if problem is None:
         command += _bubblewrap(spec, hidden, root=os.geteuid() == 0)
@@ -220,7 +220,7 @@ def _uid_for(spec: SandboxSpec, policy: IsolationPolicy) -> int | str:
 
 
 @cache
-def _bubblewrap_problem() -> str | None:
+def bubblewrap_problem() -> str | None:
     """Why bubblewrap cannot sandbox here (``None``: it can). Tried once per process."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
