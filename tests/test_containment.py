@@ -37,6 +37,7 @@ from acp_plugins import (
     WorkerLimits,
 )
 from acp_plugins.isolation.confinement import KERNEL_LAYERS, worker_uid
+from acp_plugins.isolation.quota import data_usage
 from acp_plugins.isolation.worker_handle import WorkerHandle
 from conftest import close_loop, fixture_plugin, sample
 
@@ -367,3 +368,22 @@ def test_ids_that_look_alike_are_refused_and_none_names_a_host_file(
         assert lookalikes.record("echo").state.value == "active"
     finally:
         run(lookalikes.stop())
+
+
+def test_a_full_data_directory_is_stopped_and_then_only_cleared(host: PluginHost, run: Run) -> None:
+    """Last in the module: it leaves the escaper's data directory read-only."""
+    first = worker(host).pid
+    quota_mb = worker(host).limits.disk_mb
+    answer = escape(host, run, "fill-disk", "400")  # 3.2 GiB, unless it is stopped
+    try:
+        wait_until(run, lambda: worker(host).alive and worker(host).pid != first)
+    except AssertionError:
+        raise AssertionError([f.message for f in host.record("escaper").failures]) from None
+    used = data_usage(host.data_dir("escaper")) / (1024 * 1024)
+    assert quota_mb < used < 400 * 8, answer  # stopped long before it was done
+    failures = [f.message for f in host.record("escaper").failures]
+    assert any("filled its data directory past its quota" in f for f in failures)
+    assert escape(host, run, "fill-disk", "1").startswith("blocked: after 0 MiB")
+    assert escape(host, run, "clear").startswith("done: removed ")
+    assert data_usage(host.data_dir("escaper")) < quota_mb * 1024 * 1024
+    assert_unharmed(host, run)

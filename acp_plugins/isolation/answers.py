@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from acp_plugins.errors import (
 )
 from acp_plugins.printable import printable
 
-__all__ = ["Ready", "read_ready", "remote_error", "resolved_config"]
+__all__ = ["Ready", "answer_within", "read_ready", "remote_error", "resolved_config"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +73,23 @@ def remote_error(plugin_id: str, hook: str, frame: Mapping[str, Any]) -> Excepti
     )
 
 
+async def answer_within(call: Awaitable[Any], timeout: float, plugin_id: str) -> Any:
+    """The answer to ``$resolve_config``, or :class:`WorkerError` past ``timeout``."""
+    try:
+        return await asyncio.wait_for(call, timeout)
+    except asyncio.TimeoutError:  # not the builtin one before Python 3.11
+        raise WorkerError(
+            f"'{plugin_id}' did not validate its settings within {timeout:g} s",
+            plugin_id=plugin_id,
+            hook="$resolve_config",
+        ) from None
+
+
 def resolved_config(plugin_id: str, answer: object) -> ResolvedConfig:
-    """The configuration a worker validated (values with secrets masked, and their origins)."""
+    """The configuration a worker validated: values with secrets masked, and their origins.
+
+    The worker keeps the real secrets; a bad setting comes back as a ``ConfigError``.
+    """
     if not isinstance(answer, dict):
         raise WorkerProtocolError("the answer to $resolve_config is not an object")
     origins = {

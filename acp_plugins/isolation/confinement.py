@@ -247,7 +247,11 @@ def _bubblewrap(spec: SandboxSpec, hidden: Sequence[Path], *, root: bool) -> lis
         args.append("--unshare-net")
     if not root:
         args += ["--unshare-user", "--cap-drop", "ALL"]
-    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(_TMP_MIB * MIB), "--tmpfs", "/tmp"]
+    # /tmp only holds the mount points of the host's folders under it; the worker's own
+    # temporary files go to a private /var/tmp (TMPDIR)
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    args += ["--perms", "0755", "--dir", "/var", "--perms", "1777"]
+    args += ["--size", str(_TMP_MIB * MIB), "--tmpfs", "/var/tmp"]
     for directory in _SYSTEM_DIRS:
         if os.path.islink(directory):
             args += ["--symlink", os.readlink(directory), directory]
@@ -255,7 +259,7 @@ def _bubblewrap(spec: SandboxSpec, hidden: Sequence[Path], *, root: bool) -> lis
             args += ["--ro-bind", directory, directory]
     for path in _SYSTEM_FILES + (_NETWORK_FILES if spec.allow_network else ()):
         args += ["--ro-bind-try", path, path]
-    made: set[str] = {"/", "/tmp"}
+    made: set[str] = {"/", "/tmp", "/var"}
     for directory in _outermost(p for p in spec.read_roots if os.path.isdir(p)):
         if not any(_beneath(directory, system) for system in _SYSTEM_DIRS):
             args += [*_parents(directory, made), "--ro-bind", directory, directory]
@@ -264,7 +268,9 @@ def _bubblewrap(spec: SandboxSpec, hidden: Sequence[Path], *, root: bool) -> lis
         real = os.path.realpath(folder)
         if any(_beneath(real, root_) for root_ in spec.read_roots):
             args += ["--tmpfs", real]  # an empty folder over what a read-only one holds
-    args += [*_parents(data_dir, made), "--bind", data_dir, data_dir, "--chdir", data_dir]
+    # over its quota without Landlock, the data directory is read-only: nothing is added
+    bind = "--ro-bind" if spec.data_read_only and not spec.landlock else "--bind"
+    args += [*_parents(data_dir, made), bind, data_dir, data_dir, "--chdir", data_dir]
     return args
 
 

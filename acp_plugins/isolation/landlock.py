@@ -76,12 +76,14 @@ def restrict_self(
     *,
     read: Iterable[str],
     write: Iterable[str],
+    clear: Iterable[str] = (),
     devices: Iterable[str] = ("/dev",),
     allow_tcp: bool = False,
 ) -> str | None:
     """Confine this process to these paths; ``None`` on success, else why not (a warning).
 
-    ``read``: readable and executable; ``write``: everything, beneath; ``devices``:
+    ``read``: readable and executable; ``write``: everything, beneath; ``clear``:
+    readable, and files may be removed or truncated but not written; ``devices``:
     readable and writable files (``/dev/null``, ``/dev/urandom``).
     """
     abi = landlock_abi()
@@ -104,6 +106,8 @@ def restrict_self(
         device = _READ_FILE | _WRITE_FILE | (_IOCTL_DEV if abi >= 5 else 0)
         rules = [(path, _READ) for path in read]
         rules += [(path, writable & handled) for path in write]
+        clearing = _READ | _REMOVE_FILE | _REMOVE_DIR | (_TRUNCATE if abi >= 3 else 0)
+        rules += [(path, clearing & handled) for path in clear]
         rules += [(path, device & handled) for path in devices]
         for path, access in rules:
             try:

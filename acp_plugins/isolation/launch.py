@@ -178,6 +178,7 @@ def sandbox_spec(
     own_packages: frozenset[str],
     dependency_modules: frozenset[str],
     policy: IsolationPolicy,
+    data_read_only: bool = False,
 ) -> SandboxSpec:
     """What the worker of ``plugin_id`` may do: what it requested and was granted.
 
@@ -209,6 +210,7 @@ def sandbox_spec(
         seccomp=policy.seccomp,
         landlock=policy.landlock,
         python_layer=policy.python_layer,
+        data_read_only=data_read_only,
         granted=tuple(sorted(names)),
     )
 

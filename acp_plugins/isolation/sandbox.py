@@ -110,6 +110,8 @@ class SandboxSpec:
     python_layer: bool = True
     #: Whether the worker runs in a PID namespace of its own (its parent is then pid 1).
     pid_namespace: bool = False
+    #: Over its quota: the data directory may be read and cleared, not written.
+    data_read_only: bool = False
     #: Filled in by the host: permission names, for messages.
     granted: tuple[str, ...] = field(default=())
 
@@ -130,6 +132,7 @@ class SandboxSpec:
             "landlock": self.landlock,
             "python_layer": self.python_layer,
             "pid_namespace": self.pid_namespace,
+            "data_read_only": self.data_read_only,
             "granted": list(self.granted),
         }
 
@@ -151,6 +154,7 @@ class SandboxSpec:
             landlock=bool(data.get("landlock", True)),
             python_layer=bool(data.get("python_layer", True)),
             pid_namespace=bool(data.get("pid_namespace", False)),
+            data_read_only=bool(data.get("data_read_only", False)),
             granted=tuple(data.get("granted", ())),
         )
 

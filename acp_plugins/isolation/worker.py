@@ -288,11 +288,17 @@ class Worker:
         apply_limits(spec)
         layers, missing = ["rlimits"], {}
         proc = "/proc" if spec.pid_namespace else f"/proc/{os.getpid()}"
+        # in its own view, a private /var/tmp; else temporary files go in the data directory
+        tmp = "/var/tmp" if spec.pid_namespace else spec.data_dir
+        os.environ["TMPDIR"] = os.environ["SQLITE_TMPDIR"] = tmp
         if spec.landlock:
             problem = restrict_self(
                 # a /proc of its own PID namespace shows the worker alone; else its own entry
                 read=[*spec.read_roots, *_SYSTEM_READ, proc],
-                write=[spec.data_dir, "/tmp"],
+                write=[tmp]
+                if spec.data_read_only and tmp != spec.data_dir
+                else [spec.data_dir, tmp],
+                clear=[spec.data_dir] if spec.data_read_only else [],
                 allow_tcp=spec.allow_network,
             )
         else:

@@ -35,7 +35,7 @@ from acp_plugins.errors import (
     WorkerError,
     WorkerProtocolError,
 )
-from acp_plugins.isolation.answers import read_ready, resolved_config
+from acp_plugins.isolation.answers import answer_within, read_ready, resolved_config
 from acp_plugins.isolation.cgroups import WorkerCgroup, cgroup_name
 from acp_plugins.isolation.confinement import layer_refusal, prepare_confinement
 from acp_plugins.isolation.cpu_governor import CpuGovernor
@@ -54,6 +54,7 @@ from acp_plugins.isolation.protocol import (
     encode_frame,
     encode_value,
 )
+from acp_plugins.isolation.quota import DiskQuota
 from acp_plugins.isolation.relay import ContextRelay, encode_kwargs
 from acp_plugins.isolation.restarts import FailureWindow, LifecycleReplay, WorkerEvents
 from acp_plugins.loading.manifest import Manifest
@@ -116,6 +117,7 @@ class WorkerHandle:
         self.layers: list[str] = []
         self.missing: dict[str, str] = {}
         self._cgroup: WorkerCgroup | None = None
+        self._read_only = False
         self.restarts = 0
         self.warnings: list[str] = []
         self._hooks: frozenset[str] = frozenset()
@@ -208,6 +210,8 @@ class WorkerHandle:
         generation = self._generation
         self._process = None  # a failure before the new one starts is not the old one's
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        quota = DiskQuota(self.data_dir, self.limits.disk_mb, self._kill)
+        self._read_only = quota.over()
         spec, confinement, self._cgroup = prepare_confinement(
             sandbox_spec(
                 self.plugin_id,
@@ -218,6 +222,7 @@ class WorkerHandle:
                 own_packages=self.own_packages,
                 dependency_modules=self.dependency_modules,
                 policy=self.policy,
+                data_read_only=self._read_only,
             ),
             policy=self.policy,
             limits=self.limits,
@@ -279,6 +284,8 @@ class WorkerHandle:
                 lambda detail: self.events.worker_event(self.plugin_id, "throttled", detail),
             )  # fmt: skip
             self._tasks.append(loop.create_task(self.governor.run()))
+        if not self._read_only:
+            self._tasks.append(loop.create_task(quota.run()))
         self.events.worker_event(self.plugin_id, "started", f"pid {self.pid}")
         self.events.worker_layers(self.plugin_id, self.layers, self.missing)
 
@@ -340,22 +347,9 @@ class WorkerHandle:
         return result
 
     async def resolve_config(self, inputs: Mapping[str, Any], timeout: float) -> ResolvedConfig:
-        """Have the worker validate the configuration layers against the plugin's model.
-
-        The values come back with secrets masked (the worker keeps the real ones);
-        raises :class:`ConfigError` naming every bad setting.
-        """
-        try:
-            answer = await asyncio.wait_for(
-                self._call("$resolve_config", {"inputs": inputs}), timeout
-            )
-        except asyncio.TimeoutError:  # not the builtin one before Python 3.11
-            raise WorkerError(
-                f"'{self.plugin_id}' did not validate its settings within {timeout:g} s",
-                plugin_id=self.plugin_id,
-                hook="$resolve_config",
-            ) from None
-        return resolved_config(self.plugin_id, answer)
+        """Have the worker validate the configuration layers (see :func:`resolved_config`)."""
+        call = self._call("$resolve_config", {"inputs": inputs})
+        return resolved_config(self.plugin_id, await answer_within(call, timeout, self.plugin_id))
 
     def _cancel(self, call_id: int, hook: str) -> None:
         if self._transport is None or not self._alive:

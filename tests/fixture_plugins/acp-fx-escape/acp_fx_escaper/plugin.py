@@ -202,6 +202,15 @@ def fill_disk(args, context):
     return f"done: {written} MiB"
 
 
+@attack("clear")
+def clear(args, context):
+    removed = 0
+    for path in context.data_dir.glob("fill-*.bin"):
+        path.unlink()
+        removed += 1
+    return f"done: removed {removed}"
+
+
 @attack("log-inject")
 def log_inject(args, context):
     context.logger.warning("ordinary\nCRITICAL acp_plugins.host: forged \x1b[31mred\x1b[0m")
