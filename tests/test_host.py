@@ -8,6 +8,8 @@ become active all the same.
 
 from __future__ import annotations
 
+import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -222,3 +224,23 @@ def test_only_a_loaded_plugin_has_a_settings_schema(
     assert run(host.config_schema("lifecycle-log"))["properties"]["valid"]["type"] == "boolean"
     with pytest.raises(PluginNotActive, match="'import-error' is discovered"):
         run(host.config_schema("import-error"))
+
+
+def test_the_code_that_runs_is_the_code_whose_manifest_was_checked(
+    plugins_dir: Path, tmp_path: Path, run: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a stale copy of echo's package ahead on the path: Python would import it instead
+    stale = tmp_path / "stale"
+    shutil.copytree(plugins_dir / "acp_echo", stale / "acp_echo")
+    monkeypatch.syspath_prepend(str(stale))
+    for name in [m for m in sys.modules if m == "acp_echo" or m.startswith("acp_echo.")]:
+        monkeypatch.delitem(sys.modules, name)
+    host = PluginHost(isolation=TRUST_ALL, search_path=[plugins_dir], data_root=tmp_path / "d")
+    run(host.start())
+    try:
+        reason = host.record("echo").reason or ""
+        assert f"was validated from {(plugins_dir / 'acp_echo').resolve()}" in reason
+        assert f"Python imported its code from {(stale / 'acp_echo').resolve()}" in reason
+        assert host.record("lifecycle-log").state is PluginState.ACTIVE  # the others load
+    finally:
+        run(host.stop())

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import site
 import socket
 import sys
 import traceback
@@ -47,7 +46,7 @@ from acp_plugins.isolation.sandbox import (
     install_audit_hook,
     install_seccomp,
 )
-from acp_plugins.loading.discovery import ENTRY_POINT_GROUP
+from acp_plugins.loading.discovery import ENTRY_POINT_GROUP, add_search_path, code_elsewhere
 from acp_plugins.loading.manifest import Manifest
 from acp_plugins.loading.permissions import Permission
 from acp_plugins.models import (
@@ -247,8 +246,7 @@ class Worker:
 
     async def start(self, frame: Mapping[str, Any]) -> bool:
         self.spec = SandboxSpec.from_dict(frame["spec"])
-        for path in frame.get("search_path", ()):
-            site.addsitedir(path)
+        add_search_path(frame.get("search_path", ()))
         manifest = Manifest.model_validate(frame["manifest"])
         warnings, layers, missing = self.confine_self()
         arm = (
@@ -260,7 +258,7 @@ class Worker:
         logging.getLogger().setLevel(logging.INFO)
         arm()
         try:
-            plugin = _load(manifest.plugin_id, frame["entry_point"])
+            plugin = _load(manifest.plugin_id, frame["entry_point"], frame.get("code_dir"))
             self.handle = InProcessHandle(manifest.plugin_id, plugin, HookRegistry())
         except (AcpPluginsError, SandboxViolation) as error:
             self.send({"op": "failed", "message": str(error)})
@@ -443,10 +441,13 @@ def _remote_error(plugin_id: str, error: Mapping[str, Any]) -> Exception:
     return AcpPluginsError(message, plugin_id=plugin_id)
 
 
-def _load(plugin_id: str, value: str) -> object:
+def _load(plugin_id: str, value: str, code_dir: str | None) -> object:
     entry_point = EntryPoint(plugin_id, value, ENTRY_POINT_GROUP)
     try:
         loaded = entry_point.load()
+        elsewhere = code_elsewhere(plugin_id, value, Path(code_dir)) if code_dir else None
+        if elsewhere:
+            raise AcpPluginsError(elsewhere, plugin_id=plugin_id)
         return loaded() if isinstance(loaded, type) else loaded
     except SandboxViolation:
         raise

@@ -258,6 +258,7 @@ class WorkerHandle:
                 "op": "start",
                 "spec": spec.to_dict(),
                 "entry_point": self.entry_point,
+                "code_dir": self.code_dirs[0] if self.code_dirs else None,
                 "search_path": self.search_path,
                 "manifest": self.manifest.model_dump(mode="json"),
             }

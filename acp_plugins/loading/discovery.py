@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import site
 import sys
+import sysconfig
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import Distribution, EntryPoint, distributions
@@ -23,7 +24,15 @@ from acp_plugins.errors import AcpPluginsError, ManifestError
 from acp_plugins.loading.manifest import MANIFEST_FILENAME, Manifest, read_manifest
 from acp_plugins.loading.versions import VersionRangeError, parse_version
 
-__all__ = ["ENTRY_POINT_GROUP", "Discovery", "add_search_path", "discover", "manifest_path"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Discovery",
+    "add_search_path",
+    "code_elsewhere",
+    "discover",
+    "forget_stale_modules",
+    "manifest_path",
+]
 
 ENTRY_POINT_GROUP = "acp.plugins"
 
@@ -47,11 +56,57 @@ def add_search_path(paths: Iterable[str | Path]) -> None:
     Each directory is added like a site directory, so ``.pth`` files of editable
     installs in it are honoured.
     """
-    for path in paths:
-        text = str(Path(path).resolve())
-        if text not in sys.path:
-            site.addsitedir(text)
+    named = [str(Path(path).resolve()) for path in paths]
+    rest = [entry for entry in sys.path if entry not in named]
+    before = set(rest)
+    sys.path[:] = rest
+    for text in named:
+        site.addsitedir(text)
+    # right after the standard library, ahead of site-packages and of folders named
+    # before: the code imported must be the code whose manifest was read here
+    added = [entry for entry in sys.path if entry not in before]
+    rest = [entry for entry in sys.path if entry not in added]
+    stdlib = {sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib")}
+    last = max((i for i, e in enumerate(rest) if e in stdlib or e.endswith(".zip")), default=-1)
+    after = (
+        last + 2 if last + 1 < len(rest) and rest[last + 1].endswith("lib-dynload") else last + 1
+    )
+    sys.path[:] = rest[:after] + added + rest[after:]
     importlib.invalidate_caches()
+
+
+def forget_stale_modules(entry_point: str, package_dir: Path) -> None:
+    """Forget an imported copy of the entry point's package from outside ``package_dir``.
+
+    Another host in this process may have imported the same package from another
+    folder; the next import must find the copy whose manifest this host read.
+    """
+    package = entry_point.partition(":")[0].strip().partition(".")[0]
+    module = sys.modules.get(package)
+    location = getattr(module, "__file__", None)
+    expected = package_dir.resolve()
+    if location and expected not in Path(location).resolve().parents:
+        for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
+            del sys.modules[name]
+
+
+def code_elsewhere(plugin_id: str, entry_point: str, package_dir: Path) -> str | None:
+    """Why the module ``entry_point`` was imported from outside ``package_dir``, if it was.
+
+    Called after the import: a plugin validated from one folder must not run code
+    that Python found elsewhere (the same distribution in site-packages, say).
+    """
+    module = sys.modules.get(entry_point.partition(":")[0].strip())
+    location = getattr(module, "__file__", None)
+    if not location:
+        return None
+    found, expected = Path(location).resolve(), package_dir.resolve()
+    if found == expected or expected in found.parents:
+        return None
+    return (
+        f"'{plugin_id}' was validated from {expected} but Python imported its code from "
+        f"{found.parent}; uninstall one of the two copies"
+    )
 
 
 def _installed_next_to(package: str, dist: Distribution) -> Path | None:

@@ -5,7 +5,11 @@ from __future__ import annotations
 from importlib.metadata import EntryPoint
 
 from acp_plugins.errors import InterfaceMismatch, PluginImportError
-from acp_plugins.loading.discovery import ENTRY_POINT_GROUP
+from acp_plugins.loading.discovery import (
+    ENTRY_POINT_GROUP,
+    code_elsewhere,
+    forget_stale_modules,
+)
 from acp_plugins.loading.interfaces import INTERFACE_HOOKS, Interface, interface_of_hook
 from acp_plugins.loading.manifest import Manifest
 from acp_plugins.runtime.record import PluginRecord
@@ -16,6 +20,8 @@ __all__ = ["check_interfaces", "import_plugin"]
 def import_plugin(record: PluginRecord) -> object:
     """Import the entry point's object; instantiate it if it is a class."""
     entry_point = EntryPoint(record.plugin_id, record.entry_point, ENTRY_POINT_GROUP)
+    if record.manifest_path is not None:
+        forget_stale_modules(record.entry_point, record.manifest_path.parent)
     try:
         loaded = entry_point.load()
     except (Exception, SystemExit) as error:
@@ -23,6 +29,12 @@ def import_plugin(record: PluginRecord) -> object:
             f"importing '{record.entry_point}' failed: {type(error).__name__}: {error}",
             plugin_id=record.plugin_id,
         ) from error
+    if record.manifest_path is not None:
+        elsewhere = code_elsewhere(
+            record.plugin_id, record.entry_point, record.manifest_path.parent
+        )
+        if elsewhere:
+            raise PluginImportError(elsewhere, plugin_id=record.plugin_id)
     if isinstance(loaded, type):
         try:
             return loaded()
