@@ -67,9 +67,9 @@ def add_search_path(paths: Iterable[str | Path]) -> None:
     added = [entry for entry in sys.path if entry not in before]
     rest = [entry for entry in sys.path if entry not in added]
     stdlib = {sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib")}
-    last = max((i for i, e in enumerate(rest) if e in stdlib or e.endswith(".zip")), default=-1)
-    after = (
-        last + 2 if last + 1 < len(rest) and rest[last + 1].endswith("lib-dynload") else last + 1
+    after = 1 + max(
+        (i for i, e in enumerate(rest) if e in stdlib or e.endswith((".zip", "lib-dynload"))),
+        default=-1,
     )
     sys.path[:] = rest[:after] + added + rest[after:]
     importlib.invalidate_caches()
