@@ -195,6 +195,24 @@ def _bench_isolation(args: argparse.Namespace) -> tuple[list[Result], dict[str, 
             baseline=times.bare_start,
             goal=None,
         ),
+        Result(
+            name="layers-call",
+            description="the isolated call, with the kernel layers",
+            baseline_name="the same call, kernel layers off",
+            unit="us/call",
+            ours=times.call,
+            baseline=times.bare_call,
+            goal=None,
+        ),
+        Result(
+            name="layers-start",
+            description="the worker start, with the kernel layers",
+            baseline_name="the same start, kernel layers off",
+            unit="ms",
+            ours=times.layered_start,
+            baseline=times.unlayered_start,
+            goal=None,
+        ),
     ]
     return results, summary(times)
 

@@ -10,8 +10,13 @@
 * ``asyncio-floor`` (informational): the same call frame echoed by a bare asyncio
   peer over a socket pair, both sides asyncio: what the event loops alone cost,
   before any validation, sandbox or plugin.
-* memory: the worker's resident set once started; the CPU governor: the share of a
-  CPU a worker spinning in a thread really got, with a 10 % share.
+* ``layers-call`` and ``layers-start``: the same call and the same start with every
+  kernel layer (namespaces, own uid, cgroup, Landlock) against the same with those
+  layers off (rlimits, seccomp and the Python layer on in both): what the kernel
+  layers cost.
+* memory: the worker's resident set once started; the CPU share: what a worker
+  spinning in a thread really got with a 10 % share (its cgroup's CPU quota, or the
+  SIGSTOP governor where there is no cgroup).
 
 Workers run with the CPU governor off for the call and start benchmarks, since a
 worker kept busy by a benchmark is exactly what the governor holds back.
@@ -55,6 +60,9 @@ class IsolationTimes:
     bare_start: list[float] = field(default_factory=list)
     rss_mb: list[float] = field(default_factory=list)
     governed_share: float = 0.0
+    bare_call: list[float] = field(default_factory=list)
+    layered_start: list[float] = field(default_factory=list)
+    unlayered_start: list[float] = field(default_factory=list)
 
 
 def _echo_child(connection: Connection) -> None:
@@ -132,9 +140,15 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def _host(directory: Path, data: Path, limits: WorkerLimits) -> PluginHost:
+#: The kernel layers off: what is left is rlimits, seccomp and the Python layer.
+NO_KERNEL_LAYERS = {"namespaces": False, "landlock": False, "cgroups": False, "own_uid": False}
+
+
+async def _host(directory: Path, data: Path, limits: WorkerLimits, **layers: bool) -> PluginHost:
     host = PluginHost(
-        search_path=[directory], data_root=data, isolation=IsolationPolicy(limits=limits)
+        search_path=[directory],
+        data_root=data,
+        isolation=IsolationPolicy(limits=limits, **layers),
     )
     await host.start()
     return host
@@ -155,10 +169,14 @@ async def _measure(runs: int, calls: int, workdir: Path) -> IsolationTimes:
     process = multiprocessing.get_context("spawn").Process(target=_echo_child, args=(child,))
     process.start()
 
-    async def ours() -> float:
+    bare_host = await _host(directory, workdir / "bare", ungoverned, **NO_KERNEL_LAYERS)
+    bare = bare_host.record("echo").handle
+    assert isinstance(bare, WorkerHandle) and bare.alive and "mount-namespace" not in bare.layers
+
+    async def ours(target: WorkerHandle = handle) -> float:
         started = perf_counter()
         for _ in range(calls):
-            await handle.invoke("can_handle", {"message": message})
+            await target.invoke("can_handle", {"message": message})
         return (perf_counter() - started) / calls
 
     def pipe() -> float:
@@ -171,47 +189,55 @@ async def _measure(runs: int, calls: int, workdir: Path) -> IsolationTimes:
     assert await handle.invoke("can_handle", {"message": message}) == 1.0
     await ours()
     pipe()  # warm-up
+    await ours(bare)
     for _ in range(runs):
         times.call.append(await ours())
         times.pipe.append(pipe())
+        times.bare_call.append(await ours(bare))
+    await bare_host.stop()
     parent.send(None)
     process.join()
     times.floor = await _floor(message, calls, runs)
-    times.rss_mb.append(_rss_mb(handle.pid or 0))
+    times.rss_mb.append(_rss_mb(handle.worker_pid or 0))
     await host.stop()
 
     for index in range(runs):
         started = perf_counter()
         subprocess.run([sys.executable, "-I", "-c", "pass"], check=True)
         times.bare_start.append(perf_counter() - started)
-        fresh = WorkerHandle(
-            "echo",
-            manifest=handle.manifest,
-            entry_point=handle.entry_point,
-            granted=handle.granted,
-            data_dir=workdir / "data" / f"start-{index}",
-            search_path=[directory],
-            policy=IsolationPolicy(limits=ungoverned),
-            events=host.workers,
-            own_packages=handle.own_packages,
-        )
-        started = perf_counter()
-        await fresh.start()
-        times.start.append(perf_counter() - started)
-        assert fresh.pid is not None
-        times.rss_mb.append(_rss_mb(fresh.pid))
-        fresh.close()
+        for layers, into in (({}, times.start), (NO_KERNEL_LAYERS, times.unlayered_start)):
+            fresh = WorkerHandle(
+                "echo",
+                manifest=handle.manifest,
+                entry_point=handle.entry_point,
+                granted=handle.granted,
+                data_dir=workdir / "data" / "plugins" / f"start-{index}",
+                search_path=[directory],
+                policy=IsolationPolicy(limits=ungoverned, **layers),
+                events=host.workers,
+                own_packages=handle.own_packages,
+                code_dirs=[Path(d) for d in handle.code_dirs],
+            )
+            started = perf_counter()
+            await fresh.start()
+            into.append(perf_counter() - started)
+            assert fresh.worker_pid is not None
+            if not layers:
+                times.rss_mb.append(_rss_mb(fresh.worker_pid))
+            fresh.close()
+    times.layered_start = times.start
 
     governed = await _host(
         directory, workdir / "governed", WorkerLimits(cpu_share=0.1, cpu_window=2.0)
     )
     await governed.run_command("intruder:spin-thread", [])
     spinner = governed.record("intruder").handle
-    assert isinstance(spinner, WorkerHandle) and spinner.pid is not None
+    assert isinstance(spinner, WorkerHandle) and spinner.worker_pid is not None
+    pid = spinner.worker_pid
     await asyncio.sleep(2.0)
-    cpu0, wall0 = cpu_seconds(spinner.pid), time.monotonic()
+    cpu0, wall0 = cpu_seconds(pid), time.monotonic()
     await asyncio.sleep(6.0)
-    times.governed_share = (cpu_seconds(spinner.pid) - cpu0) / (time.monotonic() - wall0)
+    times.governed_share = (cpu_seconds(pid) - cpu0) / (time.monotonic() - wall0)
     await governed.stop()
     return times
 

@@ -225,3 +225,24 @@ print(len(children), (time.process_time() - start_cpu) / (time.monotonic() - sta
         assert float(share) < 0.35  # a spinning loop would take a whole CPU
     finally:
         cgroup.remove()
+
+
+def test_strict_settings_refuse_a_worker_that_would_lack_a_layer(
+    install_plugins: Any, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from acp_plugins import PluginHost
+    from conftest import sample
+
+    directory = install_plugins(sample("acp-echo"))
+    strict = IsolationPolicy(strict_layers=True, cgroups=False)
+    host = PluginHost(search_path=[directory], data_root=tmp_path / "data", isolation=strict)
+    asyncio.run(host.start())
+    try:
+        record = host.record("echo")
+        assert record.state.value == "discovered"
+        assert "would lack isolation layers (cgroup: turned off" in (record.reason or "")
+        assert "isolation settings are strict" in (record.reason or "")
+    finally:
+        asyncio.run(host.stop())
