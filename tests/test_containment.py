@@ -29,6 +29,7 @@ import pytest
 
 from acp_plugins import (
     ConfigSources,
+    DataSourceConflictError,
     IsolationPolicy,
     Message,
     PermissionPolicy,
@@ -387,3 +388,60 @@ def test_a_full_data_directory_is_stopped_and_then_only_cleared(host: PluginHost
     assert escape(host, run, "clear").startswith("done: removed ")
     assert data_usage(host.data_dir("escaper")) < quota_mb * 1024 * 1024
     assert_unharmed(host, run)
+
+
+def test_a_squatted_source_name_still_means_the_dependencys(
+    install_plugins: Callable[..., Path], tmp_path: Path, run: Run
+) -> None:
+    from conftest import SAMPLE_PROJECTS
+
+    directory = install_plugins(
+        *(sample(name) for name in SAMPLE_PROJECTS), fixture_plugin("acp-fx-squatter")
+    )
+    host = PluginHost(search_path=[directory], data_root=tmp_path / "data", timeout=10.0)
+    run(host.start())
+    try:
+        assert host.record("squatter").state.value == "active"
+        with pytest.raises(DataSourceConflictError):  # host code must say which it means
+            run(host.query("agent-events"))
+        # activity-analytics depends on sqlite-store and asks for plain 'agent-events'
+        report = run(host.report("activity-analytics", "json"))
+        assert '"events_per_agent"' in report.content and "agent-alpha" in report.content
+        assert "squatter" not in report.content  # not the squatter's rows
+    finally:
+        run(host.stop())
+
+
+def test_the_command_line_shows_escapes_not_what_they_would_do(
+    install_plugins: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from acp_plugins.cli import main
+
+    directory = install_plugins(fixture_plugin("acp-fx-escape"), sample("acp-echo"))
+    common = ["--plugin-path", str(directory), "--data-dir", str(tmp_path / "data")]
+    assert main(["run", *common, "escaper:raise-inject"]) == 4
+    captured = capsys.readouterr()
+    assert "boom\\nCRITICAL forged line \\x1b[2J" in captured.err
+    assert "\x1b" not in captured.err + captured.out
+    assert main(["info", *common, "escaper"]) == 0
+    shown = capsys.readouterr().out
+    assert "mount-namespace, pid-namespace" in shown and "landlock, seccomp, python" in shown
+
+
+def test_a_permission_opens_its_modules_only_when_the_manifest_requests_it() -> None:
+    from acp_plugins import DEFAULT_GRANTS, Permission
+    from acp_plugins.isolation.launch import sandbox_spec
+
+    def modules(requested: set[Permission]) -> frozenset[str]:
+        spec = sandbox_spec(
+            "probe", granted=DEFAULT_GRANTS | {Permission.NETWORK},
+            requested=frozenset(requested), data_dir=Path("/nonexistent"), read_roots=[],
+            own_packages=frozenset(), dependency_modules=frozenset(),
+            policy=IsolationPolicy(),
+        )  # fmt: skip
+        assert spec.allow_network is (Permission.NETWORK in requested)
+        return spec.allowed_modules
+
+    assert "sqlite3" not in modules({Permission.READ_MESSAGING})  # read-data is granted anyway
+    assert "sqlite3" in modules({Permission.READ_DATA})
+    assert "socket" not in modules(set()) and "socket" in modules({Permission.NETWORK})
