@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -110,21 +114,62 @@ def test_the_mount_and_pid_namespaces_alone(tmp_path: Path) -> None:
     assert set(outcome["root"]) <= view
 
 
-def test_the_uid_of_its_own_alone(tmp_path: Path) -> None:
+@pytest.fixture()
+def request_cleanup() -> Iterator[list[Path]]:
+    made: list[Path] = []
+    yield made
+    for path in made:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_the_uid_of_its_own_alone(tmp_path: Path, request_cleanup: list[Path]) -> None:
     if os.geteuid() != 0:
         pytest.skip("the host does not run as root: workers keep its uid")
-    spec = _spec(tmp_path)
+    # without a view of its own, the uid must reach its interpreter: the system's
+    # python3 (a pyenv one is under /root, 0700, which the confinement refuses below)
+    system_python = shutil.which("python3", path="/usr/bin:/bin")
+    if system_python is None:
+        pytest.skip("no system python3 outside /root for the probe")
     policy = IsolationPolicy(namespaces=False, cgroups=False)
+    # pytest's own folders are 0700: the uid could not even enter them
+    open_dir = Path(tempfile.mkdtemp(prefix="acp-uid-", dir="/tmp"))
+    request_cleanup.append(open_dir)
+    open_dir.chmod(0o755)
+    spec = replace(_spec(open_dir), read_roots=(str(open_dir),))
     confinement = confine(spec, policy=policy, cgroup=None, cgroup_problem="off")
     assert confinement.uid == worker_uid("probe") and "own-uid" in confinement.layers
-    secret = tmp_path / "root-only.txt"
+    secret = open_dir / "root-only.txt"
     secret.write_text("root's")
     secret.chmod(0o600)
     os.chown(spec.data_dir, worker_uid("probe"), worker_uid("probe"))
-    outcome = _probe(list(confinement.command), spec, secret)
+    done = subprocess.run(
+        [*confinement.command, system_python, "-I", "-c", PROBE, str(secret),
+         str(Path(spec.data_dir) / "mine"), str(os.getpid())],
+        capture_output=True, text=True, timeout=60, check=False, cwd=spec.data_dir,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    outcome = json.loads(done.stdout)
     assert outcome["uid"] == worker_uid("probe")
     assert outcome["hidden"] == "PermissionError"  # there, but not its own
     assert outcome["signal-host"] == "PermissionError"  # another uid's process
+    assert outcome["own"] == "allowed"
+
+
+def test_a_python_out_of_the_uids_reach_keeps_the_hosts_uid_without_a_view(
+    tmp_path: Path,
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the host does not run as root: workers keep its uid")
+    hidden = tmp_path / "closed"
+    (hidden / "python").mkdir(parents=True)
+    hidden.chmod(0o700)
+    spec = replace(_spec(tmp_path), read_roots=(str(hidden / "python"),))
+    policy = IsolationPolicy(namespaces=False, cgroups=False)
+    confinement = confine(spec, policy=policy, cgroup=None, cgroup_problem="off")
+    assert confinement.uid is None
+    assert (
+        confinement.missing["own-uid"] == f"{hidden} is not readable by other users (chmod o+rx it)"
+    )
 
 
 LANDLOCK_PROBE = """

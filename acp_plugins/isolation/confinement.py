@@ -164,7 +164,7 @@ def confine(
     else:
         missing["cgroup"] = cgroup_problem or "cgroups are turned off in the isolation settings"
     problem = bubblewrap_problem() if policy.namespaces else "turned off in the settings"
-    uid = _uid_for(spec, policy)
+    uid = _uid_for(spec, policy, own_view=problem is None)
     if problem is None:
         command += _bubblewrap(spec, hidden, root=os.geteuid() == 0)
         layers += ["mount-namespace", "pid-namespace", "ipc-namespace"]
@@ -203,19 +203,27 @@ def confine(
     )
 
 
-def _uid_for(spec: SandboxSpec, policy: IsolationPolicy) -> int | str:
-    """The plugin's own uid, or why the worker keeps the host's."""
+def _uid_for(spec: SandboxSpec, policy: IsolationPolicy, *, own_view: bool) -> int | str:
+    """The plugin's own uid, or why the worker keeps the host's.
+
+    Another uid must be able to read the folders the worker reads. In a view of
+    its own the folders above them are made traversable; without one, they must be
+    too (a Python installed under a 0700 ``/root`` is out of reach).
+    """
     if not policy.own_uid:
         return "turned off in the settings"
     if os.geteuid() != 0:
         return "the host does not run as root (the worker keeps the host's uid)"
     for root in spec.read_roots:
-        try:
-            mode = os.stat(root).st_mode
-        except OSError:
-            continue
-        if stat.S_ISDIR(mode) and (mode & 0o005) != 0o005:
-            return f"{root} is not readable by other users (chmod o+rx it)"
+        folders = [Path(root)] if own_view else [Path(root), *Path(root).parents]
+        for folder in folders:
+            try:
+                mode = os.stat(folder).st_mode
+            except OSError:
+                continue
+            wanted = 0o005 if folder == Path(root) else 0o001
+            if stat.S_ISDIR(mode) and (mode & wanted) != wanted:
+                return f"{folder} is not readable by other users (chmod o+rx it)"
     return worker_uid(spec.plugin_id)
 
 
