@@ -321,9 +321,12 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 class _Policy:
     """The audit hook's decisions for one worker."""
 
-    def __init__(self, spec: SandboxSpec, report: Callable[[str, str], None]) -> None:
+    def __init__(
+        self, spec: SandboxSpec, report: Callable[[str, str], None], channel_fd: int | None
+    ) -> None:
         self.spec = spec
         self.report = report
+        self.channel_fd = channel_fd
         self.data_dir = os.path.realpath(spec.data_dir)
         self.read_roots = tuple(os.path.realpath(root) for root in spec.read_roots)
         self.allowed = spec.allowed_modules | spec.own_packages
@@ -359,6 +362,20 @@ class _Policy:
         elif not self.inside(path, (self.data_dir, *self.read_roots)):
             self.refuse("open", f"read {path!r} (outside its data directory)")
 
+    def on_channel(self, args: tuple[Any, ...]) -> bool:
+        """Whether a socket event is about the worker's own channel to the host.
+
+        asyncio sends a backlog with ``sendmsg`` (Python 3.12 and later), which is
+        audited like any socket operation; the channel is the worker's, not the
+        plugin's network access.
+        """
+        try:
+            return (
+                self.channel_fd is not None and bool(args) and args[0].fileno() == self.channel_fd
+            )
+        except (AttributeError, OSError, TypeError, ValueError):
+            return False
+
     def __call__(self, event: str, args: tuple[Any, ...]) -> None:
         if not self.armed or getattr(self.busy, "on", False):
             return
@@ -383,7 +400,7 @@ class _Policy:
             if not spec.allow_processes:
                 self.refuse(event, "start or signal processes (needs 'run-processes')")
         elif event in _NETWORK_EVENTS:
-            if not spec.allow_network:
+            if not spec.allow_network and not self.on_channel(args):
                 self.refuse(event, "use the network (needs 'network')")
         elif event in _WRITE_PATH_EVENTS or event in _TWO_PATH_EVENTS:
             paths = args[:2] if event in _TWO_PATH_EVENTS else args[:1]
@@ -421,13 +438,15 @@ def _importer_is_plugin(own_packages: frozenset[str]) -> bool:
     return False
 
 
-def install_audit_hook(spec: SandboxSpec, report: Callable[[str, str], None]) -> Callable[[], None]:
+def install_audit_hook(
+    spec: SandboxSpec, report: Callable[[str, str], None], channel_fd: int | None = None
+) -> Callable[[], None]:
     """Install the audit hook and the import guards; returns the function that arms them.
 
     The hook is installed disarmed so that the worker can finish setting up; once
     armed it stays armed (there is no way to disarm it from outside this module).
     """
-    policy = _Policy(spec, report)
+    policy = _Policy(spec, report, channel_fd)
     sys.addaudithook(policy)
     original_import = builtins.__import__
     original_import_module = importlib.import_module

@@ -165,6 +165,11 @@ class Worker:
         self.active: ResolvedConfig | None = None
         self.proposed: ResolvedConfig | None = None
 
+    def channel_fd(self) -> int | None:
+        """The descriptor of the channel to the host."""
+        channel = self.transport.get_extra_info("socket") if self.transport else None
+        return channel.fileno() if channel is not None else None
+
     # -- sending ----------------------------------------------------------
 
     def send(self, message: Mapping[str, Any]) -> None:
@@ -250,7 +255,7 @@ class Worker:
         manifest = Manifest.model_validate(frame["manifest"])
         warnings, layers, missing = self.confine_self()
         arm = (
-            install_audit_hook(self.spec, self.report_violation)
+            install_audit_hook(self.spec, self.report_violation, self.channel_fd())
             if self.spec.python_layer
             else lambda: None
         )
