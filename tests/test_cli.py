@@ -230,7 +230,9 @@ def test_validate_a_bad_project_names_fields(capsys: pytest.CaptureFixture[str])
     assert (
         by_id["greedy"]["valid"] is True
     )  # its manifest is fine; only the host's policy refuses it
-    assert "differs from the entry point name" in by_id["impostor"]["message"]
+    [impostor] = by_id["impostor"]["errors"]
+    assert impostor["path"] == "plugin_id"
+    assert "differs from the entry point name" in impostor["problem"]
 
 
 def test_validate_an_installed_plugin_imports_and_checks_hooks(zoo_cli: Cli) -> None:

@@ -200,7 +200,7 @@ PEP440_TABLE = [
     ("!=1.3.0", "!=1.3.0"),
     ("==1.2.3.4", "==1.2.3.4"),
     ("===1.0", "===1.0"),
-    (">=1.0,", ">=1.0"),
+    (">=1.0,", ">=1.0.0"),  # three parts: ">=1.0" alone would read as npm
     (">=1,<2 || >=3,<4", ">=1,<2 || >=3,<4"),
     (">=1.0a1,<2", ">=1.0a1,<2"),
 ]
@@ -495,6 +495,120 @@ def test_describe_reparsed_as_pep440_means_the_same(text: str) -> None:
     reparsed = [SpecifierSet(part) for part in rng.describe().split(" || ")]
     assert reparsed == list(rng.alternatives)
     assert [any(s.contains(v) for s in reparsed) for v in RELEASES] == contained(rng)
+
+
+# Versions around every bound a generated range can have: releases, and the pre-, post- and
+# dev-releases beside them, where npm and PEP 440 readings of one text would differ.
+AROUND = RELEASES + [
+    f"{a}.{b}.{c}{suffix}"
+    for a, b, c in itertools.product(range(4), repeat=3)
+    for suffix in ("a1", "b2", "rc1", ".dev0", ".post1", "+local")
+] + ["1.2", "2.1", "2.1.post1", "1!1.0.0", "1.2.3.4"]
+
+
+def admitted(rng: VersionRange) -> list[bool]:
+    return [rng.contains(v) for v in AROUND]
+
+
+PEP440_OPERATORS = st.sampled_from(["<", "<=", ">", ">=", "==", "!=", "~="])
+PEP440_VERSIONS = st.sampled_from(
+    ["1", "2.1", "1.2.3", "1.0.0.dev0", "1.2.3b2", "2.1.post1", "1.2.3.4", "1!1.0", "0.0.0"]
+)
+
+
+@st.composite
+def pep440_ranges(draw: st.DrawFn) -> str:
+    """PEP 440 text as people write it: sets joined by ``||``, with or without commas."""
+    sets = []
+    for _ in range(draw(st.integers(1, 3))):
+        size = draw(st.integers(1, 3))
+        specs = []
+        for _ in range(size):
+            operator = draw(PEP440_OPERATORS)
+            version = draw(PEP440_VERSIONS)
+            if operator == "~=" and "." not in version.split("!")[-1]:
+                version += ".0"
+            specs.append(operator + version)
+        sets.append(",".join(specs) + draw(st.sampled_from(["", "", ","])))
+    return " || ".join(sets)
+
+
+def round_trip(text: str) -> None:
+    try:
+        rng = parse_range(text)
+    except VersionRangeError:
+        return
+    again = parse_range(rng.describe())
+    assert admitted(again) == admitted(rng), (text, rng.describe())
+    assert again.describe() == rng.describe()
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=npm_ranges())
+def test_describe_parses_back_to_the_same_npm_range(text: str) -> None:
+    round_trip(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=pep440_ranges())
+def test_describe_parses_back_to_the_same_pep440_range(text: str) -> None:
+    round_trip(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [">=1.0.0-0", ">=2 || 1.2.3", ">2.1,", ">2.1", "<=1.2,", "^1.2.3-beta.2", ">=1.0.post1,",
+     "1.2.3 ||", ">=1!2.0,", "~=1.4", ">1"],
+)  # fmt: skip
+def test_the_found_round_trip_failures_hold(text: str) -> None:
+    round_trip(text)
+    assert admitted(parse_range(parse_range(text).describe())) == admitted(parse_range(text))
+
+
+def test_a_single_pep440_only_specifier_reads_as_pep440() -> None:
+    assert parse_range(">=1.0.0.dev0").syntax == "pep440"
+    assert parse_range(">=1.0.0.dev0").contains("1.0.0rc1")
+    assert parse_range(">=2.0.0 || ==1.2.3").syntax == "pep440"
+    assert parse_range(">2.1").describe() == ">=2.2.0"  # still npm where npm reads it
+
+
+# --- size limits ---------------------------------------------------------------------------
+
+HUGE = "1" + "0" * 5000
+
+
+@pytest.mark.parametrize(
+    "text",
+    [f">={HUGE}", f"^1.{HUGE}", f">={HUGE},<2", f"=={HUGE}", "x" * 2000, " ".join(["^1"] * 600)],
+)
+def test_oversized_ranges_are_refused_with_a_range_error(text: str) -> None:
+    with pytest.raises(VersionRangeError, match="too long"):
+        parse_range(text)
+
+
+@pytest.mark.parametrize("text", [HUGE, f"1.{HUGE}", "1." * 100 + "1"])
+def test_oversized_versions_are_refused_with_a_range_error(text: str) -> None:
+    with pytest.raises(VersionRangeError, match="too long"):
+        parse_version(text)
+
+
+def test_numbers_within_the_limits_are_read_or_refused_cleanly() -> None:
+    big = "9" * 120
+    assert parse_range(f">={big}").contains(f"1{big[1:]}0")
+    assert not parse_range(f">={big},<{big}1").contains("1.0")
+    with pytest.raises(VersionRangeError, match="longer than 128"):
+        parse_range(f">={big}{big}")
+    with pytest.raises(VersionRangeError):
+        parse_version("1" * 4400)  # too long, whatever the digit limit
+
+
+def test_a_long_and_set_is_linear() -> None:
+    # 200 comparators fit the limit; the bounds are kept once each, in order
+    text = " ".join(f">={n}.0.0" for n in range(200))[: versions.MAX_RANGE_LENGTH]
+    text = text.rsplit(" ", 1)[0]
+    rng = parse_range(text)
+    assert len(list(rng.alternatives[0])) == len(text.split(" "))
+    assert parse_range(" ".join(["^1.2"] * 100)).describe() == ">=1.2.0,<2.0.0"
 
 
 @settings(max_examples=100, deadline=None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
 from pydantic import (
     AfterValidator,
@@ -32,6 +32,7 @@ from acp_plugins.loading.versions import VersionRange, VersionRangeError, parse_
 __all__ = [
     "CORE_DEPENDENCY",
     "MANIFEST_FILENAME",
+    "MAX_MANIFEST_BYTES",
     "Manifest",
     "manifest_json_schema",
     "parse_manifest",
@@ -39,6 +40,10 @@ __all__ = [
 ]
 
 MANIFEST_FILENAME = "manifest.json"
+#: The largest manifest read at all; real ones are a few hundred bytes.
+MAX_MANIFEST_BYTES = 64 * 1024
+#: The most field errors one manifest error lists (the count of the rest is given).
+MAX_REPORTED_ERRORS = 20
 #: The key of ``dependencies`` that names the host's plugin API (core) version.
 CORE_DEPENDENCY = "core"
 
@@ -139,17 +144,20 @@ class Manifest(BaseModel):
     homepage: HttpUrl | None = None
     dependencies: Annotated[dict[str, RangeText], AfterValidator(_check_dependency_names)] = Field(
         default_factory=dict,
+        max_length=100,
         description="'core' -> range of the host plugin API; other keys are plugin ids.",
         # 'core' matches the plugin id pattern too, so one pattern covers every key
         json_schema_extra={"propertyNames": {"pattern": PLUGIN_ID_PATTERN}},
     )
     permissions: Annotated[list[Permission], AfterValidator(_unique)] = Field(
-        default_factory=list, json_schema_extra={"uniqueItems": True}
+        default_factory=list, max_length=32, json_schema_extra={"uniqueItems": True}
     )
     interfaces: Annotated[list[Interface], AfterValidator(_unique)] = Field(
-        default_factory=list, json_schema_extra={"uniqueItems": True}
+        default_factory=list, max_length=16, json_schema_extra={"uniqueItems": True}
     )
-    tags: list[Annotated[str, Field(min_length=1, max_length=50)]] = Field(default_factory=list)
+    tags: list[Annotated[str, Field(min_length=1, max_length=50)]] = Field(
+        default_factory=list, max_length=20
+    )
     min_python: PythonVersion | None = Field(
         default=None, description="Oldest Python, e.g. '3.10'."
     )
@@ -184,7 +192,7 @@ class Manifest(BaseModel):
 
 def _field_errors(error: ValidationError) -> list[FieldError]:
     found = []
-    for item in error.errors(include_url=False):
+    for item in error.errors(include_url=False)[:MAX_REPORTED_ERRORS]:
         path = ".".join(str(part) for part in item["loc"])
         problem = item["msg"]
         if item["type"] == "enum":
@@ -210,14 +218,33 @@ def _json_kind(value: object) -> str:
     return "a string" if isinstance(value, str) else "an array"
 
 
+def _not_json(constant: str) -> NoReturn:
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+def _too_big(size: int, source: str) -> ManifestError:
+    return ManifestError(
+        f"{source} is {size:,} bytes; a manifest is at most {MAX_MANIFEST_BYTES:,} bytes "
+        "(it holds identity, version, dependencies and permissions, not data)",
+        source=source,
+    )
+
+
 def parse_manifest(data: str | bytes, *, source: str = MANIFEST_FILENAME) -> Manifest:
-    """Validate manifest JSON text; raise :class:`ManifestError` naming each bad field."""
+    """Validate manifest JSON text; raise :class:`ManifestError` naming each bad field.
+
+    A manifest is at most :data:`MAX_MANIFEST_BYTES` long; the error lists at most
+    ``MAX_REPORTED_ERRORS`` problems and says how many there were.
+    """
+    size = len(data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data)
+    if size > MAX_MANIFEST_BYTES:
+        raise _too_big(size, source)
     try:
         return Manifest.model_validate_json(data)  # the fast path, for valid manifests
     except ValidationError:
         pass  # parse again below, to say precisely what is wrong
     try:
-        raw = json.loads(data)
+        raw = json.loads(data, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as error:
         raise ManifestError(f"{source} is not valid JSON: {error}", source=source) from None
     except RecursionError:
@@ -234,8 +261,10 @@ def parse_manifest(data: str | bytes, *, source: str = MANIFEST_FILENAME) -> Man
         return Manifest.model_validate(raw)
     except ValidationError as error:
         errors = _field_errors(error)
+        count = error.error_count()
+        shown = f"; the first {len(errors)} shown" if count > len(errors) else ""
         raise ManifestError(
-            f"{source} is invalid ({len(errors)} problem{'s' if len(errors) != 1 else ''}):",
+            f"{source} is invalid ({count:,} problem{'s' if count != 1 else ''}{shown}):",
             plugin_id=plugin_id,
             errors=errors,
             source=source,
@@ -245,7 +274,10 @@ def parse_manifest(data: str | bytes, *, source: str = MANIFEST_FILENAME) -> Man
 def read_manifest(path: Path) -> Manifest:
     """Read and validate the manifest file at ``path``."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as file:
+            data = file.read(MAX_MANIFEST_BYTES + 1)
+            if len(data) > MAX_MANIFEST_BYTES:
+                raise _too_big(path.stat().st_size, str(path))
     except FileNotFoundError:
         raise ManifestError(
             f"no {MANIFEST_FILENAME} at {path}; a plugin ships it inside its package "

@@ -8,11 +8,22 @@ A range is written either in the npm style (`^1.2`, `~1.4.0`, `>=1.2 <2`,
 objects and every check is done by `packaging`, so plugin versions are
 compared as pip compares them.
 
-**Which syntax?** The text is PEP 440 if it contains a comma or starts (after
-stripping whitespace) with `~=`, `==`, `!=` or `===`; otherwise it is npm
-style. `>=1.2` is therefore npm style, which means the same thing anyway. PEP
-440 text may also join specifier sets with `||` (an extension: `||` is not PEP
-440 syntax); every alternative must then be PEP 440 and none may be empty.
+**Which syntax?** The text is PEP 440 if it contains a comma, if one of its
+`||` alternatives starts (after stripping whitespace) with `~=`, `==`, `!=`
+or `===`, or if one of them is a single PEP 440 specifier that is not valid
+npm (`>=1.0.0.dev0`, `<2.0.post1`); otherwise it is npm style. `>=1.2` is
+therefore npm style, which means the same thing anyway. PEP 440 text may
+join specifier sets with `||` (an extension: `||` is not PEP 440 syntax);
+every alternative must then be PEP 440 and none may be empty.
+
+**Round trip.** `parse_range(r.describe())` admits exactly the versions `r`
+admits. Where the PEP 440 form would read differently as npm (`>2.1` means
+`>=2.2.0` to npm), `describe()` writes release numbers out to three parts
+(`>2.1.0`), which PEP 440 compares as equal.
+
+**Limits.** A range is at most 1,024 characters and a version (alone or in a
+range) at most 128; longer text is refused with a `VersionRangeError`, as is any number that
+Python cannot read (more than 4,300 digits cannot occur within these limits).
 
 | npm range | PEP 440 meaning (`VersionRange.describe()`) |
 | --- | --- |
@@ -51,7 +62,7 @@ style. `>=1.2` is therefore npm style, which means the same thing anyway. PEP
 | `1.2.3 \|\|` (empty alternative) | `==1.2.3 \|\| >=0.0.0` (empty means any) |
 | `^1.2.3-beta.2` | `>=1.2.3b2,<2.0.0` |
 | `~1.2.3-rc.1` | `>=1.2.3rc1,<1.3.0` |
-| `>=1.0.0-0` | `>=1.0.0.dev0` |
+| `>=1.0.0-0` | `>=1.0.0.dev0` (read back as PEP 440) |
 | `1.2.3+build.5` | `==1.2.3` (build metadata is ignored) |
 | `>=1.2,<2`, `~=1.4`, `==1.2.*`, `!=1.3.0` | as written (PEP 440) |
 | `>=1,<2 \|\| >=3,<4` | as written (PEP 440 with `\|\|`) |
@@ -127,6 +138,8 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 __all__ = [
+    "MAX_RANGE_LENGTH",
+    "MAX_VERSION_LENGTH",
     "VersionRange",
     "VersionRangeError",
     "parse_range",
@@ -141,6 +154,11 @@ ACCEPTED_FORMS: Final = (
 
 class VersionRangeError(ValueError):
     """A version range (or version) could not be parsed."""
+
+
+#: The longest range text and the longest version text that are read at all.
+MAX_RANGE_LENGTH: Final = 1024
+MAX_VERSION_LENGTH: Final = 128
 
 
 def _error(text: str, problem: str) -> VersionRangeError:
@@ -193,7 +211,13 @@ class VersionRange:
 
         Within an alternative, lower bounds come before upper bounds.
         """
-        return " || ".join(_describe_set(spec_set) for spec_set in self.alternatives)
+        described = [_describe_set(spec_set) for spec_set in self.alternatives]
+        text = " || ".join(described)
+        if _is_pep440(text) or _has_pep440_only_alternative(text):
+            return text
+        # Every alternative is one specifier that npm reads too: write release numbers out
+        # to three parts, where npm and PEP 440 agree (npm's `>2.1` is PEP 440's `>=2.2.0`).
+        return " || ".join(_full_release(spec_set) for spec_set in self.alternatives)
 
 
 def _admits_prereleases(spec_set: SpecifierSet) -> bool:
@@ -227,23 +251,46 @@ def _describe_set(spec_set: SpecifierSet) -> str:
     return ",".join(str(s) for s in specs)
 
 
+def _full_release(spec_set: SpecifierSet) -> str:
+    (spec,) = spec_set
+    version = Version(spec.version)
+    release = ".".join(str(n) for n in (*version.release, 0, 0)[: max(3, len(version.release))])
+    epoch = f"{version.epoch}!" if version.epoch else ""
+    pre = "".join(str(part) for part in version.pre) if version.pre else ""
+    post = f".post{version.post}" if version.post is not None else ""
+    dev = f".dev{version.dev}" if version.dev is not None else ""
+    return f"{spec.operator}{epoch}{release}{pre}{post}{dev}"
+
+
 def parse_range(text: str) -> VersionRange:
     """Parse an npm-style range or a PEP 440 specifier set (results are cached).
 
-    Raises :class:`VersionRangeError` if the text is not a valid range.
+    Raises :class:`VersionRangeError` if the text is not a valid range, or is
+    longer than :data:`MAX_RANGE_LENGTH` characters.
     """
     if not isinstance(text, str):
         raise TypeError(f"a version range must be a string, got {type(text).__name__}")
+    if len(text) > MAX_RANGE_LENGTH:
+        raise VersionRangeError(
+            f"a version range of {len(text):,} characters is too long "
+            f"(at most {MAX_RANGE_LENGTH:,}); {text[:40]!r}..."
+        )
     return _parse_range_cached(text)
 
 
 def parse_version(text: str) -> Version:
     """Parse a PEP 440 version (results are cached).
 
-    Raises :class:`VersionRangeError` if the text is not a valid version.
+    Raises :class:`VersionRangeError` if the text is not a valid version, or is
+    longer than :data:`MAX_VERSION_LENGTH` characters.
     """
     if not isinstance(text, str):
         raise TypeError(f"a version must be a string, got {type(text).__name__}")
+    if len(text) > MAX_VERSION_LENGTH:
+        raise VersionRangeError(
+            f"a version of {len(text):,} characters is too long "
+            f"(at most {MAX_VERSION_LENGTH}); {text[:40]!r}..."
+        )
     return _parse_version_cached(text)
 
 
@@ -251,7 +298,7 @@ def parse_version(text: str) -> Version:
 def _parse_version_cached(text: str) -> Version:
     try:
         return Version(text)
-    except InvalidVersion:
+    except (InvalidVersion, ValueError):  # ValueError: a number beyond Python's digit limit
         raise VersionRangeError(
             f"{text!r} is not a valid version (expected a PEP 440 version such as "
             "'1.2.3', '1.2.3rc1' or '1.2.3.post1'; semver pre-releases such as "
@@ -261,17 +308,54 @@ def _parse_version_cached(text: str) -> Version:
 
 @functools.lru_cache(maxsize=4096)
 def _parse_range_cached(text: str) -> VersionRange:
-    if _is_pep440(text):
-        return VersionRange(text, _parse_pep440(text), "pep440")
-    return VersionRange(text, _parse_npm(text), "npm")
+    if _is_pep440(text) or _has_pep440_only_alternative(text):
+        rng = VersionRange(text, _parse_pep440(text), "pep440")
+    else:
+        rng = VersionRange(text, _parse_npm(text), "npm")
+    for spec in itertools.chain.from_iterable(rng.alternatives):
+        if len(spec.version) > MAX_VERSION_LENGTH:
+            raise _error(
+                text[:60] + "...",
+                f"a version in it is longer than {MAX_VERSION_LENGTH} characters",
+            )
+    return rng
 
 
 def _is_pep440(text: str) -> bool:
-    return "," in text or text.strip().startswith(("~=", "==", "!="))  # "===" starts with "=="
+    # "===" starts with "=="
+    return "," in text or any(
+        part.strip().startswith(("~=", "==", "!=")) for part in text.split("||")
+    )
+
+
+def _has_pep440_only_alternative(text: str) -> bool:
+    """Whether one alternative is a single PEP 440 specifier that is not valid npm."""
+    return any(_is_pep440_only(part.strip()) for part in text.split("||"))
+
+
+def _is_pep440_only(part: str) -> bool:
+    if not part or " " in part:
+        return False
+    try:
+        SpecifierSet(part)
+        _parse_npm_alternative(part, part)
+    except InvalidSpecifier:
+        return False
+    except VersionRangeError:
+        return True
+    return False
 
 
 def _parse_pep440(text: str) -> tuple[SpecifierSet, ...]:
-    why = "it contains a comma" if "," in text else f"it starts with {text.strip()[:2]!r}"
+    why = (
+        "it contains a comma"
+        if "," in text
+        else f"it starts with {text.strip()[:2]!r}"
+        if text.strip().startswith(("~=", "==", "!="))
+        else "an alternative starts with '~=', '==' or '!='"
+        if _is_pep440(text)
+        else "an alternative is a PEP 440 specifier"
+    )
     alternatives = []
     for part in text.split("||"):
         part = part.strip()
@@ -287,8 +371,20 @@ def _parse_pep440(text: str) -> tuple[SpecifierSet, ...]:
             ) from None
         if not len(spec_set):
             raise _error(text, f"{part!r} holds no specifier")
+        for spec in spec_set:
+            _check_specifier_version(spec.operator, spec.version, text)
         alternatives.append(spec_set)
     return tuple(alternatives)
+
+
+def _check_specifier_version(operator: str, version: str, text: str) -> None:
+    """Refuse now what packaging would refuse only when asked to compare."""
+    if operator == "===":
+        return
+    try:
+        Version(version.removesuffix(".*"))
+    except (InvalidVersion, ValueError):
+        raise _error(text, f"{operator}{version!r} names a version that cannot be read") from None
 
 
 # --- npm-style ranges -------------------------------------------------------------------
@@ -382,11 +478,7 @@ def _parse_npm_alternative(alt: str, text: str) -> tuple[_Bound, ...]:
     all_bounds = [_comparator_bounds(comparator, text) for comparator in comparators]
     if _NOTHING in all_bounds:
         return _NOTHING
-    result: list[_Bound] = []
-    for bound in itertools.chain.from_iterable(all_bounds):
-        if bound not in result:
-            result.append(bound)
-    return tuple(result)
+    return tuple(dict.fromkeys(itertools.chain.from_iterable(all_bounds)))  # keeps the order
 
 
 def _hyphen_bounds(low_text: str, high_text: str, text: str) -> tuple[_Bound, ...]:
