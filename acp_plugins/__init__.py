@@ -74,6 +74,7 @@ from acp_plugins.models import (
     MetricDefinition,
     MetricPoint,
     MetricsData,
+    OptionDefinition,
     Report,
     TimeRange,
 )
@@ -132,6 +133,7 @@ __all__ = [
     "MetricDefinition",
     "MetricPoint",
     "MetricsData",
+    "OptionDefinition",
     "OverrideStore",
     "Permission",
     "PermissionDenied",

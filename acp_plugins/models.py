@@ -25,6 +25,7 @@ __all__ = [
     "MetricDefinition",
     "MetricPoint",
     "MetricsData",
+    "OptionDefinition",
     "Report",
     "TimeRange",
 ]
@@ -64,22 +65,63 @@ class MessageResponse(_Model):
 # -- commands ---------------------------------------------------------------
 
 
+ValueType = Literal["str", "int", "float", "bool"]
+"""The types a command's arguments and options are converted to before the plugin sees them."""
+
+
 class ArgumentDefinition(_Model):
     """One positional argument of a command."""
 
-    name: str = Field(min_length=1)
-    type: Literal["str", "int", "float", "bool"] = "str"
-    required: bool = True
+    name: str = Field(min_length=1, description="Shown in upper case in the usage line.")
+    type: ValueType = Field(
+        default="str", description="Checked, then delivered converted in `params`."
+    )
+    required: bool = Field(default=True, description="Optional ones come after required ones.")
     variadic: bool = Field(default=False, description="Takes all remaining arguments (last only).")
-    help: str = ""
+    help: str = Field(default="", description="One line for the usage text.")
+
+
+class OptionDefinition(_Model):
+    """One named option of a command: ``--days 3``, or a flag ``--metric`` if its type is bool."""
+
+    name: str = Field(
+        pattern=r"^[a-z][a-z0-9-]*$",
+        description="Written `--NAME`; its key in `params` has '-' replaced by '_'.",
+    )
+    type: ValueType = Field(
+        default="str", description="'bool' makes a flag that takes no value (default false)."
+    )
+    default: str | int | float | bool | None = Field(
+        default=None, description="The value in `params` when the option is not given."
+    )
+    required: bool = Field(default=False, description="Whether it must be given (not for flags).")
+    help: str = Field(default="", description="One line for the usage text.")
+
+    @property
+    def key(self) -> str:
+        """The option's key in ``params``: ``max-days`` -> ``max_days``."""
+        return self.name.replace("-", "_")
+
+    @model_validator(mode="after")
+    def _flag_or_value(self) -> OptionDefinition:
+        if self.type == "bool" and self.required:
+            raise ValueError(f"flag '--{self.name}' cannot be required")
+        return self
 
 
 class CommandDefinition(_Model):
-    """A command a plugin offers: its name, what it does and the arguments it takes."""
+    """A command a plugin offers: its name, what it does, its arguments and its options."""
 
-    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
-    description: str = ""
-    arguments: list[ArgumentDefinition] = Field(default_factory=list)
+    name: str = Field(
+        pattern=r"^[a-z][a-z0-9_-]*$", description="Also reachable as `plugin_id:name`."
+    )
+    description: str = Field(default="", description="One line for `acp-plugins commands`.")
+    arguments: list[ArgumentDefinition] = Field(
+        default_factory=list, description="Positional arguments, in order."
+    )
+    options: list[OptionDefinition] = Field(
+        default_factory=list, description="Named options (`--days 3`, flags), in any order."
+    )
 
     @model_validator(mode="after")
     def _arguments_in_order(self) -> CommandDefinition:
@@ -90,25 +132,32 @@ class CommandDefinition(_Model):
             if argument.required and seen_optional:
                 raise ValueError(f"required argument '{argument.name}' follows an optional one")
             seen_optional = seen_optional or not argument.required
+        keys = [a.name for a in self.arguments] + [o.key for o in self.options]
+        doubled = sorted({key for key in keys if keys.count(key) > 1})
+        if doubled:
+            raise ValueError(f"names used twice among arguments and options: {', '.join(doubled)}")
         return self
 
     @property
     def usage(self) -> str:
-        """One-line usage, e.g. ``add A B``, ``greet [NAME]``, ``upper TEXT...``."""
+        """One-line usage, e.g. ``add A B``, ``greet [NAME]``, ``forecast CITY [--days INT]``."""
         parts = [self.name]
         for argument in self.arguments:
             label = argument.name.upper() + ("..." if argument.variadic else "")
             parts.append(label if argument.required else f"[{label}]")
+        for option in self.options:
+            text = f"--{option.name}" + ("" if option.type == "bool" else f" {option.type.upper()}")
+            parts.append(text if option.required else f"[{text}]")
         return " ".join(parts)
 
 
 class CommandResult(_Model):
     """The outcome of a command."""
 
-    success: bool = True
-    output: str = ""
-    data: Any = None
-    exit_code: int = 0
+    success: bool = Field(default=True, description="False makes the CLI exit non-zero.")
+    output: str = Field(default="", description="Text for people, printed by the CLI.")
+    data: Any = Field(default=None, description="Anything JSON can hold, for scripts.")
+    exit_code: int = Field(default=0, description="The CLI's exit status when not successful.")
 
 
 # -- data -------------------------------------------------------------------

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from acp_plugins import (
     ArgumentDefinition,
@@ -19,11 +20,12 @@ from acp_plugins import (
     CommandDefinition,
     CommandResult,
     CommandUsageError,
+    OptionDefinition,
     PluginHost,
     UnknownCommand,
 )
 from acp_plugins.loading.trust import TRUST_ALL
-from acp_plugins.runtime.commands import check_arguments
+from acp_plugins.runtime.commands import parse_arguments
 from conftest import fixture_plugin, sample
 
 
@@ -221,11 +223,11 @@ def test_usage_lines(definition: CommandDefinition, usage: str) -> None:
         (SET, ["debug", "maybe"], "VALUE must be bool, not 'maybe'"),
     ],
 )
-def test_check_arguments_refuses(
+def test_parse_arguments_refuses(
     definition: CommandDefinition, args: list[str], problem: str
 ) -> None:
     with pytest.raises(CommandUsageError) as caught:
-        check_arguments("demo", definition, args)
+        parse_arguments("demo", definition, args)
     assert caught.value.message == (f"demo:{definition.name}: {problem}; usage: {definition.usage}")
     assert caught.value.plugin_id == "demo"
 
@@ -249,5 +251,91 @@ def test_check_arguments_refuses(
         (TIME, []),
     ],
 )
-def test_check_arguments_accepts(definition: CommandDefinition, args: list[str]) -> None:
-    check_arguments("demo", definition, args)
+def test_parse_arguments_accepts(definition: CommandDefinition, args: list[str]) -> None:
+    assert parse_arguments("demo", definition, args).args == args
+
+
+FORECAST = CommandDefinition(
+    name="forecast",
+    arguments=[
+        ArgumentDefinition(name="city"),
+        ArgumentDefinition(name="extra", type="int", required=False, variadic=True),
+    ],
+    options=[
+        OptionDefinition(name="days", type="int", default=1),
+        OptionDefinition(name="metric", type="bool"),
+        OptionDefinition(name="max-temp", type="float", required=True),
+    ],
+)
+
+
+def test_a_usage_line_shows_the_options() -> None:
+    assert FORECAST.usage == "forecast CITY [EXTRA...] [--days INT] [--metric] --max-temp FLOAT"
+
+
+@pytest.mark.parametrize(
+    ("tokens", "args", "params"),
+    [
+        (["paris", "--max-temp", "30"], ["paris"],
+         {"city": "paris", "extra": [], "days": 1, "metric": False, "max_temp": 30.0}),
+        (["--days=3", "paris", "--metric", "--max-temp=1.5", "4", "5"], ["paris", "4", "5"],
+         {"city": "paris", "extra": [4, 5], "days": 3, "metric": True, "max_temp": 1.5}),
+        (["--max-temp", "-2", "--", "--paris"], ["--paris"],
+         {"city": "--paris", "extra": [], "days": 1, "metric": False, "max_temp": -2.0}),
+    ],
+)  # fmt: skip
+def test_options_are_parsed_anywhere_and_delivered_typed(
+    tokens: list[str], args: list[str], params: dict[str, object]
+) -> None:
+    parsed = parse_arguments("weather", FORECAST, tokens)
+    assert parsed.args == args
+    assert parsed.params == params
+    assert all(type(parsed.params[k]) is type(v) for k, v in params.items())
+
+
+def test_positional_arguments_are_delivered_converted() -> None:
+    parsed = parse_arguments("demo", ADD, ["1", "2.5"])
+    assert parsed.params == {"a": 1.0, "b": 2.5}
+    assert parse_arguments("demo", SET, ["debug", "no"]).params["value"] is False
+    assert parse_arguments("demo", GREET, []).params == {"name": None}
+
+
+@pytest.mark.parametrize(
+    ("tokens", "problem"),
+    [
+        (["paris"], "missing option --max-temp"),
+        (["paris", "--max-temp"], "--max-temp needs a value (float)"),
+        (["paris", "--max-temp", "hot"], "--max-temp must be float, not 'hot'"),
+        (["paris", "--max-temp", "nan"], "--max-temp must be float, not 'nan'"),
+        (["paris", "--max-temp=1", "--metric=yes"], "--metric is a flag and takes no value"),
+        (["paris", "--max-temp=1", "--dayz", "2"], "unknown option --dayz (did you mean --days?)"),
+        (["paris", "--max-temp=1", "--zzz"],
+         "unknown option --zzz (options: --days, --metric, --max-temp)"),
+        (["paris", "--max-temp=1", "x"], "EXTRA must be int, not 'x'"),
+    ],
+)  # fmt: skip
+def test_bad_options_are_refused_with_the_usage(tokens: list[str], problem: str) -> None:
+    with pytest.raises(CommandUsageError) as caught:
+        parse_arguments("weather", FORECAST, tokens)
+    assert caught.value.message == f"weather:forecast: {problem}; usage: {FORECAST.usage}"
+
+
+def test_a_command_without_options_says_how_to_pass_dashes() -> None:
+    with pytest.raises(CommandUsageError, match="put '--' before arguments"):
+        parse_arguments("demo", UPPER, ["--loud"])
+    assert parse_arguments("demo", UPPER, ["--", "--loud"]).args == ["--loud"]
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ([{"name": "x", "type": "bool", "required": True}], "flag '--x' cannot be required"),
+        ([{"name": "city"}], "names used twice among arguments and options: city"),
+        ([{"name": "Days"}], "String should match pattern"),
+    ],
+)
+def test_bad_option_definitions_are_refused(options: list[dict[str, object]], problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        CommandDefinition.model_validate(
+            {"name": "forecast", "arguments": [{"name": "city"}], "options": options}
+        )

@@ -499,11 +499,15 @@ def test_describe_reparsed_as_pep440_means_the_same(text: str) -> None:
 
 # Versions around every bound a generated range can have: releases, and the pre-, post- and
 # dev-releases beside them, where npm and PEP 440 readings of one text would differ.
-AROUND = RELEASES + [
-    f"{a}.{b}.{c}{suffix}"
-    for a, b, c in itertools.product(range(4), repeat=3)
-    for suffix in ("a1", "b2", "rc1", ".dev0", ".post1", "+local")
-] + ["1.2", "2.1", "2.1.post1", "1!1.0.0", "1.2.3.4"]
+AROUND = (
+    RELEASES
+    + [
+        f"{a}.{b}.{c}{suffix}"
+        for a, b, c in itertools.product(range(4), repeat=3)
+        for suffix in ("a1", "b2", "rc1", ".dev0", ".post1", "+local")
+    ]
+    + ["1.2", "2.1", "2.1.post1", "1!1.0.0", "1.2.3.4"]
+)
 
 
 def admitted(rng: VersionRange) -> list[bool]:

@@ -30,7 +30,7 @@ from acp_plugins.models import (
 )
 from acp_plugins.runtime.calls import CallGuard
 from acp_plugins.runtime.catalog import PluginCatalog
-from acp_plugins.runtime.commands import CommandEntry, CommandRegistry, check_arguments
+from acp_plugins.runtime.commands import CommandEntry, CommandRegistry, parse_arguments
 from acp_plugins.runtime.context import PluginContext
 from acp_plugins.runtime.data_sources import DataSourceRegistry
 from acp_plugins.runtime.lifecycle import PluginState
@@ -68,13 +68,16 @@ class Dispatcher:
         return await self.router.route(message, _context_of)
 
     async def run_command(self, name: str, args: Sequence[str] = ()) -> CommandResult:
-        """Run a command (plain name or ``plugin_id:command``) after checking its arguments."""
+        """Run a command (plain name or ``plugin_id:command``) after parsing its arguments.
+
+        ``args`` is a command line (positional arguments and ``--options``); the plugin
+        gets the positional ones as ``args`` and everything, converted, as ``params``.
+        """
         record, definition = self.commands.resolve(name)
-        check_arguments(record.plugin_id, definition, args)
+        parsed = parse_arguments(record.plugin_id, definition, args)
+        kwargs = {"command": definition.name, "args": parsed.args, "params": parsed.params}
         result = await self.guard.call(
-            record,
-            "execute_command",
-            {"command": definition.name, "args": list(args), "context": _context_of(record)},
+            record, "execute_command", {**kwargs, "context": _context_of(record)}
         )
         return expect(record, "execute_command", result, CommandResult)
 

@@ -1,18 +1,21 @@
 """The tools plugin: a handful of small commands.
 
-The host checks every call's arguments against the command's definition before
-``execute_command`` runs, so the handlers below only convert what they get.
+The host parses every command line against the command's definition before
+``execute_command`` runs: the handlers below get ``params``, every argument and
+option by name, already converted to its declared type.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
+from typing import Any
 
 from acp_plugins import (
     ArgumentDefinition,
     CommandDefinition,
     CommandResult,
+    OptionDefinition,
     Plugin,
     PluginContext,
     hookimpl,
@@ -28,11 +31,15 @@ COMMANDS: dict[str, CommandDefinition] = {
                 ArgumentDefinition(name="a", type="float", help="The first number."),
                 ArgumentDefinition(name="b", type="float", help="The second number."),
             ],
+            options=[
+                OptionDefinition(name="digits", type="int", help="Round to this many digits."),
+            ],
         ),
         CommandDefinition(
             name="upper",
             description="Print the text in upper case.",
             arguments=[ArgumentDefinition(name="text", variadic=True, help="Words to shout.")],
+            options=[OptionDefinition(name="reverse", type="bool", help="Reverse it too.")],
         ),
         CommandDefinition(
             name="wordcount",
@@ -53,7 +60,7 @@ class ToolsPlugin(Plugin):
     """Offers ``add``, ``upper``, ``wordcount`` and ``time``."""
 
     def __init__(self) -> None:
-        self._handlers: dict[str, Callable[[list[str]], Awaitable[CommandResult]]] = {
+        self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[CommandResult]]] = {
             "add": self._add,
             "upper": self._upper,
             "wordcount": self._wordcount,
@@ -66,28 +73,32 @@ class ToolsPlugin(Plugin):
 
     @hookimpl
     async def execute_command(
-        self, command: str, args: list[str], context: PluginContext
+        self, command: str, params: dict[str, Any], context: PluginContext
     ) -> CommandResult:
         handler = self._handlers.get(command)
         if handler is None:  # the host only routes commands from get_commands
             raise ValueError(f"'tools' has no command {command!r}")
-        context.logger.debug("running %s with %d argument(s)", command, len(args))
-        return await handler(args)
+        context.logger.debug("running %s with %s", command, sorted(params))
+        return await handler(params)
 
-    async def _add(self, args: list[str]) -> CommandResult:
-        total = float(args[0]) + float(args[1])
+    async def _add(self, params: dict[str, Any]) -> CommandResult:
+        total: float = params["a"] + params["b"]  # floats already: the host converted them
+        if params["digits"] is not None:
+            total = round(total, params["digits"])
         return CommandResult(output=_number(total), data={"sum": total})
 
-    async def _upper(self, args: list[str]) -> CommandResult:
-        text = " ".join(args).upper()
+    async def _upper(self, params: dict[str, Any]) -> CommandResult:
+        text = " ".join(params["text"]).upper()
+        if params["reverse"]:
+            text = text[::-1]
         return CommandResult(output=text, data={"text": text})
 
-    async def _wordcount(self, args: list[str]) -> CommandResult:
+    async def _wordcount(self, params: dict[str, Any]) -> CommandResult:
         # Each argument may hold several words ("hello world" quoted by a shell).
-        words = sum(len(arg.split()) for arg in args)
+        words = sum(len(arg.split()) for arg in params["text"])
         return CommandResult(output=str(words), data={"words": words})
 
-    async def _time(self, args: list[str]) -> CommandResult:
-        del args  # takes none; the host has refused any
+    async def _time(self, params: dict[str, Any]) -> CommandResult:
+        del params  # takes none; the host has refused any
         now = datetime.now(timezone.utc).isoformat()
         return CommandResult(output=now, data={"time": now})

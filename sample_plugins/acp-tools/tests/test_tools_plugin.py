@@ -52,6 +52,36 @@ def test_add(host: PluginHost, run: Run, args: list[str], output: str, total: fl
     assert result.data == {"sum": total}
 
 
+@pytest.fixture(params=["trusted", "isolated"])
+def either_host(
+    request: pytest.FixtureRequest, samples_dir: Path, tmp_path: Path, run: Run
+) -> Iterator[PluginHost]:
+    isolation = TRUST_ALL if request.param == "trusted" else None
+    host = PluginHost(isolation=isolation, search_path=[samples_dir], data_root=tmp_path / "d")
+    run(host.start())
+    handle = host.record("tools").handle
+    assert handle is not None and handle.isolated is (request.param == "isolated")
+    yield host
+    run(host.stop())
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "output"),
+    [
+        ("add", ["1", "--digits", "1", "1.26"], "2.3"),
+        ("add", ["--digits=0", "1.4", "1.4"], "3"),
+        ("upper", ["--reverse", "ab", "cd"], "DC BA"),
+        ("upper", ["ab", "--", "--reverse"], "AB --REVERSE"),
+    ],
+)
+def test_options_reach_the_plugin_converted_in_either_mode(
+    either_host: PluginHost, run: Run, command: str, args: list[str], output: str
+) -> None:
+    assert either_host.record("tools").state is PluginState.ACTIVE
+    result: CommandResult = run(either_host.run_command(command, args))
+    assert result.output == output
+
+
 def test_upper_takes_every_argument(host: PluginHost, run: Run) -> None:
     result: CommandResult = run(host.run_command("upper", ["hello", "big world"]))
     assert result.output == "HELLO BIG WORLD"
