@@ -14,10 +14,15 @@ action            when
 ``config``        a runtime configuration change was applied or refused
 ``worker``        a worker started, exited, was killed, restarted or throttled
 ``circuit``       a plugin's worker failed too often and the plugin was suspended
+``audit``         the log itself could not be written for a while (``detail``: how many lost)
 ================  =============================================================
 
 Lines are appended with one ``write`` each on a file opened in append mode, so
-several processes can share one log without interleaving lines.
+several processes can share one log without interleaving lines. A write that
+fails or comes up short (a full disk) never takes a later line with it: the next
+line written starts on a line of its own, the records that could not be written
+are counted (:attr:`AuditLog.dropped`), and once writing works again an entry of
+action ``audit`` says how many were lost.
 """
 
 from __future__ import annotations
@@ -32,9 +37,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from acp_plugins.errors import AcpPluginsError
 from acp_plugins.printable import printable
 
-__all__ = ["AuditEntry", "AuditLog", "read_audit_log"]
+__all__ = ["AuditEntry", "AuditLog", "AuditLogError", "read_audit_log"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,13 +85,22 @@ class AuditEntry:
         )
 
 
+class AuditLogError(AcpPluginsError):
+    """The audit log file cannot be read."""
+
+
 class AuditLog:
     """Appends entries to a JSON-lines file (if given) and keeps the recent ones in memory."""
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else None
         self.recent: deque[AuditEntry] = deque(maxlen=RECENT)
-        self._warned = False
+        #: Records that could not be written to the file (they are still in ``recent``).
+        self.dropped = 0
+        #: Why the last record could not be written, while writing fails.
+        self.failure: str | None = None
+        self._lost = 0  # dropped since writing last worked
+        self._torn = False  # the last write may have left a partial line
 
     def record(
         self,
@@ -103,19 +118,49 @@ class AuditLog:
         self.recent.append(entry)
         logger.info("audit: %s %s %s %s", plugin_id, action, outcome, detail)
         if self.path is not None:
-            line = json.dumps(entry.to_dict(), separators=(",", ":")) + "\n"
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-                try:
-                    os.write(descriptor, line.encode())
-                finally:
-                    os.close(descriptor)
-            except OSError as error:
-                if not self._warned:
-                    logger.error("cannot write the audit log %s: %s", self.path, error)
-                    self._warned = True
+            self._append(json.dumps(entry.to_dict(), separators=(",", ":")) + "\n")
         return entry
+
+    def _append(self, line: str) -> None:
+        assert self.path is not None
+        data = ("\n" if self._torn else "") + line  # a torn line must not swallow this one
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                written = os.write(descriptor, data.encode())
+            finally:
+                os.close(descriptor)
+            if written != len(data.encode()):
+                self._torn = written > 0 or self._torn
+                raise OSError(f"short write: {written} of {len(data.encode())} bytes (disk full?)")
+        except OSError as error:
+            self.dropped += 1
+            self._lost += 1
+            if self.failure is None:
+                logger.error("cannot write the audit log %s: %s", self.path, error)
+            self.failure = str(error.strerror or error)
+            return
+        self._torn = False
+        if self._lost:
+            lost, self._lost, self.failure = self._lost, 0, None
+            logger.warning(
+                "the audit log %s is written again; %d records were lost", self.path, lost
+            )
+            self.record(
+                "host",
+                "audit",
+                "recovered",
+                detail=f"{lost} records before this one could not be written and are lost",
+            )
+
+    @property
+    def problem(self) -> str | None:
+        """What went wrong writing the file, for people; ``None`` while nothing was lost."""
+        if not self.dropped:
+            return None
+        text = f"{self.dropped} audit records could not be written to {self.path}"
+        return text + (f" ({self.failure})" if self.failure else "; it is written again now")
 
     def entries(self, plugin_id: str | None = None) -> list[AuditEntry]:
         """The recent entries kept in memory, optionally of one plugin."""
@@ -139,6 +184,11 @@ def read_audit_log(
         text = Path(path).read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return [], 0
+    except OSError as error:
+        raise AuditLogError(
+            f"cannot read the audit log {path}: {error.strerror or error}; check the host "
+            "setting audit_log (or --data-dir)"
+        ) from None
     for line in text.splitlines():
         if not line.strip():
             continue

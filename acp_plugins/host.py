@@ -192,6 +192,13 @@ class PluginHost:
         return self.catalog.active()
 
     @property
+    def notices(self) -> list[str]:
+        """What the host recovered from, for the operator: a corrupt overrides file moved
+        aside, audit records it could not write. Empty while all is well."""
+        found = [self.overrides.problem, self.audit.problem]
+        return [notice for notice in found if notice]
+
+    @property
     def load_order(self) -> tuple[str, ...]:
         """Plugin ids that passed resolution, dependencies first."""
         return tuple(self.catalog.order)

@@ -308,7 +308,7 @@ def test_listings_for_people_and_for_scripts(cli: Cli) -> None:
     status, out, _ = cli("commands", "--json")
     assert status == 0
     commands = {item["qualified_name"]: item for item in json.loads(out)}
-    assert commands["tools:add"]["usage"] == "add A B"
+    assert commands["tools:add"]["usage"] == "add A B [--digits INT]"
     assert commands["tools:add"]["conflict"] is False
     status, out, _ = cli("sources")
     assert status == 0

@@ -12,7 +12,8 @@ configuration layers. What it guarantees:
 - **No lost update.** Every change is a read-modify-write under an exclusive ``fcntl.flock`` on
   ``<name>.lock`` beside the file, so two processes setting values at once both land. Reads take
   a shared lock. (POSIX only: the lock is ``flock``.)
-- **Nothing is dropped silently.** A file that is not JSON, or not an object of objects, is
+- **Nothing is dropped silently.** A file that is not JSON, not an object of objects, or nested
+  more than ``MAX_DEPTH`` levels deep, is
   moved aside to ``<name>.corrupt-<UTC timestamp>``; :attr:`OverrideStore.problem` says where
   it went, a warning is logged, and the host goes on as if there were no overrides.
 - **Only JSON goes in.** A value that would not come back from the file as it went in (a set,
@@ -49,6 +50,8 @@ logger = logging.getLogger(__name__)
 Overrides = dict[str, dict[str, Any]]
 
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: How deep the file's objects and arrays may nest (a plugin entry and its settings tables).
+MAX_DEPTH = 40
 #: A killed writer's temp file is removed by a later write once it is this old (seconds).
 STALE_TEMP_AGE = 60.0
 
@@ -104,14 +107,26 @@ class OverrideStore:
         :meth:`update`, :meth:`set` or :meth:`unset` (:class:`RuntimeError`): make every change
         in the one function.
         """
+        with self.editing() as data:
+            change(data)
+        return data
+
+    @contextmanager
+    def editing(self) -> Iterator[Overrides]:
+        """Hold the exclusive lock and yield the overrides, read afresh, to change in place.
+
+        On a normal exit the changed overrides are checked and written atomically (not at
+        all when nothing changed); if the block raises, nothing is written. The lock is
+        held for the whole block, so the block may validate the change (even with an
+        ``await``) before it lands: no other process writes in between.
+        """
         with self._locked(exclusive=True):
             data = self._read_for_update()
             before = copy.deepcopy(data)
-            change(data)
+            yield data
             if data != before:
                 _check_overrides(data)
                 self._write(data)
-            return data
 
     def set(self, plugin_id: str, path: str, value: Any) -> None:
         """Override setting ``path`` (``"db.path"``) of ``plugin_id`` with ``value``.
@@ -255,6 +270,8 @@ def _parse(raw: bytes) -> tuple[Overrides, str | None]:
     """Overrides from the file's bytes, or ``({}, reason)`` when they are not valid."""
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except RecursionError:
+        return {}, "nested too deeply to read"
     except UnicodeDecodeError as error:
         return {}, f"not UTF-8 text: byte {error.start}"
     except json.JSONDecodeError as error:
@@ -266,7 +283,25 @@ def _parse(raw: bytes) -> tuple[Overrides, str | None]:
     for plugin_id, settings in data.items():
         if not isinstance(settings, dict):
             return {}, f"the entry of {plugin_id!r} is {_kind(settings)}, not an object"
+    if _depth(data) > MAX_DEPTH:
+        return {}, f"nested more than {MAX_DEPTH} levels deep"
     return data, None
+
+
+def _depth(value: Any) -> int:
+    """How deep objects and arrays nest in ``value``, measured without recursion.
+
+    A container met twice (shared, or containing itself) is measured once.
+    """
+    deepest, stack, seen = 0, [(value, 0)], set()
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)) and id(item) not in seen:
+            seen.add(id(item))
+            deepest = max(deepest, level + 1)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def _refuse_constant(name: str) -> Any:
@@ -327,6 +362,8 @@ def _check_overrides(data: Overrides) -> None:
 
 def _check_json(value: Any, what: str, root: str = "value") -> None:
     """TypeError unless ``value`` is JSON that reads back equal (names the bad part)."""
+    if _depth(value) > MAX_DEPTH - 2:  # within a plugin's entry in the file
+        raise TypeError(f"{what} nests more than {MAX_DEPTH - 2} levels deep")
     problem = _json_problem(value, root, set())
     if problem is not None:
         where, reason = problem

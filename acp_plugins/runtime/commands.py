@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from acp_plugins.errors import CommandConflictError, CommandUsageError, UnknownCommand
-from acp_plugins.models import ArgumentDefinition, CommandDefinition
+from acp_plugins.models import CommandDefinition
 from acp_plugins.runtime.record import PluginRecord
 
 __all__ = ["CommandEntry", "CommandRegistry", "ParsedArguments", "parse_arguments"]

@@ -9,6 +9,7 @@ validated before it is saved, and rolled back if the plugin refuses it.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
@@ -55,6 +56,7 @@ class ConfigurationService:
         self.overrides = overrides
         self.audit = audit
         self.disabled = frozenset(disabled)
+        self._changing = asyncio.Lock()
 
     def config_of(self, plugin_id: str) -> ResolvedConfig:
         """The effective configuration of an initialized plugin and where each value came from."""
@@ -101,27 +103,37 @@ class ConfigurationService:
     ) -> ResolvedConfig:
         record = self.catalog.record(plugin_id)
         current = self.config_of(plugin_id)
-        runtime = self.overrides.get(plugin_id)
-        proposed = copy.deepcopy(runtime)
-        if remove:
-            if not _remove_path(proposed, path):
-                raise ConfigError(
-                    f"'{plugin_id}' has no runtime override of '{path}' to remove",
-                    plugin_id=plugin_id,
-                )
-        else:
-            _set_path(proposed, path, value)
-        resolved = await self._resolve_with(record, proposed)  # ConfigError: nothing changed yet
-        self.overrides.update(lambda data: _replace_entry(data, plugin_id, proposed))
-        if not await self._apply(record, resolved):
-            self.overrides.update(lambda data: _replace_entry(data, plugin_id, runtime))
-            self.install(record, current)
-            raise ConfigError(
-                f"'{plugin_id}' refused the new configuration ({record.reason}); "
-                "the previous one is in force again",
-                plugin_id=plugin_id,
-            )
-        return resolved
+        async with self._changing:  # one change at a time in this process
+            # The one change is applied to the entry as it is in the file now and validated
+            # while the file is locked: a change another process made meanwhile is kept.
+            with self.overrides.editing() as data:
+                proposed = copy.deepcopy(data.get(plugin_id, {}))
+                before = _get_path(proposed, path)
+                if remove:
+                    if not _remove_path(proposed, path):
+                        raise ConfigError(
+                            f"'{plugin_id}' has no runtime override of '{path}' to remove",
+                            plugin_id=plugin_id,
+                        )
+                else:
+                    _set_path(proposed, path, value)
+                resolved = await self._resolve_with(record, proposed)  # ConfigError: no write
+                _replace_entry(data, plugin_id, proposed)
+            if await self._apply(record, resolved):
+                return resolved
+            with self.overrides.editing() as data:  # undo this change only
+                entry = copy.deepcopy(data.get(plugin_id, {}))
+                if before is _MISSING:
+                    _remove_path(entry, path)
+                else:
+                    _set_path(entry, path, before)
+                _replace_entry(data, plugin_id, entry)
+        self.install(record, current)
+        raise ConfigError(
+            f"'{plugin_id}' refused the new configuration ({record.reason}); "
+            "the previous one is in force again",
+            plugin_id=plugin_id,
+        )
 
     async def _apply(self, record: PluginRecord, resolved: ResolvedConfig) -> bool:
         self.install(record, resolved)
@@ -201,6 +213,19 @@ class ConfigurationService:
             return await isolated.resolve_config(inputs, self.guard.timeout)
         model = await self._settings_model(record)
         return resolve_plugin_config(record.plugin_id, model, self.sources, runtime=runtime)
+
+
+_MISSING: Any = object()
+
+
+def _get_path(tree: dict[str, Any], path: str) -> Any:
+    """A deep copy of the value at ``path``, or ``_MISSING``."""
+    node: Any = tree
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return copy.deepcopy(node)
 
 
 def _set_path(tree: dict[str, Any], path: str, value: Any) -> None:
