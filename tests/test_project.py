@@ -147,7 +147,8 @@ DEEP = "a = " + "[" * 5000 + "]" * 5000 + "\n"
 @pytest.mark.parametrize(
     ("pyproject", "fragment"),
     [
-        ('[project]\nversion = 1.0\n[project.entry-points."acp.plugins"]\necho = "acp_echo.plugin:EchoPlugin"\n',
+        ('[project]\nversion = 1.0\n[project.entry-points."acp.plugins"]\n'
+         'echo = "acp_echo.plugin:EchoPlugin"\n',
          'project.version must be a string such as "1.0.0", not 1.0'),
         ('[project]\nentry-points = {"acp.plugins" = "x"}\n',
          'project.entry-points."acp.plugins" must be a table'),
