@@ -103,6 +103,11 @@ class PluginHost:
         isolation: IsolationPolicy | None = None,
         audit: AuditLog | None = None,
     ) -> None:
+        if isolation is not None and not isinstance(isolation, IsolationPolicy):
+            raise TypeError(
+                f"PluginHost(isolation=...) takes an IsolationPolicy (or TRUST_ALL), "
+                f"not {isolation!r}"
+            )
         self.isolation = isolation or IsolationPolicy()
         self.core_version = Version(core_version)
         self.data_root = Path(data_root) if data_root is not None else default_data_root()

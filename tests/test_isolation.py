@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import socket
 import threading
 import time
@@ -24,7 +25,7 @@ from acp_plugins import Message, PluginCallError, PluginHost, PluginState
 from acp_plugins.audit import read_audit_log
 from acp_plugins.isolation.cpu_governor import cpu_seconds
 from acp_plugins.isolation.worker_handle import WorkerHandle
-from acp_plugins.loading.trust import IsolationPolicy, WorkerLimits
+from acp_plugins.loading.trust import TRUST_ALL, IsolationPolicy, WorkerLimits
 from conftest import close_loop, fixture_plugin, sample
 
 Run = Callable[..., Any]
@@ -453,3 +454,28 @@ def test_a_plugin_may_import_the_distributions_it_requires() -> None:
     assert {"pluggy", "packaging", "pydantic", "pydantic_settings"} <= modules
     assert "hypothesis" not in modules  # an extra's requirement is not a dependency
     assert dependency_modules("no-such-distribution") == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("trusted", "problem"),
+    [
+        (
+            TRUST_ALL,
+            "takes plugin ids, not a policy; to trust every plugin pass isolation=TRUST_ALL",
+        ),
+        ([1, 2], "takes plugin ids (strings), not [1, 2]"),
+        (5, "takes plugin ids (strings), not 5"),
+    ],
+)
+def test_a_policy_is_refused_where_plugin_ids_belong(trusted: object, problem: str) -> None:
+    with pytest.raises(TypeError, match=re.escape(problem)):
+        IsolationPolicy(trusted=trusted)  # type: ignore[arg-type]
+
+
+def test_one_plugin_id_is_an_id_not_its_letters() -> None:
+    assert IsolationPolicy(trusted="echo").trusted == frozenset({"echo"})  # type: ignore[arg-type]
+    assert IsolationPolicy(trusted=["echo", "tools"]).is_trusted("tools")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="takes an IsolationPolicy"):
+        PluginHost(isolation={"trusted": ["*"]})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_failures"):
+        IsolationPolicy(max_failures=0)

@@ -56,7 +56,9 @@ def test_no_layer_imports_the_package_top_level() -> None:
     submodules = {p.stem for p in package.glob("*.py")} | {p.name for p in package.iterdir()}
     offenders = []
     for path in package.rglob("*.py"):
-        if path.parent == package and path.name in ("__init__.py", "__main__.py", "cli.py"):
+        if path.parent == package and path.name in ("__init__.py", "__main__.py"):
+            continue
+        if path.parent == package / "cli":  # the CLI sits on top of the public face
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if (

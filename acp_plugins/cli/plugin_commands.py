@@ -208,9 +208,29 @@ async def cmd_send(host: PluginHost, args: argparse.Namespace) -> int:
     return EXIT_OK if routed.handled else EXIT_FAILED
 
 
+def _end_of_options(tokens: Sequence[str]) -> int:
+    return tokens.index("--") if "--" in tokens else len(tokens)
+
+
+def _command_help(host: PluginHost, name: str) -> int:
+    """``run COMMAND --help``: the command's usage, arguments and options."""
+    record, definition = host.commands.resolve(name)
+    print(f"usage: acp-plugins run {record.plugin_id}:{definition.usage}")
+    if definition.description:
+        print(f"\n{definition.description}")
+    rows = [(a.name.upper(), a.type, a.help) for a in definition.arguments]
+    rows += [(f"--{o.name}", o.type, o.help) for o in definition.options]
+    if rows:
+        print()
+        print(table(["ARGUMENT", "TYPE", "HELP"], rows, wrap_last=True))
+    return EXIT_OK
+
+
 async def cmd_run(host: PluginHost, args: argparse.Namespace) -> int:
-    record, _ = host.commands.resolve(args.command)
+    if any(token in ("-h", "--help") for token in args.args[: _end_of_options(args.args)]):
+        return _command_help(host, args.command)
     result = await host.run_command(args.command, args.args)
+    record, _ = host.commands.resolve(args.command)
     if args.json:
         print_json({"plugin_id": record.plugin_id, **result.model_dump(mode="json")})
     else:

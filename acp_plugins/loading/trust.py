@@ -86,6 +86,30 @@ class IsolationPolicy:
     python_layer: bool = True
     strict_layers: bool = False
 
+    def __post_init__(self) -> None:
+        trusted: object = self.trusted
+        if isinstance(trusted, IsolationPolicy):
+            raise TypeError(
+                "IsolationPolicy(trusted=...) takes plugin ids, not a policy; to trust every "
+                "plugin pass isolation=TRUST_ALL to the host, or use trusted={'*'}"
+            )
+        if isinstance(trusted, str):  # one id: not its letters
+            trusted = (trusted,)
+        if not isinstance(trusted, Iterable) or not all(isinstance(i, str) for i in trusted):
+            raise TypeError(
+                f"IsolationPolicy(trusted=...) takes plugin ids (strings), not {trusted!r}"
+            )
+        object.__setattr__(self, "trusted", frozenset(trusted))
+        for name, limits in [("limits", self.limits), *self.per_plugin.items()]:
+            if not isinstance(limits, WorkerLimits):
+                raise TypeError(f"the limits of {name!r} must be WorkerLimits, not {limits!r}")
+        for name in ("max_failures", "failure_window", "restart_backoff", "max_backoff"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                0 < value < float("inf")
+            ):
+                raise ValueError(f"IsolationPolicy({name}=...) must be a positive number")
+
     @classmethod
     def trusting(cls, plugin_ids: Iterable[str]) -> IsolationPolicy:
         """A policy that trusts ``plugin_ids`` (``["*"]``: all) and isolates the rest."""

@@ -82,8 +82,10 @@ class CommandRegistry:
             return record, definition
         entries = self._by_name.get(name)
         if not entries:
+            close = difflib.get_close_matches(name, list(self._by_name), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
             raise UnknownCommand(
-                f"no active plugin offers command '{name}'; "
+                f"no active plugin offers command '{name}'; {hint}"
                 "`acp-plugins commands` lists what is available"
             )
         if len(entries) > 1:

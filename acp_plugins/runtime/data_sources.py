@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 
 from acp_plugins.errors import DataSourceConflictError, UnknownDataSource
@@ -59,8 +60,10 @@ class DataSourceRegistry:
             return record, match[0]
         owners = self._by_id.get(name)
         if not owners:
+            close = difflib.get_close_matches(name, list(self._by_id), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
             raise UnknownDataSource(
-                f"no active plugin provides data source '{name}'; "
+                f"no active plugin provides data source '{name}'; {hint}"
                 "`acp-plugins sources` lists what is available"
             )
         if len(owners) > 1:

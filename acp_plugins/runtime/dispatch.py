@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from acp_plugins.audit import AuditLog
-from acp_plugins.errors import PluginNotActive
+from acp_plugins.errors import PluginNotActive, UnknownCommand, UnknownDataSource
 from acp_plugins.loading.interfaces import Interface
 from acp_plugins.models import (
     CommandResult,
@@ -37,6 +37,7 @@ from acp_plugins.runtime.lifecycle import PluginState
 from acp_plugins.runtime.record import PluginRecord
 from acp_plugins.runtime.returns import expect, expect_list
 from acp_plugins.runtime.routing import MessageRouter, RoutedMessage
+from acp_plugins.runtime.unavailable import why_unavailable
 
 __all__ = ["Dispatcher"]
 
@@ -65,7 +66,11 @@ class Dispatcher:
 
     async def send(self, message: Message) -> RoutedMessage:
         """Route ``message`` to the most confident active handler and return its answer."""
-        return await self.router.route(message, _context_of)
+        routed = await self.router.route(message, _context_of)
+        if not routed.handled and not routed.scores and not routed.errors:
+            hint = why_unavailable(self.catalog, Interface.MESSAGE_HANDLER)
+            routed.response.content += hint
+        return routed
 
     async def run_command(self, name: str, args: Sequence[str] = ()) -> CommandResult:
         """Run a command (plain name or ``plugin_id:command``) after parsing its arguments.
@@ -73,7 +78,12 @@ class Dispatcher:
         ``args`` is a command line (positional arguments and ``--options``); the plugin
         gets the positional ones as ``args`` and everything, converted, as ``params``.
         """
-        record, definition = self.commands.resolve(name)
+        try:
+            record, definition = self.commands.resolve(name)
+        except UnknownCommand as error:
+            owner = name.rpartition(":")[0] or None
+            hint = why_unavailable(self.catalog, Interface.COMMAND_HANDLER, owner)
+            raise UnknownCommand(error.message + hint) from None
         parsed = parse_arguments(record.plugin_id, definition, args)
         kwargs = {"command": definition.name, "args": parsed.args, "params": parsed.params}
         result = await self.guard.call(
@@ -87,7 +97,12 @@ class Dispatcher:
 
     async def query(self, source: str, query: DataQuery | None = None) -> DataResult:
         """Query a data source (plain id or ``plugin_id:source_id``) of an active plugin."""
-        record, definition = self.sources.resolve(source)
+        try:
+            record, definition = self.sources.resolve(source)
+        except UnknownDataSource as error:
+            owner = source.rpartition(":")[0] or None
+            hint = why_unavailable(self.catalog, Interface.DATA_PROVIDER, owner)
+            raise UnknownDataSource(error.message + hint) from None
         result = await self.guard.call(
             record,
             "query_data",
