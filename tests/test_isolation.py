@@ -118,6 +118,19 @@ def sandbox_denials(host: PluginHost) -> list[str]:
 # -- refused by the sandbox: the call fails with the reason, the worker goes on ------------
 
 
+def test_a_module_that_is_not_installed_is_said_to_be_not_installed(
+    host: PluginHost, run: Run
+) -> None:
+    before = len(sandbox_denials(host))
+    message = attack(host, run, "import-missing")
+    assert message == (
+        "'intruder' failed in execute_command: ModuleNotFoundError: No module named "
+        "'acp_fx_no_such_module': it is not installed where the host runs (add it to the "
+        "plugin's dependencies and install it)"
+    )
+    assert len(sandbox_denials(host)) == before  # not a refusal: nothing to audit
+
+
 @pytest.mark.parametrize(
     ("name", "refusal"),
     [

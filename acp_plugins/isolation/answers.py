@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,8 @@ from acp_plugins.printable import printable
 
 __all__ = ["Ready", "answer_within", "read_ready", "remote_error", "resolved_config"]
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class Ready:
@@ -32,10 +35,19 @@ class Ready:
     warnings: list[str]
 
 
+def _log_traceback(plugin_id: str, where: str, frame: Mapping[str, Any]) -> None:
+    """The plugin's own traceback from its worker, at debug level (``--debug`` shows it)."""
+    text = frame.get("traceback")
+    if isinstance(text, str) and text and logger.isEnabledFor(logging.DEBUG):
+        shown = printable(text, multiline=True, limit=16_000).rstrip()
+        logger.debug("'%s' raised in %s; its traceback in the worker:\n%s", plugin_id, where, shown)
+
+
 def read_ready(plugin_id: str, frame: Mapping[str, Any]) -> Ready:
     """The worker's first answer: ``ready``, or why the plugin could not be loaded."""
     if frame["op"] == "failed":
         message = printable(frame.get("message", "the plugin could not be loaded"), limit=2000)
+        _log_traceback(plugin_id, "loading", frame)
         raise PluginImportError(message, plugin_id=plugin_id)
     if frame["op"] != "ready" or not isinstance(frame.get("hooks"), list):
         raise WorkerProtocolError(f"expected 'ready', the worker sent {frame['op']!r}")
@@ -51,6 +63,7 @@ def remote_error(plugin_id: str, hook: str, frame: Mapping[str, Any]) -> Excepti
     """The exception an ``error`` frame from the worker of ``plugin_id`` stands for."""
     kind = printable(frame.get("type", "Error"), limit=100)
     message = printable(frame.get("message", ""), limit=2000)
+    _log_traceback(plugin_id, hook, frame)
     if kind == "MemoryError":
         return WorkerError(
             f"'{plugin_id}' failed in {hook}: {message}", plugin_id=plugin_id, hook=hook

@@ -24,6 +24,7 @@ import builtins
 import contextlib
 import errno
 import importlib
+import importlib.machinery
 import os
 import resource
 import signal
@@ -333,6 +334,29 @@ class _Policy:
         self.busy = threading.local()
         self.armed = False
 
+    def refuse_import(self, name: str) -> None:
+        """Refuse importing ``name``, unless it is not installed at all: then say that."""
+        top = name.partition(".")[0]
+        if not self.installed(top):
+            raise ModuleNotFoundError(
+                f"No module named {top!r}: it is not installed where the host runs "
+                "(add it to the plugin's dependencies and install it)",
+                name=top,
+            )
+        self.refuse("import", f"import {name!r} (not an allowed module)")
+
+    def installed(self, top: str) -> bool:
+        """Whether a top-level module exists on the worker's path (looked up, not imported)."""
+        if top in sys.modules or top in sys.builtin_module_names:
+            return True
+        was, self.busy.on = getattr(self.busy, "on", False), True  # the lookup only stats
+        try:
+            return importlib.machinery.PathFinder.find_spec(top) is not None
+        except (ImportError, ValueError, OSError):
+            return False
+        finally:
+            self.busy.on = was
+
     def refuse(self, event: str, detail: str) -> None:
         message = f"'{self.spec.plugin_id}' may not {detail} (sandbox refused {event})"
         try:
@@ -393,7 +417,7 @@ class _Policy:
         elif event == "import":
             name = str(args[0]).partition(".")[0]
             if name not in self.allowed and _importer_is_plugin(self.spec.own_packages):
-                self.refuse("import", f"import {args[0]!r} (not an allowed module)")
+                self.refuse_import(str(args[0]))
         elif event in _ALWAYS_REFUSED or event.startswith("ctypes."):
             self.refuse(event, f"use {event}")
         elif event in _PROCESS_EVENTS:
@@ -463,7 +487,7 @@ def install_audit_hook(
             caller = str(sys._getframe(1).f_globals.get("__name__", "")).partition(".")[0]
             top = name.partition(".")[0]
             if caller in spec.own_packages and top not in policy.allowed:
-                policy.refuse("import", f"import {name!r} (not an allowed module)")
+                policy.refuse_import(name)
         return original_import(name, globals, locals, fromlist, level)
 
     def guarded_import_module(name: str, package: str | None = None) -> Any:
@@ -471,7 +495,7 @@ def install_audit_hook(
             top = name.partition(".")[0]
             caller = str(sys._getframe(1).f_globals.get("__name__", "")).partition(".")[0]
             if caller in spec.own_packages and top not in policy.allowed:
-                policy.refuse("import", f"import {name!r} (not an allowed module)")
+                policy.refuse_import(name)
         return original_import_module(name, package)
 
     builtins.__import__ = guarded_import  # type: ignore[assignment]

@@ -266,7 +266,7 @@ class Worker:
             plugin = _load(manifest.plugin_id, frame["entry_point"], frame.get("code_dir"))
             self.handle = InProcessHandle(manifest.plugin_id, plugin, HookRegistry())
         except (AcpPluginsError, SandboxViolation) as error:
-            self.send({"op": "failed", "message": str(error)})
+            self.send({"op": "failed", "message": str(error), "traceback": _traceback_of(error)})
             return False
         self.context = WorkerContext(self, manifest, self.spec.granted)
         if self.handle.implements("get_settings_model"):
@@ -357,6 +357,7 @@ class Worker:
                 "id": call_id,
                 "type": type(error).__name__,
                 "message": str(error),
+                "traceback": _traceback_of(error),
             }
             if isinstance(error, PermissionDenied):
                 error_frame["permission"] = error.permission
@@ -444,6 +445,17 @@ def _remote_error(plugin_id: str, error: Mapping[str, Any]) -> Exception:
         denied.args = (message,)
         return denied
     return AcpPluginsError(message, plugin_id=plugin_id)
+
+
+#: The most of a traceback a worker sends (the host shows it with --debug).
+TRACEBACK_LIMIT = 16_000
+
+
+def _traceback_of(error: BaseException) -> str:
+    """The traceback of what the plugin raised (the cause, if the worker wrapped it)."""
+    shown = error.__cause__ or error
+    text = "".join(traceback.format_exception(type(shown), shown, shown.__traceback__))
+    return text[-TRACEBACK_LIMIT:]
 
 
 def _load(plugin_id: str, value: str, code_dir: str | None) -> object:

@@ -105,8 +105,10 @@ class IsolationPolicy:
                 raise TypeError(f"the limits of {name!r} must be WorkerLimits, not {limits!r}")
         for name in ("max_failures", "failure_window", "restart_backoff", "max_backoff"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                0 < value < float("inf")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not (0 < value < float("inf"))
             ):
                 raise ValueError(f"IsolationPolicy({name}=...) must be a positive number")
 

@@ -67,7 +67,7 @@ class Dispatcher:
     async def send(self, message: Message) -> RoutedMessage:
         """Route ``message`` to the most confident active handler and return its answer."""
         routed = await self.router.route(message, _context_of)
-        if not routed.handled and not routed.scores and not routed.errors:
+        if not routed.handled:
             hint = why_unavailable(self.catalog, Interface.MESSAGE_HANDLER)
             routed.response.content += hint
         return routed

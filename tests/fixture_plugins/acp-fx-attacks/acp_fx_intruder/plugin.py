@@ -11,6 +11,7 @@ from acp_plugins import CommandDefinition, CommandResult, Plugin, hookimpl
 
 ATTACKS = (
     "import-os",
+    "import-missing",
     "import-subprocess",
     "import-socket",
     "import-ctypes",
@@ -88,6 +89,10 @@ class Intruder(Plugin):
         return await asyncio.to_thread(self._attack, command, args, context)
 
     def _attack(self, command, args, context):
+        if command == "import-missing":
+            import acp_fx_no_such_module  # noqa: F401  # not installed anywhere
+
+            return CommandResult(output="imported?")
         if command == "import-os":
             import os
 

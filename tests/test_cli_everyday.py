@@ -1,0 +1,231 @@
+"""The command line on the everyday path: where options go, bad input, whole reasons.
+
+Each test here stands for a case found by trying the CLI as a new user would, or by
+fuzzing its arguments: it failed before the fix it guards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from acp_plugins.cli import main
+from conftest import fixture_plugin, sample
+
+Cli = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture(scope="module")
+def plugin_dir(install_plugins: Callable[..., Path]) -> Path:
+    return install_plugins(
+        sample("acp-echo"),
+        sample("acp-tools"),
+        sample("acp-sqlite-store"),
+        fixture_plugin("acp-fx-faulty"),
+        fixture_plugin("acp-fx-calc"),
+    )
+
+
+@pytest.fixture()
+def raw(capsys: pytest.CaptureFixture[str]) -> Cli:
+    """``acp-plugins ARGV...`` exactly as given."""
+
+    def cli(*argv: str) -> tuple[int, str, str]:
+        status = main(list(argv))
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    return cli
+
+
+@pytest.fixture()
+def before(raw: Cli, plugin_dir: Path, tmp_path: Path) -> Cli:
+    """Host options first, as the README writes them: ``acp-plugins --trust ... COMMAND``."""
+    common = ["--plugin-path", str(plugin_dir), "--data-dir", str(tmp_path / "data")]
+
+    def cli(*argv: str) -> tuple[int, str, str]:
+        return raw(*common, *argv)
+
+    return cli
+
+
+# -- where options go ------------------------------------------------------------------------
+
+
+def test_host_options_work_before_the_command(before: Cli) -> None:
+    status, out, err = before("--trust", "echo,tools", "run", "tools:add", "1", "2")
+    assert (status, out.strip(), err) == (0, "3", "")
+    status, out, _ = before("--trust", "*", "info", "tools", "--json")
+    assert status == 0 and json.loads(out)["isolation"]["mode"] == "in-process"
+
+
+def test_host_options_before_and_after_add_up(before: Cli) -> None:
+    status, out, _ = before("--trust", "echo", "info", "tools", "--trust", "tools", "--json")
+    assert json.loads(out)["isolation"]["mode"] == "in-process"
+    status, out, _ = before("--trust", "echo", "info", "echo", "--trust", "tools", "--json")
+    assert json.loads(out)["isolation"]["mode"] == "in-process"
+
+
+def test_an_option_of_the_command_before_it_says_where_it_goes(before: Cli) -> None:
+    status, out, err = before("--json", "list")
+    assert status == 2
+    assert err.strip() == (
+        "error: --json is not a host option; if it is an option of 'list', put it after the "
+        "command: acp-plugins list ... --json"
+    )
+
+
+def test_run_keeps_its_own_options_wherever_they_are(before: Cli) -> None:
+    status, out, _ = before("--trust", "*", "run", "tools:add", "2", "3", "--json")
+    assert status == 0
+    assert json.loads(out)["data"] == {"sum": 5.0}
+    status, out, _ = before("run", "--trust", "*", "upper", "a", "--reverse", "b", "--json")
+    assert json.loads(out)["output"] == "B A"
+
+
+def test_run_passes_what_follows_a_double_dash_verbatim(before: Cli) -> None:
+    status, out, _ = before("--trust", "*", "run", "upper", "--", "--json", "x")
+    assert (status, out.strip()) == (0, "--JSON X")
+
+
+def test_run_command_help_shows_its_arguments_and_options(before: Cli) -> None:
+    status, out, _ = before("--trust", "*", "run", "tools:add", "--help")
+    assert status == 0
+    assert out.splitlines()[0] == "usage: acp-plugins run tools:add A B [--digits INT]"
+    assert "--digits  int    Round to this many digits." in out
+
+
+def test_a_bad_option_of_a_command_is_a_usage_error_with_the_usage(before: Cli) -> None:
+    status, _, err = before("--trust", "*", "run", "tools:add", "1", "2", "--digit", "3")
+    assert status == 2
+    assert err.strip() == (
+        "error: tools:add: unknown option --digit (did you mean --digits?); "
+        "usage: add A B [--digits INT]"
+    )
+
+
+# -- --json for scripts, errors included -----------------------------------------------------
+
+
+def test_json_errors_are_json_on_stdout(before: Cli) -> None:
+    status, out, err = before("--trust", "*", "run", "nosuch", "--json")
+    assert status == 3
+    error = json.loads(out)["error"]
+    assert error["exit_status"] == 3 and error["kind"] == "UnknownCommand"
+    assert error["message"] in err
+    status, out, _ = before("info", "nobody", "--json")
+    assert status == 3 and "nobody" in json.loads(out)["error"]["message"]
+
+
+def test_config_set_unset_and_schema_take_json(before: Cli) -> None:
+    status, out, _ = before("--trust", "*", "config", "set", "echo", "prefix", "hi: ", "--json")
+    assert status == 0
+    answer = json.loads(out)
+    assert answer["settings"]["prefix"]["value"] == "hi: "
+    assert answer["overrides_file"].endswith("overrides.json")
+    status, out, _ = before("--trust", "*", "config", "unset", "echo", "prefix", "--json")
+    assert status == 0 and json.loads(out)["settings"]["prefix"]["layer"] == "defaults"
+    status, out, _ = before("--trust", "*", "config", "schema", "echo", "--json")
+    assert status == 0 and "prefix" in json.loads(out)["properties"]
+
+
+# -- did you mean, and why nothing answered --------------------------------------------------
+
+
+def test_a_misspelt_command_or_source_gets_a_suggestion(before: Cli) -> None:
+    _, _, err = before("--trust", "*", "run", "uper", "x")
+    assert "no active plugin offers command 'uper'; did you mean 'upper'?" in err
+    _, _, err = before("--trust", "*", "query", "agent-event")
+    assert "did you mean 'agent-events'?" in err
+
+
+def test_a_plugin_that_would_answer_is_named_with_its_reason(before: Cli) -> None:
+    status, _, err = before("--trust", "*", "run", "import-error:cmd")
+    assert status == 3
+    assert "; 'import-error' is not loaded: importing 'acp_fx_import_error.plugin:Plugin'" in err
+    status, _, err = before("--trust", "*", "run", "ghost:cmd")
+    assert "no plugin 'ghost' is installed" in err
+    status, out, err = before("--trust", "*", "send", "--type", "nobody", "hi")
+    assert status == 1
+    assert out.startswith(
+        "unhandled: no plugin is confident it can handle this 'nobody' message; a message "
+        "handler is installed but not active: 'bad-signature' is not loaded: 'bad-signature' "
+        "has an invalid hook"
+    )
+
+
+def test_list_shows_whole_reasons_wrapped(before: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "110")
+    status, out, _ = before("--trust", "*", "list")
+    lines = out.splitlines()
+    assert max(map(len, lines)) <= 110
+    first = next(i for i, text in enumerate(lines) if text.startswith("bad-signature"))
+    rest = []
+    for text in lines[first + 1 :]:
+        if not text.startswith(" "):
+            break
+        rest.append(text.strip())
+    whole = " ".join([lines[first].split("IMessageHandler", 1)[1].strip(), *rest])
+    assert whole.endswith("are declared in the hookimpl but can not be found in the hookspec")
+    assert "..." not in out
+
+
+# -- bad input: one line, a documented exit status -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["report", "--since", "1e308d"], "'1e308d' is out of range; a duration is from 0"),
+        (["query", "events", "--since", "infd"], "'infd' is out of range"),
+        (["query", "events", "--since=-5m"], "'-5m' is out of range"),
+        (["query", "events", "--offset", "-1"], "'-1' is negative; use 0 or more"),
+        (["query", "events", "--limit", "x"], "'x' is not a whole number"),
+        (["audit", "--last", "-3"], "'-3' is negative"),
+        (["config", "set", "echo", "prefix", "[" * 100_000], "VALUE nests more than 32"),
+        (["config", "set", "echo", "prefix", "[" * 50 + "]" * 50], "VALUE nests more than 32"),
+    ],
+)
+def test_bad_arguments_are_one_line_and_exit_2(before: Cli, argv: list[str], fragment: str) -> None:
+    status, _, err = before("--trust", "*", *argv)
+    assert status == 2, err
+    assert fragment in err
+    assert "Traceback" not in err and "internal error" not in err
+
+
+def _run(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "acp_plugins", *argv],
+        capture_output=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+
+
+def test_an_undecodable_argument_under_a_strict_locale_is_shown_escaped(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    done = subprocess.run(
+        [sys.executable, "-m", "acp_plugins", "info", b"caf\xff", "--data-dir", data],
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8:strict", "LC_ALL": "C.UTF-8"},
+        timeout=120,
+    )
+    assert done.returncode == 3, done.stderr
+    assert b"caf\\udcff" in done.stderr
+    assert b"Traceback" not in done.stderr
+
+
+def test_debug_shows_the_plugins_own_traceback_from_its_worker(
+    plugin_dir: Path, tmp_path: Path
+) -> None:
+    done = _run("list", "--plugin-path", str(plugin_dir), "--data-dir", str(tmp_path), "--debug")
+    err = done.stderr.decode()
+    assert "'import-error' raised in loading; its traceback in the worker:" in err
+    assert "acp_fx_import_error/plugin.py" in err
+    assert "ModuleNotFoundError: No module named 'acp_fx_this_module_does_not_exist'" in err
