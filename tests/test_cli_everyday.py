@@ -66,14 +66,14 @@ def test_host_options_work_before_the_command(before: Cli) -> None:
 
 
 def test_host_options_before_and_after_add_up(before: Cli) -> None:
-    status, out, _ = before("--trust", "echo", "info", "tools", "--trust", "tools", "--json")
+    _, out, _ = before("--trust", "echo", "info", "tools", "--trust", "tools", "--json")
     assert json.loads(out)["isolation"]["mode"] == "in-process"
-    status, out, _ = before("--trust", "echo", "info", "echo", "--trust", "tools", "--json")
+    _, out, _ = before("--trust", "echo", "info", "echo", "--trust", "tools", "--json")
     assert json.loads(out)["isolation"]["mode"] == "in-process"
 
 
 def test_an_option_of_the_command_before_it_says_where_it_goes(before: Cli) -> None:
-    status, out, err = before("--json", "list")
+    status, _out, err = before("--json", "list")
     assert status == 2
     assert err.strip() == (
         "error: --json is not a host option; if it is an option of 'list', put it after the "
@@ -162,7 +162,7 @@ def test_a_plugin_that_would_answer_is_named_with_its_reason(before: Cli) -> Non
 
 def test_list_shows_whole_reasons_wrapped(before: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "110")
-    status, out, _ = before("--trust", "*", "list")
+    _status, out, _ = before("--trust", "*", "list")
     lines = out.splitlines()
     assert max(map(len, lines)) <= 110
     first = next(i for i, text in enumerate(lines) if text.startswith("bad-signature"))
