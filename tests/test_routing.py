@@ -9,6 +9,8 @@ handlers of "slow" messages that each think 0.3 s before scoring, and ``quits``.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 from time import perf_counter
@@ -18,6 +20,7 @@ import pytest
 
 from acp_plugins import Message, MessageResponse, PluginCallError, PluginHost, RoutedMessage
 from acp_plugins.loading.trust import TRUST_ALL
+from acp_plugins.runtime import routing
 from acp_plugins.runtime.routing import coerce_response
 from conftest import fixture_plugin, sample
 
@@ -36,8 +39,7 @@ def make_host(plugins_dir: Path, tmp_path: Path, **options: Any) -> PluginHost:
         isolation=TRUST_ALL,
         search_path=[plugins_dir],
         data_root=tmp_path / "data",
-        timeout=TIMEOUT,
-        **options,
+        **{"timeout": TIMEOUT, **options},
     )
 
 
@@ -193,8 +195,10 @@ def test_when_every_candidate_fails_the_message_is_unhandled(
     routed = run(host.send(Message(type="quit")))  # quits scores 1.0, then sys.exit()s
     assert routed.plugin_id is None
     assert not routed.handled
-    assert routed.response == MessageResponse(
-        content="every plugin that could handle this 'quit' message failed", handled=False
+    assert not routed.response.handled
+    assert routed.response.content.startswith(
+        "every plugin that could handle this 'quit' message failed; "
+        "a message handler is installed but not active: 'bad-signature'"
     )
     assert routed.errors == {"quits": "'quits' failed in handle_message: SystemExit: 3"}
 
@@ -208,8 +212,10 @@ def test_nobody_confident_means_unhandled(host: PluginHost, run: Callable[..., A
     assert not routed.handled
     assert routed.confidence == 0.0
     assert routed.scores == {"loud": 0.0}
-    assert routed.response == MessageResponse(
-        content="no plugin is confident it can handle this 'weather' message", handled=False
+    assert not routed.response.handled
+    assert routed.response.content.startswith(
+        "no plugin is confident it can handle this 'weather' message; "
+        "a message handler is installed but not active: 'bad-signature'"
     )
 
 
@@ -218,8 +224,10 @@ def test_no_handler_for_the_type_means_unhandled(host: PluginHost, run: Callable
     routed = run(host.send(Message(type="weather")))
     assert not routed.handled
     assert routed.scores == {}
-    assert routed.response == MessageResponse(
-        content="no active plugin handles messages of type 'weather'", handled=False
+    assert not routed.response.handled
+    assert routed.response.content.startswith(
+        "no active plugin handles messages of type 'weather'; "
+        "a message handler is installed but not active: 'bad-signature'"
     )
 
 
@@ -306,3 +314,32 @@ def test_coerce_response_refuses(host: PluginHost, answer: Any, error: str) -> N
     assert caught.value.message.startswith(error)
     assert caught.value.hook == "handle_message"
     assert record.call_errors[-1].message == caught.value.message
+
+
+def _hung(delay: float) -> Message:
+    return Message(type="slow", content="x", metadata={"delays": {"slow-a": delay, "slow-b": 0}})
+
+
+def test_a_hung_scorer_is_left_out_after_a_few_timeouts_then_tried_again(
+    plugins_dir: Path, tmp_path: Path, run: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(routing, "SCORING_PAUSE", 0.3)
+    host = make_host(plugins_dir, tmp_path, timeout=5.0)
+    run(host.start())
+    assert (
+        host.dispatcher.router.score_timeout == 1.0
+    )  # scoring's own deadline, under the call timeout
+    started = time.monotonic()
+    for _ in range(routing.MAX_SCORING_TIMEOUTS):
+        routed = run(host.send(_hung(30)))
+        assert routed.plugin_id == "slow-b"
+        assert "did not answer can_handle within 1 s" in routed.errors["slow-a"]
+    assert time.monotonic() - started < 5.0 * routing.MAX_SCORING_TIMEOUTS / 2
+    routed = run(host.send(_hung(30)))  # left out now: slow-a is not even asked
+    assert "left out of routing" in routed.errors["slow-a"]
+    assert can_handle_calls(host, "slow-a") == routing.MAX_SCORING_TIMEOUTS
+    run(asyncio.sleep(0.35))
+    routed = run(host.send(_hung(0)))  # after the pause it is asked again, and answers
+    assert can_handle_calls(host, "slow-a") == routing.MAX_SCORING_TIMEOUTS + 1
+    assert routed.scores["slow-a"] == 0.4 and "slow-a" not in routed.errors
+    run(host.stop())

@@ -66,6 +66,9 @@ __all__ = ["WorkerEvents", "WorkerHandle", "privilege_wrapper"]
 
 logger = logging.getLogger(__name__)
 
+#: Hooks whose callers do not wait for a restarting worker (they fail at once).
+_ANSWER_NOW = frozenset({"can_handle"})
+
 
 def _in_loop() -> bool:
     try:
@@ -176,7 +179,8 @@ class WorkerHandle:
 
     async def _replay_lifecycle(self, skip: tuple[str, ...] = ()) -> None:
         for hook, kwargs in self._replay.calls(self._hooks, skip):
-            result = await asyncio.wait_for(self._call(hook, kwargs), self.limits.start_timeout)
+            call = self._call(hook, kwargs, replaying=True)
+            result = await asyncio.wait_for(call, self.limits.start_timeout)
             if result is False:
                 raise PluginCallError(
                     f"'{self.plugin_id}' refused to restart: {hook} returned False",
@@ -319,9 +323,19 @@ class WorkerHandle:
 
     # -- calling ---------------------------------------------------------------
 
-    async def _call(self, hook: str, kwargs: Mapping[str, Any]) -> Any:
-        if not self._alive and self._restarting is not None and not self._closed:
-            await asyncio.shield(self._restarting)
+    async def _call(self, hook: str, kwargs: Mapping[str, Any], *, replaying: bool = False) -> Any:
+        # While a restart runs (the new worker starting, then its lifecycle replayed), an
+        # outside call waits for it: the plugin is not itself again until the replay ends.
+        # Scoring a message is not worth waiting for: routing goes on without this plugin.
+        restarting = self._restarting
+        if not replaying and restarting is not None and not self._closed:
+            if hook in _ANSWER_NOW:
+                raise WorkerError(
+                    f"'{self.plugin_id}' cannot answer {hook} now: its worker is restarting",
+                    plugin_id=self.plugin_id,
+                    hook=hook,
+                )
+            await asyncio.wait([restarting])  # not shield: a cancelled restart is no error here
         if not self._alive or self._transport is None:
             raise WorkerError(
                 f"'{self.plugin_id}' cannot answer {hook}: its worker is down "
@@ -378,8 +392,12 @@ class WorkerHandle:
     # -- reading the worker ------------------------------------------------------
 
     def _channel_closed(self, generation: int, error: BaseException | None) -> None:
-        """The channel ended: the worker exited, or sent what this side cannot use."""
-        if generation != self._generation or self._closed:
+        """The channel ended: the worker exited, or sent what this side cannot use.
+
+        A worker this side stopped on purpose (a failed start, an unload) is not
+        restarted: only one that was serving and ended on its own, or was killed.
+        """
+        if generation != self._generation or self._closed or not self._alive:
             return
         if error is not None and not isinstance(error, OSError):
             self._kill(f"broke the protocol ({error})")
@@ -478,7 +496,6 @@ class WorkerHandle:
             return
         try:
             await self._spawn()
-            self._restarting = None  # the replayed calls must not wait for themselves
             await self._replay_lifecycle()
         except asyncio.CancelledError:  # unloaded while restarting: no worker left behind
             self._stop_process("the plugin was unloaded")

@@ -67,8 +67,10 @@ class CallGuard:
         records: Sequence[PluginRecord],
         hook: str,
         kwargs: Mapping[str, Any],
+        *,
+        timeout: float | None = None,
     ) -> list[Any]:
-        """Call ``hook`` of several plugins concurrently.
+        """Call ``hook`` of several plugins concurrently (each within ``timeout``, if given).
 
         Returns one outcome per record, in order: the result, or the
         :class:`PluginCallError` that call ended with. Plain hooks complete as
@@ -89,7 +91,7 @@ class CallGuard:
                 outcomes[position] = self._finished(record, hook, result, started, None)
         if pending:
             settled = await self._settle(
-                [(r, result, t) for _, r, result, t in pending], hook, None
+                [(r, result, t) for _, r, result, t in pending], hook, timeout
             )
             for (position, *_), outcome in zip(pending, settled, strict=True):
                 outcomes[position] = outcome

@@ -7,17 +7,24 @@ of that plugin and counts as no score). The highest score above zero wins; ties
 go to the plugin id that sorts first. If the winner fails, the next best is
 tried. When nobody scores above zero the answer is an explicit "unhandled"
 response.
+
+Scoring has a deadline of its own, shorter than a hook's timeout
+(:attr:`MessageRouter.score_timeout`, at most 1 s), and a plugin whose
+``can_handle`` times out ``MAX_SCORING_TIMEOUTS`` times in a row is left out
+of routing for ``SCORING_PAUSE`` seconds, then tried again: one hung scorer
+costs a few messages a short wait, not every message the full timeout.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from acp_plugins.errors import PluginCallError
+from acp_plugins.errors import CallTimeout, PluginCallError
 from acp_plugins.models import Message, MessageResponse
 from acp_plugins.runtime.calls import CallGuard, invalid_return
 from acp_plugins.runtime.record import PluginRecord
@@ -80,10 +87,16 @@ def _valid_score(value: Any) -> bool:
     )
 
 
+#: Timeouts of ``can_handle`` in a row that leave a plugin out of routing for a while.
+MAX_SCORING_TIMEOUTS = 3
+#: How long (seconds) such a plugin is left out before it is asked again.
+SCORING_PAUSE = 30.0
+
+
 class MessageRouter:
     """Routes messages among message handler plugins."""
 
-    __slots__ = ("_by_type", "_guard", "_handlers")
+    __slots__ = ("_by_type", "_guard", "_handlers", "_paused_until", "_timeouts")
 
     #: How many message types' candidate lists are remembered at once.
     MAX_CACHED_TYPES = 1024
@@ -92,6 +105,40 @@ class MessageRouter:
         self._guard = guard
         self._handlers: list[PluginRecord] = []
         self._by_type: dict[str, list[PluginRecord]] = {}
+        self._timeouts: dict[str, int] = {}  # can_handle timeouts in a row, by plugin id
+        self._paused_until: dict[str, float] = {}  # left out of routing until (monotonic)
+
+    @property
+    def score_timeout(self) -> float:
+        """How long a ``can_handle`` may take: the call timeout, but at most one second."""
+        return min(self._guard.timeout, 1.0)
+
+    def _scorers(
+        self, candidates: Sequence[PluginRecord], errors: dict[str, str]
+    ) -> list[PluginRecord]:
+        now = time.monotonic()
+        asked = []
+        for record in candidates:
+            until = self._paused_until.get(record.plugin_id)
+            if until is not None and now < until:
+                errors[record.plugin_id] = (
+                    f"'{record.plugin_id}' is left out of routing for {until - now:.0f} s more: "
+                    f"its can_handle timed out {MAX_SCORING_TIMEOUTS} times in a row"
+                )
+                continue
+            asked.append(record)
+        return asked
+
+    def _scored(self, record: PluginRecord, outcome: object) -> None:
+        plugin_id = record.plugin_id
+        if not isinstance(outcome, CallTimeout):
+            self._timeouts.pop(plugin_id, None)
+            self._paused_until.pop(plugin_id, None)
+            return
+        count = self._timeouts[plugin_id] = self._timeouts.get(plugin_id, 0) + 1
+        if count >= MAX_SCORING_TIMEOUTS:
+            self._timeouts[plugin_id] = MAX_SCORING_TIMEOUTS - 1  # one more after the pause
+            self._paused_until[plugin_id] = time.monotonic() + SCORING_PAUSE
 
     @property
     def handlers(self) -> list[PluginRecord]:
@@ -128,11 +175,15 @@ class MessageRouter:
     ) -> RoutedMessage:
         """Offer ``message`` to the eligible handlers and return the answer."""
         candidates = self.eligible(message.type)
-        outcomes = await self._guard.call_many(candidates, "can_handle", {"message": message})
         scores: dict[str, float] = {}
         errors: dict[str, str] = {}
+        asked = self._scorers(candidates, errors)
+        outcomes = await self._guard.call_many(
+            asked, "can_handle", {"message": message}, timeout=self.score_timeout
+        )
         ranked: list[tuple[float, str, PluginRecord]] = []
-        for record, outcome in zip(candidates, outcomes, strict=True):
+        for record, outcome in zip(asked, outcomes, strict=True):
+            self._scored(record, outcome)
             if isinstance(outcome, PluginCallError):
                 errors[record.plugin_id] = outcome.message
                 continue
