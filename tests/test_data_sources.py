@@ -99,7 +99,7 @@ def test_the_default_query_is_an_empty_one(host: PluginHost, run: Callable[..., 
         ("calc:letters", "no active plugin 'calc' provides data source 'letters'; "
          "`acp-plugins sources` lists what is available"),
         ("ghost:numbers", "no active plugin 'ghost' provides data source 'numbers'; "
-         "`acp-plugins sources` lists what is available"),
+         "`acp-plugins sources` lists what is available; no plugin 'ghost' is installed"),
     ],
 )  # fmt: skip
 def test_unknown_sources(

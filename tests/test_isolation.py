@@ -11,8 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -383,9 +387,6 @@ def test_unloading_stops_every_worker(attack_dir: Path, tmp_path: Path, run: Run
 
 def test_a_restarted_worker_gets_its_settings_back(fresh_host: PluginHost, run: Run) -> None:
     host = fresh_host
-    import os
-    import signal
-
     run(host.set_config("echo", "prefix", "kept> "))
     echo = worker(host, "echo")
     assert echo.pid is not None
@@ -492,3 +493,62 @@ def test_one_plugin_id_is_an_id_not_its_letters() -> None:
         PluginHost(isolation={"trusted": ["*"]})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_failures"):
         IsolationPolicy(max_failures=0)
+
+
+@pytest.fixture(scope="module")
+def slow_start_dir(install_plugins: Callable[..., Path]) -> Path:
+    return install_plugins(fixture_plugin("acp-fx-slow"))
+
+
+def test_calls_wait_for_a_restarted_worker_to_finish_its_replay(
+    slow_start_dir: Path, tmp_path: Path, run: Run
+) -> None:
+    # slow-numbers takes 0.2 s to initialize and fails a query that comes before that
+    host = PluginHost(search_path=[slow_start_dir], data_root=tmp_path / "data", timeout=10.0)
+    run(host.start())
+    try:
+        store = worker(host, "slow-numbers")
+        before = store.worker_pid
+        assert before is not None
+
+        async def kill_and_query() -> list[object]:
+            os.kill(before, signal.SIGKILL)
+            while store.alive:  # the host sees the channel close and starts over
+                await asyncio.sleep(0.005)
+            queries = []
+            revived = None
+            # through the backoff, the new worker's start, and the 0.2 s of its replay
+            while revived is None or time.monotonic() < revived + 0.3:
+                queries.append(asyncio.ensure_future(host.query("slow-numbers:numbers")))
+                await asyncio.sleep(0.005)
+                if revived is None and store.alive:
+                    revived = time.monotonic()
+            return await asyncio.gather(*queries, return_exceptions=True)
+
+        answers = run(kill_and_query())
+        failures = [str(a) for a in answers if isinstance(a, BaseException)]
+        assert failures == []  # none reached the new worker before its initialize
+        assert store.worker_pid not in (None, before)
+        assert store.restarts == 1
+    finally:
+        run(host.stop())
+
+
+def test_a_worker_that_fails_to_load_is_not_restarted(tmp_path: Path) -> None:
+    # a plugin whose worker starts, then is refused: its stop is not a crash to restart
+    plugins = tmp_path / "plugins"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
+         str(plugins), str(fixture_plugin("acp-fx-faulty"))],
+        check=True,
+    )  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "acp_plugins", "list", "-v", "--plugin-path", str(plugins),
+         "--data-dir", str(tmp_path / "data")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert "Task was destroyed but it is pending" not in done.stderr
+    entries, _ = read_audit_log(tmp_path / "data" / "audit.jsonl", actions=["worker"])
+    restarted = [e for e in entries if e.outcome in ("failed", "restarted")]
+    assert restarted == []
+    assert "typo-hook" in done.stdout  # and it was refused, with its reason
