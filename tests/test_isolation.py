@@ -358,7 +358,11 @@ def test_a_spinning_worker_is_held_to_its_cpu_share(
         if cgroups:  # the kernel's CPU quota holds it; no pausing from the host
             assert "cgroup" in handle.layers and handle.governor is None
         else:
-            assert handle.governor is not None and handle.governor.paused_seconds > 1.0
+            # on a loaded machine the spinner may never get more than its share on its own;
+            # whenever it did, the governor paused it
+            governor = handle.governor
+            assert governor is not None
+            assert governor.pauses > 0 or governor.highest_usage <= limits.cpu_share * 1.05
         assert_host_unharmed(host, run)
     finally:
         run(host.stop())

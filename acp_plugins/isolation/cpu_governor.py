@@ -5,6 +5,11 @@ worker's CPU time (``/proc/<pid>/stat``, user + system) every ``interval``
 seconds. When the worker has used more than ``share`` of the wall time over the
 last ``window`` seconds, it is paused (``SIGSTOP``) for exactly as long as it
 takes its average to fall back to the share, then continued (``SIGCONT``).
+A process that someone else has stopped (an operator's ``SIGSTOP``, a debugger)
+is left alone: the governor neither pauses nor continues it. A stop that comes
+while the governor itself holds the process paused stays pending in the kernel
+(``/proc/<pid>/status``, ``ShdPnd``); the governor sees it and does not continue
+the process then either.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-__all__ = ["CpuGovernor", "cpu_seconds"]
+__all__ = ["CpuGovernor", "cpu_seconds", "process_state"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -28,6 +33,25 @@ def cpu_seconds(pid: int) -> float:
         fields = stat.read().rpartition(b")")[2].split()
     # after the command name: state is field 3, utime 14 and stime 15 (1-based, man proc)
     return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def process_state(pid: int) -> str:
+    """The state letter of ``pid`` (``R`` running, ``S`` sleeping, ``T`` stopped...)."""
+    with open(f"/proc/{pid}/stat", "rb") as stat:
+        return stat.read().rpartition(b")")[2].split()[0].decode()
+
+
+_STOP_SIGNALS = (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
+
+
+def stop_pending(pid: int) -> bool:
+    """Whether a stop signal is pending for ``pid`` (sent while it was already stopped)."""
+    with open(f"/proc/{pid}/status", "rb") as status:
+        fields = dict(line.split(b":", 1) for line in status if b":" in line)
+    pending = int(fields.get(b"ShdPnd", b"0").strip(), 16) | int(
+        fields.get(b"SigPnd", b"0").strip(), 16
+    )
+    return any(pending & (1 << (number - 1)) for number in _STOP_SIGNALS)
 
 
 class CpuGovernor:
@@ -51,6 +75,8 @@ class CpuGovernor:
         self.paused_seconds = 0.0
         self.pauses = 0
         self.paused = False
+        #: The highest share of a CPU seen over a window (what the process asked for).
+        self.highest_usage = 0.0
         self._samples: deque[tuple[float, float]] = deque()
 
     @classmethod
@@ -78,12 +104,17 @@ class CpuGovernor:
         """Govern until the process is gone or the task is cancelled."""
         try:
             while True:
+                if process_state(self.pid) in ("T", "t"):  # stopped by someone else
+                    await asyncio.sleep(self.interval)
+                    continue
                 now, used = time.monotonic(), cpu_seconds(self.pid)
                 self._samples.append((now, used))
                 while self._samples and now - self._samples[0][0] > self.window:
                     self._samples.popleft()
                 wall0, cpu0 = self._samples[0]
                 span, spent = now - wall0, used - cpu0
+                if span >= self.interval:
+                    self.highest_usage = max(self.highest_usage, spent / span)
                 if span >= self.interval and spent > self.share * span:
                     pause = min(spent / self.share - span, self.window)
                     await self._pause(pause)
@@ -104,7 +135,9 @@ class CpuGovernor:
         try:
             await asyncio.sleep(seconds)
         finally:
-            self._signal(signal.SIGCONT)
+            with contextlib.suppress(OSError):
+                if not stop_pending(self.pid):  # else someone stopped it meanwhile: theirs now
+                    self._signal(signal.SIGCONT)
             self.paused = False
             self.paused_seconds += seconds
             self.pauses += 1
