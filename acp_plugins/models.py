@@ -46,20 +46,29 @@ class Message(_Model):
     """A message exchanged between agents, offered to message handler plugins."""
 
     type: str = Field(min_length=1, description="Kind of message, e.g. 'chat'.")
-    content: str = ""
-    sender: str = "user"
-    recipient: str | None = None
-    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
-    timestamp: datetime = Field(default_factory=_now)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    content: str = Field(default="", description="The text.")
+    sender: str = Field(default="user", description="Who sent it (set by the host for plugins).")
+    recipient: str | None = Field(default=None, description="Who it is for, if anyone.")
+    id: str = Field(
+        default_factory=lambda: uuid.uuid4().hex,
+        description="Unique per message; the same on every attempt (an idempotency key).",
+    )
+    timestamp: datetime = Field(default_factory=_now, description="When it was sent (UTC).")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Anything else, as JSON.")
+    attempt: int = Field(
+        default=1,
+        ge=1,
+        description="1 for the first handler; 2 and up when an earlier one failed and the "
+        "host fails over (that one may have done part of the work: use `id` to tell).",
+    )
 
 
 class MessageResponse(_Model):
     """What a handler answers; ``handled`` is false only for the host's "unhandled" answer."""
 
-    content: str = ""
-    handled: bool = True
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    content: str = Field(default="", description="The answer's text.")
+    handled: bool = Field(default=True, description="False only in the host's 'unhandled'.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Anything else, as JSON.")
 
 
 # -- commands ---------------------------------------------------------------

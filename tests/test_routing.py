@@ -343,3 +343,15 @@ def test_a_hung_scorer_is_left_out_after_a_few_timeouts_then_tried_again(
     assert can_handle_calls(host, "slow-a") == routing.MAX_SCORING_TIMEOUTS + 1
     assert routed.scores["slow-a"] == 0.4 and "slow-a" not in routed.errors
     run(host.stop())
+
+
+def test_failover_says_which_attempt_it_is_with_the_same_id(
+    host: PluginHost, run: Callable[..., Any]
+) -> None:
+    message = Message(type="slow", metadata={"fail-b": True, "delays": {"slow-a": 0, "slow-b": 0}})
+    routed = run(host.send(message))
+    assert routed.errors == {"slow-b": "'slow-b' failed in handle_message: RuntimeError: "
+                                       "slow-b gave up on attempt 1"}  # fmt: skip
+    assert routed.plugin_id == "slow-a"
+    assert routed.response.content == f"slow-a answered attempt 2 of {message.id}"
+    assert message.attempt == 1  # the caller's message is not changed

@@ -5,8 +5,11 @@ the message's type (or ``"*"``). They are asked ``can_handle`` concurrently; a
 score must be a number in ``0.0 .. 1.0`` (anything else is recorded as an error
 of that plugin and counts as no score). The highest score above zero wins; ties
 go to the plugin id that sorts first. If the winner fails, the next best is
-tried. When nobody scores above zero the answer is an explicit "unhandled"
-response.
+tried (failover): it gets the same message, with the same ``id`` and
+``attempt`` counting up from 1. A handler that failed may have done part of the
+work before it failed, so a message can be handled more than once; a handler
+with side effects uses ``id`` as an idempotency key. When nobody scores above
+zero the answer is an explicit "unhandled" response.
 
 Scoring has a deadline of its own, shorter than a hook's timeout
 (:attr:`MessageRouter.score_timeout`, at most 1 s), and a plugin whose
@@ -198,12 +201,13 @@ class MessageRouter:
             if score > 0.0:
                 ranked.append((-score, record.plugin_id, record))
         ranked.sort()  # best score first, then plugin id (unique: records are never compared)
-        for negative, plugin_id, record in ranked:
+        for attempt, (negative, plugin_id, record) in enumerate(ranked, start=1):
+            offered = message if attempt == 1 else message.model_copy(update={"attempt": attempt})
             try:
                 answer = await self._guard.call(
                     record,
                     "handle_message",
-                    {"message": message, "context": context_for(record)},
+                    {"message": offered, "context": context_for(record)},
                 )
                 response = coerce_response(record, answer)
             except PluginCallError as error:

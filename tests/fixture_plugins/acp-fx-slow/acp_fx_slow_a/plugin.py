@@ -21,4 +21,4 @@ class Plugin(Base):
 
     @hookimpl
     async def handle_message(self, message, context):
-        return "slow-a answered"
+        return f"slow-a answered attempt {message.attempt} of {message.id}"

@@ -21,4 +21,6 @@ class Plugin(Base):
 
     @hookimpl
     async def handle_message(self, message, context):
+        if message.metadata.get("fail-b"):
+            raise RuntimeError(f"slow-b gave up on attempt {message.attempt}")
         return "slow-b answered"
