@@ -151,7 +151,7 @@ class AuditLog:
                 "host",
                 "audit",
                 "recovered",
-                detail=f"{lost} records before this one could not be written and are lost",
+                detail=f"{lost} records could not be written while the log failed; they are lost",
             )
 
     @property

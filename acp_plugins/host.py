@@ -32,6 +32,7 @@ from acp_plugins.audit import AuditLog
 from acp_plugins.config.layers import ConfigSources, ResolvedConfig
 from acp_plugins.config.overrides import OverrideStore
 from acp_plugins.config.settings import default_data_root, plugin_data_dir
+from acp_plugins.errors import ConfigError
 from acp_plugins.isolation.supervision import WorkerSupervisor
 from acp_plugins.loading.permissions import PermissionPolicy
 from acp_plugins.loading.trust import IsolationPolicy
@@ -223,8 +224,31 @@ class PluginHost:
         return self.catalog.discover()
 
     async def start(self) -> None:
-        """Discover (if not done yet) and bring every plugin that can be to Active."""
+        """Discover (if not done yet) and bring every plugin that can be to Active.
+
+        Raises :class:`~acp_plugins.errors.ConfigError` before any plugin starts if the
+        data directory is not a directory or the runtime overrides cannot be read:
+        every plugin would fail on them.
+        """
+        self._check_places()
         await self.driver.start()
+
+    def _check_places(self) -> None:
+        if self.data_root.exists() and not self.data_root.is_dir():
+            raise ConfigError(
+                f"the data directory {self.data_root} is not a directory; point data_dir "
+                "(--data-dir, ACP_PLUGINS_DATA_DIR) at a directory, or remove what is there",
+                plugin_id="host",
+            )
+        try:
+            self.overrides.load()
+        except OSError as error:
+            raise ConfigError(
+                f"cannot read the runtime overrides in {self.overrides.path}: "
+                f"{error.strerror or error}; fix the file (or its permissions) or point the "
+                "host setting overrides_file elsewhere",
+                plugin_id="host",
+            ) from None
 
     async def stop(self) -> None:
         """Unload every plugin that is loaded, dependents first."""

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from acp_plugins.config.layers import ConfigSources, Layer, ValueOrigin, resolve_layers
 from acp_plugins.config.located import TableLayer
+from acp_plugins.errors import ConfigError
 from acp_plugins.loading.permissions import DEFAULT_GRANTS, Permission, PermissionPolicy
 from acp_plugins.loading.trust import IsolationPolicy, WorkerLimits
 
@@ -62,7 +63,7 @@ def default_data_root(environ: Mapping[str, str] | None = None) -> Path:
 class WorkerLimitSettings(BaseModel):
     """The limits of isolated workers (``[host.isolation]``, or per plugin under ``limits``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     #: Memory a worker may allocate, in MiB.
     memory_mb: int = Field(default=100, ge=16)
@@ -100,7 +101,7 @@ class IsolationSettings(WorkerLimitSettings):
     allowed_modules: dict[str, list[str]] = {}
     #: Worker failures within ``failure_window`` seconds that suspend the plugin.
     max_failures: int = Field(default=3, ge=1)
-    failure_window: float = Field(default=60.0, gt=0)
+    failure_window: float = Field(default=60.0, gt=0, le=86_400)
     seccomp: bool = True
     drop_privileges: bool = True
     #: Mount, PID, IPC and network namespaces for workers (bubblewrap).
@@ -147,11 +148,11 @@ class HostSettings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        env_prefix=HOST_ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
+        env_prefix=HOST_ENV_PREFIX, env_nested_delimiter="__", extra="forbid", allow_inf_nan=False
     )
 
     #: Seconds any call into a plugin may take.
-    timeout: float = Field(5.0, gt=0)
+    timeout: float = Field(5.0, gt=0, le=3600, allow_inf_nan=False)
     #: Run plain (non-async) hooks in worker threads, so a hanging one can be abandoned.
     sync_in_thread: bool = False
     #: Parent of each plugin's own data directory.
@@ -225,8 +226,15 @@ def load_host_settings(
         TableLayer(Layer.USER, user_table, user_where),
         TableLayer(Layer.RUNTIME, dict(overrides or {}), lambda loc: "command line"),
     ]
-    settings, _, origins = resolve_layers(
-        "host", HostSettings, layers, env=environ, env_prefix=HOST_ENV_PREFIX
-    )
+    try:
+        settings, _, origins = resolve_layers(
+            "host", HostSettings, layers, env=environ, env_prefix=HOST_ENV_PREFIX
+        )
+    except RecursionError:  # JSON in an ACP_HOST_* variable, nested without end
+        raise ConfigError(
+            "a host setting is nested too deeply to read (an ACP_HOST_* variable holding "
+            "JSON, or a table in a config file); check the values you set",
+            plugin_id="host",
+        ) from None
     assert isinstance(settings, HostSettings)
     return settings, origins

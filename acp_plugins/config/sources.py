@@ -161,6 +161,12 @@ class _TomlDocument:
             raise ConfigError(f"cannot read config file {path}: {error}", plugin_id=owner) from None
         try:
             data = tomllib.loads(text)
+        except RecursionError:
+            raise ConfigError(
+                f"{path}: config file is nested too deeply to read (arrays or tables inside "
+                "each other thousands of times)",
+                plugin_id=owner,
+            ) from None
         except tomllib.TOMLDecodeError as error:
             line = _TOML_LINE.search(str(error))
             where = f"{path}:{line.group(1)}" if line else str(path)

@@ -77,6 +77,13 @@ class ConfigurationService:
         except AcpPluginsError as error:
             record.fail("configure", error.message)
             return None
+        except RecursionError:  # JSON in an environment variable, nested without end
+            record.fail(
+                "configure",
+                f"a setting of '{record.plugin_id}' is nested too deeply to read (check its "
+                f"{plugin_env_prefix(record.plugin_id)}* variables and config tables)",
+            )
+            return None
         except OSError as error:  # e.g. the overrides file cannot be read or set aside
             record.fail(
                 "configure",
