@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 
 from acp_plugins.config import overrides
 from acp_plugins.config.overrides import OverrideStore
+from conftest import fixture_plugin
 
 REPO = Path(__file__).resolve().parent.parent
 WRITER = Path(__file__).with_name("overrides_writer.py")
@@ -591,3 +592,56 @@ def test_set_and_unset_act_like_a_map_of_leaf_paths(
                     del model[leaf]
                 assert store.unset(plugin_id, setting) is bool(below)
         assert OverrideStore(path).load() == _nested(model)
+
+
+# -- two hosts setting one plugin's settings at once ------------------------------------------
+
+SETTER = r"""
+import asyncio, sys
+from pathlib import Path
+from acp_plugins import PluginHost
+from acp_plugins.loading.trust import TRUST_ALL
+
+plugins, data, name, count = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+
+async def main():
+    host = PluginHost(isolation=TRUST_ALL, search_path=[plugins], data_root=data)
+    await host.start()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    key = "endpoint.url" if name == "a" else "ratio"
+    for i in range(count):
+        value = f"http://a/{i}" if name == "a" else float(i)
+        await host.set_config("vault", key, value)  # acknowledged when it returns
+    await host.stop()
+
+asyncio.run(main())
+"""
+
+
+def test_two_hosts_setting_keys_of_one_plugin_lose_no_acknowledged_update(
+    install_plugins: Callable[..., Path], tmp_path: Path
+) -> None:
+    plugins = install_plugins(fixture_plugin("acp-fx-settings"))
+    data = tmp_path / "data"
+    count = 80
+    setters = [
+        subprocess.Popen(
+            [sys.executable, "-c", SETTER, str(plugins), str(data), name, str(count)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("a", "b")
+    ]
+    for setter in setters:
+        assert setter.stdout is not None and setter.stdout.readline().strip() == "ready"
+    for setter in setters:  # both start at once
+        assert setter.stdin is not None
+        setter.stdin.write("go\n")
+        setter.stdin.flush()
+    for setter in setters:
+        assert setter.wait(timeout=120) == 0
+    # each host's last acknowledged value is in the file: neither wrote the other's back
+    saved = json.loads((data / "overrides.json").read_text())["vault"]
+    assert saved == {"endpoint": {"url": f"http://a/{count - 1}"}, "ratio": float(count - 1)}
