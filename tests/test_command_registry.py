@@ -117,7 +117,7 @@ def test_every_command_is_listed_by_qualified_name(host: PluginHost) -> None:
         ("calc:upper", "no active plugin 'calc' offers command 'upper'; "
          "`acp-plugins commands` lists what is available"),
         ("ghost:add", "no active plugin 'ghost' offers command 'add'; "
-         "`acp-plugins commands` lists what is available"),
+         "`acp-plugins commands` lists what is available; no plugin 'ghost' is installed"),
     ],
 )  # fmt: skip
 def test_unknown_commands(
@@ -144,7 +144,7 @@ def test_an_unloaded_plugins_commands_are_gone(host: PluginHost, run: Callable[.
         ("calc:neg", [], "calc:neg: missing argument N; usage: neg N"),
         ("calc:neg", ["1", "2"], "calc:neg: 1 argument(s) too many; usage: neg N"),
         ("calc:add", ["1", "two"], "calc:add: N must be int, not 'two'; usage: add N..."),
-        ("tools:add", ["1"], "tools:add: missing argument B; usage: add A B"),
+        ("tools:add", ["1"], "tools:add: missing argument B; usage: add A B [--digits INT]"),
         ("tools:time", ["now"], "tools:time: 1 argument(s) too many; usage: time"),
     ],
 )

@@ -172,7 +172,11 @@ def test_stop_unloads_everything_that_was_loaded(host: PluginHost, run: Callable
     assert all(record.handle is None for record in host.records.values())
     routed = run(host.send(Message(type="echo", content="hello?")))
     assert not routed.handled
-    assert routed.response.content == "no active plugin handles messages of type 'echo'"
+    assert routed.response.content.startswith(
+        "no active plugin handles messages of type 'echo'; a message handler is installed but "
+        "not active: "
+    )
+    assert "'echo' is unloaded" in routed.response.content
 
 
 def test_an_unknown_plugin_id_names_the_installed_ones(host: PluginHost) -> None:

@@ -232,7 +232,7 @@ def test_a_disabled_plugin_is_not_loaded(
     assert host.record("vault").reason == "'vault' is disabled in the host's settings"
 
 
-def test_an_unreadable_overrides_file_is_a_reason_not_a_crash(
+def test_an_unreadable_overrides_file_stops_the_host_before_any_plugin(
     plugins_dir: Path, tmp_path: Path, isolation: IsolationPolicy, run: Run
 ) -> None:
     overrides = tmp_path / "overrides-is-a-directory"
@@ -245,7 +245,6 @@ def test_an_unreadable_overrides_file_is_a_reason_not_a_crash(
         overrides=OverrideStore(overrides),
     )
     _STARTED.append(host)
-    run(host.start())
-    record = host.record("echo")
-    assert record.state is PluginState.LOADED
-    assert f"cannot read the runtime overrides in {overrides}" in (record.reason or "")
+    with pytest.raises(ConfigError, match=f"cannot read the runtime overrides in {overrides}"):
+        run(host.start())
+    assert host.active() == []  # every plugin would have failed on it: none was started

@@ -517,20 +517,25 @@ class WorkerHandle:
 
     def describe(self) -> dict[str, Any]:
         """What the record shows of the worker."""
-        governor = self.governor
-        return {
-            "mode": "isolated",
-            "pid": self.pid if self._alive else None,
-            "alive": self._alive,
-            "restarts": self.restarts,
-            "last_failure": None if self._alive else self._last_reason,
-            "memory_mb": self.limits.memory_mb,
-            "cpu_share": self.limits.cpu_share,
-            "cpu_paused_seconds": round(governor.paused_seconds, 3) if governor else 0.0,
-            "warnings": list(self.warnings),
-            "layers": list(self.layers),
-            "missing_layers": dict(self.missing),
-        }
+        return _view(self)
 
     def __repr__(self) -> str:
         return f"<WorkerHandle {self.plugin_id} pid={self.pid}>"
+
+
+def _view(handle: WorkerHandle) -> dict[str, Any]:
+    """What the record shows of a worker (``WorkerHandle.describe``)."""
+    governor = handle.governor
+    return {
+        "mode": "isolated",
+        "pid": handle.pid if handle.alive else None,
+        "alive": handle.alive,
+        "restarts": handle.restarts,
+        "last_failure": None if handle.alive else handle._last_reason,
+        "memory_mb": handle.limits.memory_mb,
+        "cpu_share": handle.limits.cpu_share,
+        "cpu_paused_seconds": round(governor.paused_seconds, 3) if governor else 0.0,
+        "warnings": list(handle.warnings),
+        "layers": list(handle.layers),
+        "missing_layers": dict(handle.missing),
+    }
