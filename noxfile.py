@@ -81,6 +81,7 @@ def lint(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """Install the sample plugins and show the host at work through the CLI."""
     session.install("-e", ".", *SAMPLES)
+    session.run("python", "-c", "import sys; print('the demo runs on Python', sys.version)")
     data = Path(session.create_tmp()).resolve()
     config = data / "acp-plugins.toml"
     # isolated, the store may open files in its own data directory only
@@ -107,8 +108,9 @@ def demo(session: nox.Session) -> None:
         ["acp-plugins", "config", "show", "sqlite-store"],
         ["acp-plugins", "config", "show", "host"],
         ["acp-plugins", "commands"],
-        ["acp-plugins", "run", "add", "2", "40"],
-        ["acp-plugins", "run", "upper", "plugins", "are", "distributions"],
+        ["acp-plugins", "run", "add", "2", "40.25", "--digits", "1"],
+        ["acp-plugins", "run", "upper", "plugins", "are", "distributions", "--reverse"],
+        ["acp-plugins", "run", "add", "--help"],
         ["acp-plugins", "sources"],
         ["acp-plugins", "query", "agent-events", "--limit", "5", "--order-by=-at"],
         ["acp-plugins", "query", "agents"],

@@ -175,9 +175,11 @@ class CommandResult(_Model):
 class DataSourceDefinition(_Model):
     """A data source a plugin provides, and the fields its rows carry."""
 
-    source_id: str = Field(pattern=r"^[a-z][a-z0-9_.-]*$")
-    name: str = ""
-    description: str = ""
+    source_id: str = Field(
+        pattern=r"^[a-z][a-z0-9_.-]*$", description="Also reachable as `plugin_id:source_id`."
+    )
+    name: str = Field(default="", description="Display name.")
+    description: str = Field(default="", description="One line for `acp-plugins sources`.")
     fields: dict[str, str] = Field(default_factory=dict, description="Field name -> type name.")
     time_field: str | None = Field(
         default=None, description="The field a query's time_range filters on."
@@ -187,8 +189,8 @@ class DataSourceDefinition(_Model):
 class TimeRange(_Model):
     """A half-open interval of time, ``start <= t < end``."""
 
-    start: datetime
-    end: datetime
+    start: datetime = Field(description="Included.")
+    end: datetime = Field(description="Excluded; not before `start`.")
 
     @model_validator(mode="after")
     def _ordered(self) -> TimeRange:
@@ -209,19 +211,23 @@ class TimeRange(_Model):
 class DataQuery(_Model):
     """A structured query: equality filters, chosen fields, order, paging, time window."""
 
-    filters: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
-    fields: list[str] | None = None
+    filters: dict[str, str | int | float | bool | None] = Field(
+        default_factory=dict, description="Field -> the value it must equal."
+    )
+    fields: list[str] | None = Field(default=None, description="Only these fields; all if None.")
     order_by: str | None = Field(default=None, description="A field; prefix '-' for descending.")
-    limit: int | None = Field(default=None, ge=0)
-    offset: int = Field(default=0, ge=0)
-    time_range: TimeRange | None = None
+    limit: int | None = Field(default=None, ge=0, description="At most this many rows.")
+    offset: int = Field(default=0, ge=0, description="Rows to skip first.")
+    time_range: TimeRange | None = Field(
+        default=None, description="Only rows whose `time_field` falls inside."
+    )
 
 
 class DataResult(_Model):
     """Rows returned by a data source."""
 
-    source_id: str
-    rows: list[dict[str, Any]] = Field(default_factory=list)
+    source_id: str = Field(description="The source that answered.")
+    rows: list[dict[str, Any]] = Field(default_factory=list, description="Field -> value.")
     total: int | None = Field(default=None, description="Matching rows before paging, if known.")
 
 
@@ -231,32 +237,34 @@ class DataResult(_Model):
 class MetricDefinition(_Model):
     """A metric an analytics plugin can collect."""
 
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    description: str = ""
-    unit: str = ""
-    kind: Literal["counter", "gauge"] = "gauge"
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="The metric's id.")
+    description: str = Field(default="", description="One line for `acp-plugins metrics`.")
+    unit: str = Field(default="", description="E.g. 'messages', 'seconds'.")
+    kind: Literal["counter", "gauge"] = Field(
+        default="gauge", description="A counter only grows; a gauge goes up and down."
+    )
 
 
 class MetricPoint(_Model):
     """One value of one metric, optionally with labels (e.g. per agent)."""
 
-    name: str
-    value: float
-    labels: dict[str, str] = Field(default_factory=dict)
+    name: str = Field(description="A `MetricDefinition` name.")
+    value: float = Field(description="The value.")
+    labels: dict[str, str] = Field(default_factory=dict, description="E.g. {'agent': 'a1'}.")
 
 
 class MetricsData(_Model):
     """Metric values collected over a time range."""
 
-    time_range: TimeRange
-    points: list[MetricPoint] = Field(default_factory=list)
+    time_range: TimeRange = Field(description="What the values cover.")
+    points: list[MetricPoint] = Field(default_factory=list, description="The values.")
     source: str = Field(default="", description="Plugin id that collected them (set by the host).")
 
 
 class Report(_Model):
     """A rendered report."""
 
-    format: str
-    media_type: str
-    content: str
-    title: str = ""
+    format: str = Field(description="'json', 'markdown', 'csv' or the plugin's own.")
+    media_type: str = Field(description="E.g. 'text/markdown'.")
+    content: str = Field(description="The rendered report.")
+    title: str = Field(default="", description="A heading for it.")
