@@ -44,10 +44,13 @@ def raw(capsys: pytest.CaptureFixture[str]) -> Cli:
     return cli
 
 
-@pytest.fixture()
-def before(raw: Cli, plugin_dir: Path, tmp_path: Path) -> Cli:
-    """Host options first, as the README writes them: ``acp-plugins --trust ... COMMAND``."""
-    common = ["--plugin-path", str(plugin_dir), "--data-dir", str(tmp_path / "data")]
+@pytest.fixture(scope="module")
+def two_dir(install_plugins: Callable[..., Path]) -> Path:
+    return install_plugins(sample("acp-echo"), sample("acp-tools"))
+
+
+def _before(raw: Cli, plugins: Path, data: Path) -> Cli:
+    common = ["--plugin-path", str(plugins), "--data-dir", str(data)]
 
     def cli(*argv: str) -> tuple[int, str, str]:
         return raw(*common, *argv)
@@ -55,25 +58,37 @@ def before(raw: Cli, plugin_dir: Path, tmp_path: Path) -> Cli:
     return cli
 
 
+@pytest.fixture()
+def before(raw: Cli, plugin_dir: Path, tmp_path: Path) -> Cli:
+    """Host options first, as the README writes them: ``acp-plugins --trust ... COMMAND``."""
+    return _before(raw, plugin_dir, tmp_path / "data")
+
+
+@pytest.fixture()
+def small(raw: Cli, two_dir: Path, tmp_path: Path) -> Cli:
+    """The same with only echo and tools installed (for tests that isolate them)."""
+    return _before(raw, two_dir, tmp_path / "data")
+
+
 # -- where options go ------------------------------------------------------------------------
 
 
-def test_host_options_work_before_the_command(before: Cli) -> None:
-    status, out, err = before("--trust", "echo,tools", "run", "tools:add", "1", "2")
+def test_host_options_work_before_the_command(small: Cli) -> None:
+    status, out, err = small("--trust", "echo,tools", "run", "tools:add", "1", "2")
     assert (status, out.strip(), err) == (0, "3", "")
-    status, out, _ = before("--trust", "*", "info", "tools", "--json")
+    status, out, _ = small("--trust", "*", "info", "tools", "--json")
     assert status == 0 and json.loads(out)["isolation"]["mode"] == "in-process"
 
 
-def test_host_options_before_and_after_add_up(before: Cli) -> None:
-    _, out, _ = before("--trust", "echo", "info", "tools", "--trust", "tools", "--json")
+def test_host_options_before_and_after_add_up(small: Cli) -> None:
+    _, out, _ = small("--trust", "echo", "info", "tools", "--trust", "tools", "--json")
     assert json.loads(out)["isolation"]["mode"] == "in-process"
-    _, out, _ = before("--trust", "echo", "info", "echo", "--trust", "tools", "--json")
+    _, out, _ = small("--trust", "echo", "info", "echo", "--trust", "tools", "--json")
     assert json.loads(out)["isolation"]["mode"] == "in-process"
 
 
-def test_an_option_of_the_command_before_it_says_where_it_goes(before: Cli) -> None:
-    status, _out, err = before("--json", "list")
+def test_an_option_of_the_command_before_it_says_where_it_goes(small: Cli) -> None:
+    status, _out, err = small("--json", "list")
     assert status == 2
     assert err.strip() == (
         "error: --json is not a host option; if it is an option of 'list', put it after the "
@@ -113,13 +128,13 @@ def test_a_bad_option_of_a_command_is_a_usage_error_with_the_usage(before: Cli) 
 # -- --json for scripts, errors included -----------------------------------------------------
 
 
-def test_json_errors_are_json_on_stdout(before: Cli) -> None:
-    status, out, err = before("--trust", "*", "run", "nosuch", "--json")
+def test_json_errors_are_json_on_stdout(small: Cli) -> None:
+    status, out, err = small("--trust", "*", "run", "nosuch", "--json")
     assert status == 3
     error = json.loads(out)["error"]
     assert error["exit_status"] == 3 and error["kind"] == "UnknownCommand"
     assert error["message"] in err
-    status, out, _ = before("info", "nobody", "--json")
+    status, out, _ = small("--trust", "*", "info", "nobody", "--json")
     assert status == 3 and "nobody" in json.loads(out)["error"]["message"]
 
 
@@ -224,7 +239,12 @@ def test_an_undecodable_argument_under_a_strict_locale_is_shown_escaped(tmp_path
 def test_debug_shows_the_plugins_own_traceback_from_its_worker(
     plugin_dir: Path, tmp_path: Path
 ) -> None:
-    done = _run("list", "--plugin-path", str(plugin_dir), "--data-dir", str(tmp_path), "--debug")
+    others = "echo,tools,sqlite-store,calc,init-raises,activate-refuses,half-handler,"
+    others += "bad-signature,typo-hook,loud,blocking,lifecycle-log"  # import-error isolated
+    done = _run(
+        "list", "--plugin-path", str(plugin_dir), "--data-dir", str(tmp_path), "--debug",
+        "--trust", others,
+    )  # fmt: skip
     err = done.stderr.decode()
     assert "'import-error' raised in loading; its traceback in the worker:" in err
     assert "acp_fx_import_error/plugin.py" in err

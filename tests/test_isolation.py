@@ -538,14 +538,11 @@ def test_calls_wait_for_a_restarted_worker_to_finish_its_replay(
         run(host.stop())
 
 
-def test_a_worker_that_fails_to_load_is_not_restarted(tmp_path: Path) -> None:
+def test_a_worker_that_fails_to_load_is_not_restarted(
+    install_plugins: Callable[..., Path], tmp_path: Path
+) -> None:
     # a plugin whose worker starts, then is refused: its stop is not a crash to restart
-    plugins = tmp_path / "plugins"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
-         str(plugins), str(fixture_plugin("acp-fx-faulty"))],
-        check=True,
-    )  # fmt: skip
+    plugins = install_plugins(fixture_plugin("acp-fx-faulty"))
     done = subprocess.run(
         [sys.executable, "-m", "acp_plugins", "list", "-v", "--plugin-path", str(plugins),
          "--data-dir", str(tmp_path / "data")],

@@ -241,6 +241,7 @@ def test_the_cgroup_holds_memory(tmp_path: Path) -> None:
 
 def test_the_cgroup_holds_processes_and_cpu(tmp_path: Path) -> None:
     cgroup = _cgroup(WorkerLimits(processes=8, cpu_share=0.2))
+    assert cgroup.hold_cpu()  # what the host does once the worker is ready
     script = """
 import os, time, resource
 made = 0

@@ -544,7 +544,8 @@ def round_trip(text: str) -> None:
         return
     again = parse_range(rng.describe())
     assert admitted(again) == admitted(rng), (text, rng.describe())
-    assert again.describe() == rng.describe()
+    # and the description is stable from then on (npm drops a "nothing" alternative once)
+    assert parse_range(again.describe()).describe() == again.describe()
 
 
 @settings(max_examples=300, deadline=None)

@@ -7,6 +7,12 @@ runs outside it. Version 2 (one ``cgroup.controllers`` hierarchy) is used where
 it is mounted, else the version 1 controllers ``memory``, ``cpu`` and ``pids``.
 Where no cgroup can be made (no permission, nothing mounted), the worker runs
 without, the rlimits and the CPU governor hold instead, and the host says so.
+
+The CPU quota is put on once the worker has loaded its plugin and is ready
+(:meth:`WorkerCgroup.hold_cpu`): under a quota of 10 % of a CPU, the start
+(an interpreter importing its modules, a few hundred ms of CPU) would take ten
+times as long. The start is bounded by the worker's ``start_timeout`` instead;
+memory and process limits hold from the first instruction.
 """
 
 from __future__ import annotations
@@ -34,6 +40,10 @@ class WorkerCgroup:
 
     directories: tuple[Path, ...]
     version: int
+    #: The share of a CPU to hold the worker to once it is ready (None: no limit).
+    cpu_share: float | None = None
+    #: Whether the CPU quota is in force (see :meth:`hold_cpu`).
+    holding_cpu: bool = False
 
     @property
     def procs_files(self) -> tuple[str, ...]:
@@ -67,9 +77,8 @@ class WorkerCgroup:
             (group / "memory.swap.max").write_text("0")
         (group / "pids.max").write_text(str(limits.processes))
         if limits.cpu_share is not None:
-            quota = max(int(limits.cpu_share * _PERIOD_US), 1000)
-            (group / "cpu.max").write_text(f"{quota} {_PERIOD_US}")
-        return cls((group,), 2)
+            (group / "cpu.max").read_text()  # the controller is there: the quota can be set
+        return cls((group,), 2, limits.cpu_share)
 
     @classmethod
     def _create_v1(cls, name: str, limits: WorkerLimits) -> WorkerCgroup:
@@ -89,22 +98,27 @@ class WorkerCgroup:
                 (memory / "memory.memsw.limit_in_bytes").write_text(str(limits.memory_mb * MIB))
             (pids / "pids.max").write_text(str(limits.processes))
             if limits.cpu_share is not None:
-                cpu = made[2]
-                (cpu / "cpu.cfs_period_us").write_text(str(_PERIOD_US))
-                (cpu / "cpu.cfs_quota_us").write_text(
-                    str(max(int(limits.cpu_share * _PERIOD_US), 1000))
-                )
+                (made[2] / "cpu.cfs_period_us").write_text(str(_PERIOD_US))
         except OSError:
             cls(tuple(made), 1).remove()
             raise
-        return cls(tuple(made), 1)
+        return cls(tuple(made), 1, limits.cpu_share)
 
-    @property
-    def limits_cpu(self) -> bool:
-        """Whether the kernel holds the worker to its CPU share (else the governor does)."""
-        if self.version == 2:
-            return (self.directories[0] / "cpu.max").read_text().split()[0] != "max"
-        return any(d.parent.parent.name == "cpu" for d in self.directories)
+    def hold_cpu(self) -> bool:
+        """Put the CPU quota on (once the worker is ready); whether the kernel holds it now."""
+        if self.cpu_share is None or self.holding_cpu:
+            return self.holding_cpu
+        quota = max(int(self.cpu_share * _PERIOD_US), 1000)
+        try:
+            if self.version == 2:
+                (self.directories[0] / "cpu.max").write_text(f"{quota} {_PERIOD_US}")
+            else:
+                cpu = next(d for d in self.directories if d.parent.parent.name == "cpu")
+                (cpu / "cpu.cfs_quota_us").write_text(str(quota))
+        except (OSError, StopIteration):
+            return False
+        self.holding_cpu = True
+        return True
 
     def out_of_memory(self) -> bool:
         """Whether the kernel killed a process of this cgroup for going over its memory."""

@@ -282,7 +282,7 @@ class WorkerHandle:
         self._alive = True
         self._send_sources()
         self._tasks = []
-        kernel_cpu = self._cgroup is not None and self._cgroup.limits_cpu
+        kernel_cpu = self._cgroup is not None and self._cgroup.hold_cpu()
         if self.limits.cpu_share is not None and not kernel_cpu:  # the fallback: SIGSTOP
             self.governor = CpuGovernor.reporting(
                 self._process.leaf_pid(), self.limits.cpu_share, self.limits.cpu_window,
