@@ -249,3 +249,15 @@ def test_debug_shows_the_plugins_own_traceback_from_its_worker(
     assert "'import-error' raised in loading; its traceback in the worker:" in err
     assert "acp_fx_import_error/plugin.py" in err
     assert "ModuleNotFoundError: No module named 'acp_fx_this_module_does_not_exist'" in err
+
+
+def test_validate_json_stays_json_for_a_manifest_with_nan(raw: Cli, tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(
+        '{"manifest_version": "1.0", "plugin_id": "x", "name": "X", "version": "1.0.0", '
+        '"description": NaN}'
+    )
+    status, out, _ = raw("validate", str(manifest), "--json")
+    assert status == 1
+    report = json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} in the output"))
+    assert "NaN is not a JSON value" in report["plugins"][0]["message"]
