@@ -64,10 +64,13 @@ def test_a_bad_config_file_is_one_clear_line(
 def test_a_deep_value_in_the_environment_is_one_clear_line(
     cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("ACP_HOST_DISABLED", "[" * 5000)
-    status, _, err = cli("--data-dir", str(tmp_path / "d"), "list")
-    assert status == 1
-    assert "a host setting is nested too deeply to read" in _one_clear_line(err)
+    for value in ("[" * 5000, "[" * 5000 + "]" * 5000):
+        monkeypatch.setenv("ACP_HOST_DISABLED", value)
+        status, _, err = cli("--data-dir", str(tmp_path / "d"), "list")
+        assert status == 1
+        # where json gives up depends on the Python: too deep, or not valid JSON
+        first = _one_clear_line(err)
+        assert "nested too deeply to read" in first or "from ACP_HOST_DISABLED" in err
 
 
 def test_a_data_directory_that_is_a_file_stops_the_host_before_any_plugin(

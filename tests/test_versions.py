@@ -563,7 +563,7 @@ def test_describe_parses_back_to_the_same_pep440_range(text: str) -> None:
 @pytest.mark.parametrize(
     "text",
     [">=1.0.0-0", ">=2 || 1.2.3", ">2.1,", ">2.1", "<=1.2,", "^1.2.3-beta.2", ">=1.0.post1,",
-     "1.2.3 ||", ">=1!2.0,", "~=1.4", ">1"],
+     "1.2.3 ||", ">=1!2.0,", "~=1.4", ">1", "<1 || <0.0.0,", ">1.2.3 || <0.0.0,"],
 )  # fmt: skip
 def test_the_found_round_trip_failures_hold(text: str) -> None:
     round_trip(text)

@@ -126,6 +126,25 @@ class WorkerProcess:
 
 
 @cache
+def interpreter_folders() -> frozenset[str]:
+    """The folders of every link on the way from ``sys.executable`` to the interpreter.
+
+    A virtual environment's ``python`` may be a link to another environment's, which
+    links to the installed one: the worker execs the first, so every one of them must
+    be in its view.
+    """
+    found: set[str] = set()
+    path = Path(sys.executable).absolute()
+    for _hop in range(16):
+        found.add(str(path.parent))
+        if not path.is_symlink():
+            break
+        path = (path.parent / os.readlink(path)).absolute()
+    found.add(str(Path(sys.executable).resolve().parent))
+    return frozenset(found)
+
+
+@cache
 def privilege_wrapper(network: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The command prefix that drops privileges on this system, and warnings for what cannot be.
 
@@ -194,6 +213,7 @@ def sandbox_spec(
     allowed |= set(policy.allowed_modules.get(plugin_id, frozenset()))
     roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, *read_roots}
     roots |= {p for p in sys.path if p and os.path.isabs(p) and "site-packages" in p}
+    roots |= interpreter_folders()
     roots.add(PACKAGE_ROOT)
     return SandboxSpec(
         plugin_id=plugin_id,

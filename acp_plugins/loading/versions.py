@@ -211,13 +211,15 @@ class VersionRange:
 
         Within an alternative, lower bounds come before upper bounds.
         """
-        described = [_describe_set(spec_set) for spec_set in self.alternatives]
+        # a "nothing" alternative beside others changes nothing (npm drops it when it reads)
+        kept = [a for a in self.alternatives if str(a) != "<0.0.0"] or list(self.alternatives)
+        described = [_describe_set(spec_set) for spec_set in kept]
         text = " || ".join(described)
         if _is_pep440(text) or _has_pep440_only_alternative(text):
             return text
         # Every alternative is one specifier that npm reads too: write release numbers out
         # to three parts, where npm and PEP 440 agree (npm's `>2.1` is PEP 440's `>=2.2.0`).
-        return " || ".join(_full_release(spec_set) for spec_set in self.alternatives)
+        return " || ".join(_full_release(spec_set) for spec_set in kept)
 
 
 def _admits_prereleases(spec_set: SpecifierSet) -> bool:
