@@ -31,7 +31,9 @@ def _govern(governor: CpuGovernor, seconds: float, then: Callable[[], None] | No
         task = asyncio.ensure_future(governor.run())
         await asyncio.sleep(seconds)
         if then is not None:
-            while not governor.paused:  # the operator's stop comes during the governor's
+            # the operator's stop comes during the governor's pause, once the process has
+            # stopped (two stops sent before the first is delivered are one signal)
+            while not (governor.paused and process_state(governor.pid) == "T"):
                 await asyncio.sleep(0.001)
             then()
             await asyncio.sleep(seconds)
@@ -71,6 +73,9 @@ def test_a_process_stopped_by_someone_else_stays_stopped(
 def test_a_stop_outside_the_governors_pauses_holds_too(spinner: subprocess.Popen[bytes]) -> None:
     governor = CpuGovernor(spinner.pid, share=0.25, window=1.0)
     os.kill(spinner.pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 5
+    while process_state(spinner.pid) != "T" and time.monotonic() < deadline:
+        time.sleep(0.001)  # delivered: a stop still on its way looks like a running process
     _govern(governor, 1.0)
     assert process_state(spinner.pid) == "T" and governor.pauses == 0
     os.kill(spinner.pid, signal.SIGCONT)
