@@ -439,6 +439,47 @@ def test_workers_start_together_and_unused_ones_are_stopped(
         run(host.stop())
 
 
+@pytest.mark.parametrize("cpus", [1, 2])
+def test_no_more_workers_start_at_once_than_there_are_cpus(
+    cpus: int,
+    install_plugins: Callable[..., Path],
+    tmp_path: Path,
+    run: Run,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # all at once, a start's timeout ran out while it waited for a CPU (50 isolated
+    # plugins on 2 CPUs, or 8 on a loaded machine): each start now waits for its turn
+    import acp_plugins.isolation.supervision as supervision
+    from conftest import SAMPLE_PROJECTS
+
+    directory = install_plugins(*(sample(name) for name in SAMPLE_PROJECTS))
+    monkeypatch.setattr(supervision, "usable_cpus", lambda: cpus)
+    running, most = 0, 0
+    original = WorkerHandle.start
+
+    async def counted(handle: WorkerHandle) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        try:
+            await original(handle)
+        finally:
+            running -= 1
+
+    monkeypatch.setattr(WorkerHandle, "start", counted)
+    host = PluginHost(
+        search_path=[directory],
+        data_root=tmp_path / "data",
+        isolation=IsolationPolicy(limits=LIMITS),
+    )
+    run(host.start())
+    try:
+        assert len(host.active()) == len(SAMPLE_PROJECTS)
+        assert most == cpus
+    finally:
+        run(host.stop())
+
+
 def test_a_plugin_whose_import_never_ends_is_refused_in_time(
     install_plugins: Callable[..., Path], tmp_path: Path, run: Run
 ) -> None:

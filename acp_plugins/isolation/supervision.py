@@ -13,6 +13,7 @@ suspended with the reason.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -34,6 +35,11 @@ __all__ = ["WorkerSupervisor"]
 
 #: Sandbox refusals audited one by one per plugin within each window of seconds.
 _REFUSALS_LOGGED, _REFUSAL_WINDOW = 20, 10.0
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class WorkerSupervisor:
@@ -65,12 +71,15 @@ class WorkerSupervisor:
     # -- HandleFactory --------------------------------------------------------------
 
     async def prepare(self, records: Sequence[PluginRecord]) -> None:
-        """Start the workers of every isolated plugin among ``records``, all at once.
+        """Start the workers of every isolated plugin among ``records``, one per CPU at a time.
 
         A worker's start is mostly its interpreter's: done concurrently, N isolated
-        plugins start in about the time of one per CPU. Each plugin still loads,
-        initializes and activates in dependency order; starting a worker only
-        imports the plugin in its own process.
+        plugins start in about the time of one per CPU. More at once than there are
+        CPUs would not start them sooner, only share the CPUs among more starts, and
+        each worker's ``start_timeout`` would run out while it waits its turn: so at
+        most one start per usable CPU runs, and a worker's timeout counts from its
+        turn. Each plugin still loads, initializes and activates in dependency
+        order; starting a worker only imports the plugin in its own process.
         """
         handles = {
             r.plugin_id: self._worker_handle(r)
@@ -79,9 +88,13 @@ class WorkerSupervisor:
         }
         if len(handles) < 2:
             return
-        started = await asyncio.gather(
-            *(h.start() for h in handles.values()), return_exceptions=True
-        )
+        turns = asyncio.Semaphore(usable_cpus())
+
+        async def start(handle: WorkerHandle) -> None:
+            async with turns:
+                await handle.start()
+
+        started = await asyncio.gather(*map(start, handles.values()), return_exceptions=True)
         for (plugin_id, handle), outcome in zip(handles.items(), started, strict=True):
             if isinstance(outcome, AcpPluginsError):
                 self._prepared[plugin_id] = outcome
