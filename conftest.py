@@ -17,6 +17,15 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# The suite runs four test files at a time, on machines with as few as two CPUs: how
+# fast an example is drawn or run says nothing about its correctness, so hypothesis
+# checks neither (its other health checks stay on).
+settings.register_profile(
+    "shared-cpus", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("shared-cpus")
 
 ROOT = Path(__file__).resolve().parent
 SAMPLES = ROOT / "sample_plugins"

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import weakref
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -101,6 +102,10 @@ class AuditLog:
         self.failure: str | None = None
         self._lost = 0  # dropped since writing last worked
         self._torn = False  # the last write may have left a partial line
+        #: Kept open between records (opening per record was two syscalls and a mkdir
+        #: for every entry); closed on a failure, by :meth:`close`, or with the log.
+        self._descriptor: int | None = None
+        self._closer: weakref.finalize[Any, Any] | None = None
 
     def record(
         self,
@@ -125,16 +130,12 @@ class AuditLog:
         assert self.path is not None
         data = ("\n" if self._torn else "") + line  # a torn line must not swallow this one
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                written = os.write(descriptor, data.encode())
-            finally:
-                os.close(descriptor)
+            written = os.write(self._open(), data.encode())
             if written != len(data.encode()):
                 self._torn = written > 0 or self._torn
                 raise OSError(f"short write: {written} of {len(data.encode())} bytes (disk full?)")
         except OSError as error:
+            self.close()  # the next record opens the file again
             self.dropped += 1
             self._lost += 1
             if self.failure is None:
@@ -153,6 +154,23 @@ class AuditLog:
                 "recovered",
                 detail=f"{lost} records could not be written while the log failed; they are lost",
             )
+
+    def _open(self) -> int:
+        """The open log file; opened again if the file was removed since."""
+        assert self.path is not None
+        if self._descriptor is not None and os.fstat(self._descriptor).st_nlink == 0:
+            self.close()
+        if self._descriptor is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._closer = weakref.finalize(self, os.close, self._descriptor)
+        return self._descriptor
+
+    def close(self) -> None:
+        """Close the file (the next record opens it again)."""
+        if self._closer is not None:
+            self._closer()
+        self._descriptor = self._closer = None
 
     @property
     def problem(self) -> str | None:

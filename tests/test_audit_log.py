@@ -64,3 +64,18 @@ def test_a_log_that_is_a_directory_loses_records_without_raising(tmp_path: Path)
     assert log.dropped == 3
     assert len(log.entries()) == 3  # still kept in memory
     assert log.problem is not None and "(Is a directory)" in log.problem
+
+
+def test_a_removed_log_is_created_again_by_the_next_record(tmp_path: Path) -> None:
+    # the file stays open between records: one removed meanwhile must not swallow them
+    path = tmp_path / "logs" / "audit.jsonl"
+    log = AuditLog(path)
+    log.record("alpha", "load", "ok")
+    path.unlink()
+    log.record("beta", "load", "ok")
+    log.close()
+    log.record("gamma", "load", "ok")  # after close: opened again
+    entries, unreadable = read_audit_log(path)
+    assert unreadable == 0
+    assert [e.plugin_id for e in entries] == ["beta", "gamma"]
+    assert log.dropped == 0

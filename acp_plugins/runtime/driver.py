@@ -279,9 +279,9 @@ class LifecycleDriver:
             self.router.add(record)
         if record.commands:
             self.commands.add(record)
-        if record.data_sources:
+        if record.data_sources:  # the only change isolated plugins hear of: not one per start
             self.sources.add(record)
-        self._send_sources()
+            self._send_sources()
 
     def _rebuild_registries(self) -> None:
         active = sorted(self.catalog.active(), key=lambda r: r.plugin_id)
