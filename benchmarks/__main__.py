@@ -23,11 +23,14 @@ import pluggy
 
 import acp_plugins
 from benchmarks import env
+from benchmarks.cli_send import measure_send
 from benchmarks.dispatch import measure_dispatch, profile_dispatch
 from benchmarks.isolation import measure_isolation, summary
 from benchmarks.startup import measure_startup, profile_startup
 
-BENCHMARKS = ("dispatch", "discover", "start", "isolation")
+BENCHMARKS = (
+    "dispatch", "discover", "discover-stevedore", "start", "start-large", "isolation", "send"
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -110,36 +113,45 @@ def _bench_dispatch(args: argparse.Namespace) -> list[Result]:
                 unit="us/msg",
                 ours=times.host,
                 baseline=times.baseline,
-                goal=None if is_async else 3.0,
+                goal=None if is_async else 1.5,
             )
         )
     return results
 
 
 def _startup(
-    what: str, goal: float, description: str, baseline: str
+    name: str,
+    what: str,
+    goal: float | None,
+    description: str,
+    baseline: str,
+    *,
+    against: str = "stevedore",
+    large: bool = False,
 ) -> Callable[[argparse.Namespace], Result]:
     def bench(args: argparse.Namespace) -> Result:
-        directory = env.plugins_env(args.plugins, rebuild=args.rebuild)
+        count = args.large if large else args.plugins
+        directory = env.plugins_env(count, rebuild=args.rebuild)
         _log(
-            f"[{what}] {args.runs} runs x 2 fresh interpreters, {args.plugins} plugins, "
-            f"{args.stevedore_cache} stevedore cache ..."
+            f"[{name}] {args.runs} runs x 2 fresh interpreters, {count} plugins, "
+            f"against {against} ({args.stevedore_cache} stevedore cache) ..."
         )
         times = measure_startup(
             what,
             directory,
-            args.plugins,
+            count,
             runs=args.runs,
             cache_root=env.cache_root(),
             stevedore_cache=args.stevedore_cache,
+            baseline=against,
         )
         if args.profile:
-            _log(f"[{what}] cProfile of one acp-plugins run (fresh interpreter):")
-            _log(profile_startup(what, directory, args.plugins, cache_root=env.cache_root()))
+            _log(f"[{name}] cProfile of one acp-plugins run (fresh interpreter):")
+            _log(profile_startup(what, directory, count, cache_root=env.cache_root()))
         return Result(
-            name=what,
-            description=description.format(n=args.plugins),
-            baseline_name=baseline.format(n=args.plugins, cache=args.stevedore_cache),
+            name=name,
+            description=description.format(n=count),
+            baseline_name=baseline.format(n=count, cache=args.stevedore_cache),
             unit="ms",
             ours=times.host,
             baseline=times.baseline,
@@ -149,18 +161,38 @@ def _startup(
     return bench
 
 
-_discover = _startup(
-    "discover",
-    0.5,
-    "acp_plugins.discover(search_path=[dir]): {n} manifests validated, nothing imported",
-    "stevedore ExtensionManager(invoke_on_load=False), {cache} cache: imports {n} entry points",
-)
-_start = _startup(
-    "start",
-    1.5,
-    "PluginHost(search_path=[dir]).start(): {n} plugins to Active",
-    "stevedore ExtensionManager(invoke_on_load=True), {cache} cache",
-)
+STARTUP = {
+    "discover": _startup(
+        "discover",
+        "discover",
+        1.5,
+        "acp_plugins.discover(search_path=[dir]): {n} manifests validated, nothing imported",
+        "importlib.metadata.entry_points(group=...): {n} entry points listed",
+        against="listing",
+    ),
+    "discover-stevedore": _startup(
+        "discover-stevedore",
+        "discover",
+        None,
+        "acp_plugins.discover(search_path=[dir]): {n} manifests validated, nothing imported",
+        "stevedore ExtensionManager(invoke_on_load=False), {cache} cache: imports {n} plugins",
+    ),
+    "start": _startup(
+        "start",
+        "start",
+        1.5,
+        "PluginHost(search_path=[dir]).start(): {n} plugins to Active",
+        "stevedore ExtensionManager(invoke_on_load=True), {cache} cache",
+    ),
+    "start-large": _startup(
+        "start-large",
+        "start",
+        1.5,
+        "PluginHost(search_path=[dir]).start(): {n} plugins to Active",
+        "stevedore ExtensionManager(invoke_on_load=True), {cache} cache",
+        large=True,
+    ),
+}
 
 
 def _bench_isolation(args: argparse.Namespace) -> tuple[list[Result], dict[str, Any]]:
@@ -175,7 +207,16 @@ def _bench_isolation(args: argparse.Namespace) -> tuple[list[Result], dict[str, 
             unit="us/call",
             ours=times.call,
             baseline=times.pipe,
-            goal=1.5,
+            goal=2.5,
+        ),
+        Result(
+            name="isolated-call-100k",
+            description="await handle.invoke('handle_message', ...) with 100 KB each way",
+            baseline_name="a blocking socket to a JSON peer, 100 KB each way",
+            unit="us/call",
+            ours=times.big_call,
+            baseline=times.big_socket,
+            goal=1.2,
         ),
         Result(
             name="asyncio-floor",
@@ -193,7 +234,7 @@ def _bench_isolation(args: argparse.Namespace) -> tuple[list[Result], dict[str, 
             unit="ms",
             ours=times.start,
             baseline=times.bare_start,
-            goal=None,
+            goal=2.0,
         ),
         Result(
             name="layers-call",
@@ -215,6 +256,20 @@ def _bench_isolation(args: argparse.Namespace) -> tuple[list[Result], dict[str, 
         ),
     ]
     return results, summary(times)
+
+
+def _bench_send(args: argparse.Namespace) -> Result:
+    _log(f"[send] {args.runs} runs x 2 fresh `acp-plugins send` processes ...")
+    times = measure_send(args.runs)
+    return Result(
+        name="send",
+        description="acp-plugins send --type echo hello, the 4 samples installed, isolated",
+        baseline_name="the same with only the echo sample installed",
+        unit="ms",
+        ours=times.all_samples,
+        baseline=times.handler_only,
+        goal=1.2,
+    )
 
 
 def _table(results: Sequence[Result], args: argparse.Namespace, elapsed: float) -> str:
@@ -269,6 +324,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--plugins", type=int, default=500, help="installed plugins for discover/start (500)"
     )
     parser.add_argument(
+        "--large", type=int, default=2000, help="installed plugins for start-large (2000)"
+    )
+    parser.add_argument(
         "--messages", type=int, default=5000, help="messages per dispatch run (default 5000)"
     )
     parser.add_argument(
@@ -294,8 +352,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--rebuild", action="store_true", help="regenerate and reinstall the plugin environments"
     )
     args = parser.parse_args(argv)
-    if args.runs < 1 or args.plugins < 1 or args.messages < 1:
-        parser.error("--runs, --plugins and --messages must be positive")
+    if min(args.runs, args.plugins, args.large, args.messages) < 1:
+        parser.error("--runs, --plugins, --large and --messages must be positive")
     if importlib.util.find_spec("stevedore") is None:
         parser.error("stevedore is needed for the baselines: pip install -e '.[bench]'")
     return args
@@ -308,14 +366,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[Result] = []
     if "dispatch" in selected:
         results.extend(_bench_dispatch(args))
-    if "discover" in selected:
-        results.append(_discover(args))
-    if "start" in selected:
-        results.append(_start(args))
+    for name, bench in STARTUP.items():
+        if name in selected:
+            results.append(bench(args))
     notes: dict[str, Any] = {}
     if "isolation" in selected:
         isolated, notes = _bench_isolation(args)
         results.extend(isolated)
+    if "send" in selected:
+        results.append(_bench_send(args))
     elapsed = time.perf_counter() - started
     if args.json:
         document = {

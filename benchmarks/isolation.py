@@ -7,6 +7,9 @@
   child process that answers at once. Both sequential, in one run, alternating.
 * ``worker-start``: ``WorkerHandle.start()`` of the echo sample (spawn, sandbox,
   import, ready), against starting a bare interpreter (``python -I -c pass``).
+* ``isolated-call-100k``: ``handle_message`` of the echo sample with 100 KB of content
+  each way, against a blocking socket to a child that reads a length-prefixed JSON
+  frame and answers with the same content (what any JSON-over-a-socket design pays).
 * ``asyncio-floor`` (informational): the same call frame echoed by a bare asyncio
   peer over a socket pair, both sides asyncio: what the event loops alone cost,
   before any validation, sandbox or plugin.
@@ -14,9 +17,10 @@
   kernel layer (namespaces, own uid, cgroup, Landlock) against the same with those
   layers off (rlimits, seccomp and the Python layer on in both): what the kernel
   layers cost.
-* memory: the worker's resident set once started; the CPU share: what a worker
-  spinning in a thread really got with a 10 % share (its cgroup's CPU quota, or the
-  SIGSTOP governor where there is no cgroup).
+* memory: the worker's resident set and its proportional set (PSS: shared pages
+  counted once per sharer, from ``/proc/PID/smaps_rollup``) once started; the CPU
+  share: what a worker spinning in a thread really got with a 10 % share (its
+  cgroup's CPU quota, or the SIGSTOP governor where there is no cgroup).
 
 Workers run with the CPU governor off for the call and start benchmarks, since a
 worker kept busy by a benchmark is exactly what the governor holds back.
@@ -25,7 +29,10 @@ worker kept busy by a benchmark is exactly what the governor holds back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import multiprocessing
+import os
 import socket
 import statistics
 import subprocess
@@ -59,6 +66,9 @@ class IsolationTimes:
     start: list[float] = field(default_factory=list)
     bare_start: list[float] = field(default_factory=list)
     rss_mb: list[float] = field(default_factory=list)
+    pss_mb: list[float] = field(default_factory=list)
+    big_call: list[float] = field(default_factory=list)
+    big_socket: list[float] = field(default_factory=list)
     governed_share: float = 0.0
     bare_call: list[float] = field(default_factory=list)
     layered_start: list[float] = field(default_factory=list)
@@ -71,6 +81,64 @@ def _echo_child(connection: Connection) -> None:
         if payload is None:
             return
         connection.send(1.0 if payload["content"] else 0.0)
+
+
+BIG = 100_000  # bytes of content each way
+
+
+def _recv_exactly(peer: socket.socket, size: int) -> bytes:
+    chunks, left = [], size
+    while left:
+        chunk = peer.recv(min(left, 1 << 20))
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _json_frame(value: Any) -> bytes:
+    body = json.dumps(value).encode()
+    return len(body).to_bytes(4, "big") + body
+
+
+def _json_child(fd: int, parents_end: int) -> None:
+    os.close(parents_end)  # inherited by the fork: the parent closing its end must end this
+    peer = socket.socket(fileno=fd)
+    with contextlib.suppress(EOFError):
+        while True:
+            size = int.from_bytes(_recv_exactly(peer, 4), "big")
+            message = json.loads(_recv_exactly(peer, size))
+            peer.sendall(_json_frame({"content": "> " + message["content"]}))
+
+
+def _json_round_trips(payload: dict[str, Any], calls: int, runs: int) -> list[float]:
+    """Blocking JSON frames to a child over a socket pair: the 100 KB baseline."""
+    ours, theirs = socket.socketpair()
+    process = multiprocessing.get_context("fork").Process(
+        target=_json_child, args=(theirs.fileno(), ours.fileno()), daemon=True
+    )
+    process.start()
+    theirs.close()
+    results = []
+    for run in range(runs + 1):
+        started = perf_counter()
+        for _ in range(calls):
+            ours.sendall(_json_frame(payload))
+            size = int.from_bytes(_recv_exactly(ours, 4), "big")
+            assert len(json.loads(_recv_exactly(ours, size))["content"]) == BIG + 2
+        if run:  # the first is the warm-up
+            results.append((perf_counter() - started) / calls)
+    ours.close()
+    process.join(5)
+    return results
+
+
+def _pss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def _floor_child(fd: int) -> None:
@@ -199,6 +267,23 @@ async def _measure(runs: int, calls: int, workdir: Path) -> IsolationTimes:
     process.join()
     times.floor = await _floor(message, calls, runs)
     times.rss_mb.append(_rss_mb(handle.worker_pid or 0))
+    times.pss_mb.append(_pss_mb(handle.worker_pid or 0))
+
+    big = Message(type="echo", content="x" * BIG, sender="bench")
+    context = host.record("echo").context
+    big_calls = max(calls // 20, 20)
+
+    async def big_call() -> float:
+        started = perf_counter()
+        for _ in range(big_calls):
+            answer = await handle.invoke("handle_message", {"message": big, "context": context})
+            assert len(answer.content) > BIG
+        return (perf_counter() - started) / big_calls
+
+    await big_call()  # warm-up
+    for _ in range(runs):
+        times.big_call.append(await big_call())
+        times.big_socket.extend(_json_round_trips(big.model_dump(mode="json"), big_calls, 1))
     await host.stop()
 
     for index in range(runs):
@@ -224,6 +309,7 @@ async def _measure(runs: int, calls: int, workdir: Path) -> IsolationTimes:
             assert fresh.worker_pid is not None
             if not layers:
                 times.rss_mb.append(_rss_mb(fresh.worker_pid))
+                times.pss_mb.append(_pss_mb(fresh.worker_pid))
             fresh.close()
     times.layered_start = times.start
 
@@ -252,5 +338,7 @@ def summary(times: IsolationTimes) -> dict[str, Any]:
     """The informational figures, for the table's notes."""
     return {
         "worker_rss_mb_median": round(statistics.median(times.rss_mb), 1),
+        "worker_pss_mb_median": round(statistics.median(times.pss_mb), 1),
+        "worker_pss_mb_target": 8.0,
         "governed_share_with_10_percent": round(times.governed_share, 3),
     }

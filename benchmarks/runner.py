@@ -13,6 +13,9 @@ Modes:
   every plugin must come back with a manifest and no error.
 * ``discover-stevedore``: ``ExtensionManager("acp.plugins", invoke_on_load=False)``
   with DIR put first on ``sys.path``; imports every entry point.
+* ``discover-listing``: a bare ``importlib.metadata.entry_points(group="acp.plugins")``
+  with DIR added as the host adds it: the entry points listed, nothing read or imported
+  (the floor any discovery pays).
 * ``start-acp``: ``PluginHost(search_path=[DIR], data_root=TMP).start()``; every
   plugin must end Active.
 * ``start-stevedore``: ``ExtensionManager("acp.plugins", invoke_on_load=True)``.
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
+import importlib.metadata
 import json
 import pstats
 import site
@@ -33,7 +37,7 @@ import stevedore
 
 import acp_plugins
 
-MODES = ("discover-acp", "discover-stevedore", "start-acp", "start-stevedore")
+MODES = ("discover-acp", "discover-stevedore", "discover-listing", "start-acp", "start-stevedore")
 
 
 def _discover_acp(directory: str, count: int) -> float:
@@ -58,6 +62,15 @@ def _stevedore(directory: str, count: int, *, invoke_on_load: bool) -> float:
     assert loaded == count, f"stevedore loaded {loaded} extensions, expected {count}"
     if invoke_on_load:
         assert all(isinstance(ext.obj, acp_plugins.Plugin) for ext in manager.extensions)
+    return elapsed
+
+
+def _listing(directory: str, count: int) -> float:
+    started = perf_counter()
+    site.addsitedir(directory)
+    listed = importlib.metadata.entry_points(group=acp_plugins.ENTRY_POINT_GROUP)
+    elapsed = perf_counter() - started
+    assert len(listed) == count, f"listed {len(listed)} entry points, expected {count}"
     return elapsed
 
 
@@ -86,6 +99,8 @@ def _run(mode: str, directory: str, count: int) -> float:
         return _discover_acp(directory, count)
     if mode == "discover-stevedore":
         return _stevedore(directory, count, invoke_on_load=False)
+    if mode == "discover-listing":
+        return _listing(directory, count)
     if mode == "start-acp":
         return _start_acp(directory, count)
     return _stevedore(directory, count, invoke_on_load=True)

@@ -72,10 +72,14 @@ def measure_startup(
     runs: int,
     cache_root: Path,
     stevedore_cache: str = "warm",
+    baseline: str = "stevedore",
 ) -> StartupTimes:
-    """Time ``what`` (``discover`` or ``start``) for acp-plugins and stevedore, ``runs`` each."""
+    """Time ``what`` (``discover`` or ``start``) for acp-plugins and a baseline, ``runs`` each.
+
+    ``baseline`` names the other side's mode: ``stevedore``, or ``listing`` (discover only).
+    """
     env = _environment(cache_root, stevedore_cache)
-    ours, theirs = f"{what}-acp", f"{what}-stevedore"
+    ours, theirs = f"{what}-acp", f"{what}-{baseline}"
     for mode in (ours, theirs):  # warm-up: OS file cache, stevedore's cache; not recorded
         _run(mode, directory, count, env)
     host: list[float] = []
