@@ -253,6 +253,7 @@ class PluginHost:
     async def stop(self) -> None:
         """Unload every plugin that is loaded, dependents first."""
         await self.driver.stop()
+        self.workers.close()
         self.audit.close()  # a record after this opens the file again
 
     async def load(self, plugin_id: str) -> bool:

@@ -51,7 +51,7 @@ def test_the_defaults(tmp_path: Path) -> None:
             "memory_mb", "cpu_share", "open_files", "file_mb", "trusted", "limits_by_plugin",
             "allowed_modules", "max_failures", "failure_window", "seccomp", "drop_privileges",
             "disk_mb", "frames_per_second", "context_calls", "namespaces", "landlock",
-            "cgroups", "own_uid", "python_layer", "strict_layers",
+            "cgroups", "own_uid", "python_layer", "strict_layers", "zygote",
         )
     }  # fmt: skip
     assert set(origins) == {

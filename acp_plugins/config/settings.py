@@ -114,6 +114,8 @@ class IsolationSettings(WorkerLimitSettings):
     python_layer: bool = True
     #: Refuse to start a worker that would lack any isolation layer.
     strict_layers: bool = False
+    #: Fork workers from one pre-imported process per host (faster start, shared memory).
+    zygote: bool = True
 
     @field_validator("trusted", mode="before")
     @classmethod
@@ -137,6 +139,7 @@ class IsolationSettings(WorkerLimitSettings):
             own_uid=self.own_uid,
             python_layer=self.python_layer,
             strict_layers=self.strict_layers,
+            zygote=self.zygote,
         )
 
 

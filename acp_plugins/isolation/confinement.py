@@ -25,7 +25,7 @@ import shutil
 import stat
 import subprocess
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -34,7 +34,8 @@ from acp_plugins.errors import PluginImportError
 from acp_plugins.isolation.cgroups import WorkerCgroup
 from acp_plugins.isolation.launch import privilege_wrapper
 from acp_plugins.isolation.sandbox import SandboxSpec
-from acp_plugins.loading.trust import MIB, IsolationPolicy, WorkerLimits
+from acp_plugins.isolation.view import Mount, bubblewrap_args, worker_view
+from acp_plugins.loading.trust import IsolationPolicy, WorkerLimits
 
 __all__ = [
     "KERNEL_LAYERS",
@@ -56,21 +57,12 @@ KERNEL_LAYERS = (
     "cgroup",
 )
 
-#: The system folders a worker's view holds, read-only (libraries the interpreter links).
-_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-_SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/localtime")
-_NETWORK_FILES = (
-    "/etc/resolv.conf",
-    "/etc/hosts",
-    "/etc/nsswitch.conf",
-    "/etc/ssl",
-    "/etc/ca-certificates",
-)
 #: Joins the cgroups named before ``--``, then runs what follows.
 _JOIN = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
 #: The uids of plugins, when the host runs as root: far above any real account.
 _UID_BASE, _UID_SPAN = 2_000_000, 1_000_000
-_TMP_MIB = 64
+#: The host name inside a worker's UTS namespace.
+HOSTNAME = "acp-worker"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +77,11 @@ class Confinement:
     #: The uid the worker runs as (``None``: the host's own).
     uid: int | None
     pid_namespace: bool
+    #: The worker's view (empty: it has no mount namespace) and the folder it starts in.
+    view: tuple[Mount, ...] = ()
+    chdir: str = ""
+    #: The ``cgroup.procs`` files the worker joins before anything else.
+    cgroup_files: tuple[str, ...] = ()
 
 
 def prepare_confinement(
@@ -165,8 +162,17 @@ def confine(
         missing["cgroup"] = cgroup_problem or "cgroups are turned off in the isolation settings"
     problem = bubblewrap_problem() if policy.namespaces else "turned off in the settings"
     uid = _uid_for(spec, policy, own_view=problem is None)
+    view: list[Mount] = []
+    chdir = ""
     if problem is None:
-        command += _bubblewrap(spec, hidden, root=os.geteuid() == 0)
+        view, chdir = worker_view(
+            read_roots=spec.read_roots,
+            data_dir=spec.data_dir,
+            hidden=hidden,
+            network=spec.allow_network,
+            data_read_only=spec.data_read_only and not spec.landlock,
+        )
+        command += _bubblewrap(spec, view, chdir, root=os.geteuid() == 0)
         layers += ["mount-namespace", "pid-namespace", "ipc-namespace"]
         if not spec.allow_network:
             layers.append("network-namespace")
@@ -200,6 +206,9 @@ def confine(
         {layer: missing[layer] for layer in KERNEL_LAYERS if layer in missing},
         uid if isinstance(uid, int) and "own-uid" in layers else None,
         pid_namespace="pid-namespace" in layers,
+        view=tuple(view),
+        chdir=chdir,
+        cgroup_files=tuple(cgroup.procs_files) if cgroup is not None else (),
     )
 
 
@@ -246,64 +255,13 @@ def bubblewrap_problem() -> str | None:
     return None
 
 
-def _bubblewrap(spec: SandboxSpec, hidden: Sequence[Path], *, root: bool) -> list[str]:
+def _bubblewrap(spec: SandboxSpec, view: Sequence[Mount], chdir: str, *, root: bool) -> list[str]:
     bwrap = shutil.which("bwrap")
     assert bwrap is not None
     args = [bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
-    args += ["--unshare-cgroup-try", "--hostname", "acp-worker"]
+    args += ["--unshare-cgroup-try", "--hostname", HOSTNAME]
     if not spec.allow_network:
         args.append("--unshare-net")
     if not root:
         args += ["--unshare-user", "--cap-drop", "ALL"]
-    # /tmp only holds the mount points of the host's folders under it; the worker's own
-    # temporary files go to a private /var/tmp (TMPDIR)
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-    args += ["--perms", "0755", "--dir", "/var", "--perms", "1777"]
-    args += ["--size", str(_TMP_MIB * MIB), "--tmpfs", "/var/tmp"]
-    for directory in _SYSTEM_DIRS:
-        if os.path.islink(directory):
-            args += ["--symlink", os.readlink(directory), directory]
-        elif os.path.isdir(directory):
-            args += ["--ro-bind", directory, directory]
-    for path in _SYSTEM_FILES + (_NETWORK_FILES if spec.allow_network else ()):
-        args += ["--ro-bind-try", path, path]
-    made: set[str] = {"/", "/tmp", "/var"}
-    for directory in _outermost(p for p in spec.read_roots if os.path.isdir(p)):
-        if not any(_beneath(directory, system) for system in _SYSTEM_DIRS):
-            args += [*_parents(directory, made), "--ro-bind", directory, directory]
-    data_dir = os.path.realpath(spec.data_dir)
-    for folder in hidden:
-        real = os.path.realpath(folder)
-        if any(_beneath(real, root_) for root_ in spec.read_roots):
-            args += ["--tmpfs", real]  # an empty folder over what a read-only one holds
-    # over its quota without Landlock, the data directory is read-only: nothing is added
-    bind = "--ro-bind" if spec.data_read_only and not spec.landlock else "--bind"
-    args += [*_parents(data_dir, made), bind, data_dir, data_dir, "--chdir", data_dir]
-    return args
-
-
-def _parents(path: str, made: set[str]) -> list[str]:
-    """Make the folders above ``path`` in the view traversable (bubblewrap makes them 0700)."""
-    args: list[str] = []
-    parts = Path(path).parts
-    for depth in range(2, len(parts)):
-        folder = str(Path(*parts[:depth]))
-        if folder not in made:
-            made.add(folder)
-            args += ["--perms", "0755", "--dir", folder]
-    return args
-
-
-def _outermost(paths: Iterable[str]) -> list[str]:
-    """The paths that are not inside another of them, sorted."""
-    real = sorted({os.path.realpath(p) for p in paths})
-    kept: list[str] = []
-    for path in real:
-        if not any(_beneath(path, outer) for outer in kept):
-            kept.append(path)
-    return kept
-
-
-def _beneath(path: str, folder: str) -> bool:
-    folder = folder.rstrip("/") or "/"
-    return path == folder or path.startswith(folder + "/") or folder == "/"
+    return args + bubblewrap_args(view, chdir)

@@ -24,7 +24,7 @@ import weakref
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 from acp_plugins.isolation.sandbox import BASE_ALLOWED_MODULES, PERMISSION_MODULES, SandboxSpec
 from acp_plugins.isolation.worker import EXIT_LOAD_FAILED, EXIT_OUT_OF_MEMORY
@@ -54,6 +54,17 @@ _BOOT = (
 )
 
 
+class Process(Protocol):
+    """What the host uses of a worker's process: a :class:`subprocess.Popen`, or a forked one."""
+
+    pid: int
+    returncode: int | None
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
 class WorkerProcess:
     """A started worker's process: its pid, its output, and why it ended.
 
@@ -61,7 +72,7 @@ class WorkerProcess:
     the process runs (a host dropped without ``stop()``), the session is killed.
     """
 
-    def __init__(self, process: subprocess.Popen[bytes], output: IO[bytes]) -> None:
+    def __init__(self, process: Process, output: IO[bytes]) -> None:
         self.process = process
         self.pid = process.pid
         self.output: IO[bytes] | None = output
@@ -183,8 +194,11 @@ def _runs(command: Sequence[str]) -> bool:
 
 def kill_group(pid: int) -> None:
     """SIGKILL the worker's whole session (it leads a process group of its own)."""
-    with contextlib.suppress(OSError):
+    try:
         os.killpg(pid, signal.SIGKILL)
+    except OSError:  # not yet the leader of its group (a forked worker, just started)
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def sandbox_spec(

@@ -22,6 +22,7 @@ from typing import Any
 from acp_plugins.audit import AuditLog
 from acp_plugins.config.settings import plugin_data_dir
 from acp_plugins.errors import AcpPluginsError
+from acp_plugins.isolation.forking import Zygote
 from acp_plugins.isolation.worker_handle import WorkerHandle
 from acp_plugins.loading.distributions import dependency_modules
 from acp_plugins.loading.trust import IsolationPolicy
@@ -67,6 +68,8 @@ class WorkerSupervisor:
         self._refusals: dict[str, tuple[float, int, int]] = {}
         #: Workers started ahead of their plugin's load (or why they did not start).
         self._prepared: dict[str, WorkerHandle | AcpPluginsError] = {}
+        #: Forks the workers, once the first one starts (see :mod:`.forking`).
+        self.zygote: Zygote | None = Zygote() if policy.zygote else None
 
     # -- HandleFactory --------------------------------------------------------------
 
@@ -143,7 +146,13 @@ class WorkerSupervisor:
             own_packages=frozenset({own}),
             code_dirs=(record.manifest_path.parent,) if record.manifest_path else (),
             dependency_modules=dependency_modules(record.distribution),
+            zygote=self.zygote,
         )
+
+    def close(self) -> None:
+        """Stop the zygote (after the workers: a worker dies with it)."""
+        if self.zygote is not None:
+            self.zygote.stop()
 
     # -- WorkerEvents ---------------------------------------------------------------
 

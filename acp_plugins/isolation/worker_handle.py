@@ -39,6 +39,7 @@ from acp_plugins.isolation.answers import answer_within, read_ready, resolved_co
 from acp_plugins.isolation.cgroups import WorkerCgroup, cgroup_name
 from acp_plugins.isolation.confinement import layer_refusal, prepare_confinement
 from acp_plugins.isolation.cpu_governor import CpuGovernor
+from acp_plugins.isolation.forking import Zygote
 from acp_plugins.isolation.inbound import FrameBudget, WorkerReports
 from acp_plugins.isolation.launch import (
     WorkerProcess,
@@ -98,6 +99,7 @@ class WorkerHandle:
         dependency_modules: frozenset[str] = frozenset(),
         code_dirs: Sequence[Path] = (),
         hidden: Sequence[Path] | None = None,
+        zygote: Zygote | None = None,
     ) -> None:
         self.plugin_id = plugin_id
         self.manifest = manifest
@@ -115,6 +117,8 @@ class WorkerHandle:
         #: Folders the worker must not see (the host's data root, by default the parent
         #: of the data directory) even if a folder it may read holds them.
         self.hidden = list(hidden) if hidden is not None else [data_dir.parent]
+        #: The host's zygote, when workers are forked from one.
+        self.zygote = zygote
         self.pid: int | None = None
         #: The isolation layers in force for the running worker, and why any is missing.
         self.layers: list[str] = []
@@ -235,7 +239,10 @@ class WorkerHandle:
         )
         self.layers, self.missing = list(confinement.layers), dict(confinement.missing)
         self._refuse_missing_layers()
-        self._process, parent = spawn_worker(confinement.command, self.data_dir)
+        if self.zygote is not None and confinement.view and await self.zygote.usable(confinement):
+            self._process, parent = await self.zygote.fork(confinement, self.data_dir)
+        else:
+            self._process, parent = spawn_worker(confinement.command, self.data_dir)
         self._budget = FrameBudget(self.limits.frames_per_second)
         self.pid = self._process.pid
         loop = asyncio.get_running_loop()

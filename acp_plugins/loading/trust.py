@@ -67,6 +67,9 @@ class IsolationPolicy:
         only to show that the kernel layers hold alone.
     :param strict_layers: refuse to start a worker that lacks any kernel layer, instead
         of starting it with a warning.
+    :param zygote: fork workers from one pre-imported process per host, each entering
+        the same kernel layers itself (falls back to fresh interpreters behind
+        bubblewrap where a process cannot make its own namespaces).
     """
 
     trusted: frozenset[str] = frozenset()
@@ -85,6 +88,7 @@ class IsolationPolicy:
     own_uid: bool = True
     python_layer: bool = True
     strict_layers: bool = False
+    zygote: bool = True
 
     def __post_init__(self) -> None:
         trusted: object = self.trusted
