@@ -46,9 +46,25 @@ Run = Callable[..., Any]
 SECRET = "the vault's secret"
 
 
-@pytest.fixture(scope="module", params=[True, False], ids=["python-layer-on", "kernel-only"])
-def python_layer(request: pytest.FixtureRequest) -> bool:
-    return bool(request.param)
+@pytest.fixture(
+    scope="module",
+    params=[(True, "zygote"), (False, "zygote"), (False, "bubblewrap")],
+    ids=["python-layer-on", "kernel-only", "kernel-only-bubblewrap"],
+)
+def mode(request: pytest.FixtureRequest) -> tuple[bool, str]:
+    """The Python layer on or off; workers forked from the zygote or started by bubblewrap."""
+    python_layer, launcher = request.param
+    return bool(python_layer), str(launcher)
+
+
+@pytest.fixture(scope="module")
+def python_layer(mode: tuple[bool, str]) -> bool:
+    return mode[0]
+
+
+@pytest.fixture(scope="module")
+def launcher(mode: tuple[bool, str]) -> str:
+    return mode[1]
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +80,7 @@ def host(
     tmp_path_factory: pytest.TempPathFactory,
     run: Run,
     python_layer: bool,
+    launcher: str,
 ) -> Iterator[PluginHost]:
     directory = install_plugins(fixture_plugin("acp-fx-escape"), sample("acp-echo"))
     data = tmp_path_factory.mktemp("containment") / "data"
@@ -76,6 +93,7 @@ def host(
             limits=WorkerLimits(cpu_share=None, cancel_grace=0.5, disk_mb=64),
             python_layer=python_layer,
             restart_backoff=0.05,
+            zygote=launcher == "zygote",
         ),
     )
     run(started.start())
@@ -280,6 +298,71 @@ def test_the_attacks_are_real_with_every_layer_off_the_secret_leaks(
         assert run(open_host.run_command("victim-vault:rows")).output == "changed by escaper"
     finally:
         run(open_host.stop())
+
+
+# -- the zygote ---------------------------------------------------------------------------
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
+def test_every_worker_is_started_the_way_the_settings_say(host: PluginHost, launcher: str) -> None:
+    zygote = host.workers.zygote
+    for plugin_id in ("echo", "escaper", "victim-vault"):
+        started_by = _parent(worker(host, plugin_id).pid or 0)
+        if launcher == "zygote":
+            assert zygote is not None and zygote.problem is None and zygote.pid is not None
+            assert started_by == zygote.pid
+        else:
+            assert zygote is None and started_by == os.getpid()
+
+
+def test_the_zygote_holds_no_plugin_data_and_no_environment(
+    host: PluginHost, launcher: str
+) -> None:
+    zygote = host.workers.zygote
+    if launcher == "bubblewrap":
+        assert zygote is None
+        return
+    assert zygote is not None and zygote.pid is not None
+    environment = Path(f"/proc/{zygote.pid}/environ").read_bytes().split(b"\0")
+    assert sorted(e.partition(b"=")[0] for e in environment if e) == [b"LC_ALL", b"PATH"]
+    fds = os.listdir(f"/proc/{zygote.pid}/fd")
+    opened = [os.readlink(f"/proc/{zygote.pid}/fd/{fd}") for fd in fds]
+    assert not [path for path in opened if str(host.data_root) in path], opened
+    assert [path for path in opened if path.startswith("socket:")]  # its channel to the host
+
+
+def test_a_worker_forked_later_inherits_no_other_plugins_secret(
+    install_plugins: Callable[..., Path], tmp_path: Path, run: Run
+) -> None:
+    """The host and the vault's worker hold the secret; the escaper's next worker must not."""
+    directory = install_plugins(fixture_plugin("acp-fx-escape"), sample("acp-echo"))
+    forked = PluginHost(
+        search_path=[directory],
+        data_root=tmp_path / "data",
+        policy=PermissionPolicy.from_names({"victim-vault": ["write-data"]}),
+        isolation=IsolationPolicy(
+            limits=WorkerLimits(cpu_share=None), python_layer=False, restart_backoff=0.05
+        ),
+    )
+    run(forked.start())
+    try:
+        assert run(forked.run_command("victim-vault:rows")).output == SECRET  # the host has it
+        first = worker(forked).pid
+        os.kill(worker(forked).worker_pid or 0, 9)
+        wait_until(run, lambda: worker(forked).alive and worker(forked).pid != first)
+        zygote = forked.workers.zygote
+        assert zygote is not None and _parent(worker(forked).pid or 0) == zygote.pid
+        # the control: a string of the escaper's own module is found by the same scan
+        own = escape(forked, run, "scan-memory", "Each command is ", "one way out")
+        assert own.startswith("leaked"), own
+        half = len(SECRET) // 2
+        found = escape(forked, run, "scan-memory", SECRET[:half], SECRET[half:])
+        assert found.startswith("done: not found"), found
+    finally:
+        run(forked.stop())
 
 
 # -- the host's side: identity, floods, what plugins write, names ------------------------

@@ -122,6 +122,11 @@ class Zygote:
             child.close()
         return WorkerProcess(ForkedProcess(pid, status), output), parent
 
+    @property
+    def pid(self) -> int | None:
+        """The zygote's pid while it runs."""
+        return self._process.pid if self._process is not None else None
+
     def stop(self) -> None:
         """Stop the zygote (its forked workers die with it)."""
         if self._control is not None:

@@ -36,6 +36,7 @@ _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
 _MS_REMOUNT, _MS_NOATIME, _MS_NODIRATIME, _MS_BIND = 32, 1024, 2048, 4096
 _MS_REC, _MS_SILENT, _MS_SLAVE, _MS_RELATIME = 16384, 32768, 1 << 19, 1 << 21
 _MNT_DETACH = 2
+_PR_SET_DUMPABLE = 4
 _PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS, _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 24, 38, 47, 4
 _CAPABILITY_VERSION_3 = 0x20080522
 #: pivot_root and capset have no libc wrapper everywhere: their numbers per machine.
@@ -247,6 +248,9 @@ def drop_privileges(uid: int | None, last_capability: int) -> None:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
+        # a change of uid makes the process undumpable (its /proc files root's, its own
+        # memory unreadable to itself); an exec, as bubblewrap's setpriv does, resets it
+        _check(_libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0), "dumpable")
     _check(_libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clearing ambient")
     header = _CapHeader(_CAPABILITY_VERSION_3, 0)
     empty = (_CapData * 2)()

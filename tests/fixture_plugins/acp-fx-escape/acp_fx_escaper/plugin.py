@@ -188,6 +188,35 @@ def unshare(args, context):
     return "done: unshared"
 
 
+@attack("scan-memory")
+def scan_memory(args, context):
+    """Search this process's whole memory for ``args[0] + args[1]``.
+
+    The two halves are never joined here, so a hit is a copy that was already
+    in the process: inherited from whatever it was forked from.
+    """
+    first, second = args[0].encode(), args[1].encode()
+    scanned = 0
+    with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", buffering=0) as mem:
+        for line in maps.read().splitlines():
+            fields = line.split()
+            if "r" not in fields[1] or (len(fields) > 5 and fields[5] in ("[vvar]", "[vsyscall]")):
+                continue
+            start, end = (int(part, 16) for part in fields[0].split("-"))
+            try:
+                mem.seek(start)
+                chunk = mem.read(end - start)
+            except (OSError, OverflowError, ValueError):
+                continue
+            scanned += len(chunk)
+            at = chunk.find(first)
+            while at != -1:
+                if chunk[at + len(first) : at + len(first) + len(second)] == second:
+                    return f"leaked: found after {scanned} bytes"
+                at = chunk.find(first, at + 1)
+    return f"done: not found in {scanned} bytes"
+
+
 @attack("fill-disk")
 def fill_disk(args, context):
     written = 0
