@@ -47,6 +47,7 @@ from typing import Any
 
 from acp_plugins import Message, PluginHost
 from acp_plugins.isolation.cpu_governor import cpu_seconds
+from acp_plugins.isolation.forking import Zygote
 from acp_plugins.isolation.protocol import FrameReader, encode_frame, encode_value
 from acp_plugins.isolation.worker_handle import WorkerHandle
 from acp_plugins.loading.trust import IsolationPolicy, WorkerLimits
@@ -73,6 +74,10 @@ class IsolationTimes:
     bare_call: list[float] = field(default_factory=list)
     layered_start: list[float] = field(default_factory=list)
     unlayered_start: list[float] = field(default_factory=list)
+    #: Started as a fresh interpreter behind bubblewrap (the zygote off).
+    spawn_start: list[float] = field(default_factory=list)
+    #: The first worker's start, which starts and probes the zygote.
+    first_start: float = 0.0
 
 
 def _echo_child(connection: Connection) -> None:
@@ -266,8 +271,10 @@ async def _measure(runs: int, calls: int, workdir: Path) -> IsolationTimes:
     parent.send(None)
     process.join()
     times.floor = await _floor(message, calls, runs)
-    times.rss_mb.append(_rss_mb(handle.worker_pid or 0))
-    times.pss_mb.append(_pss_mb(handle.worker_pid or 0))
+    for plugin_id in ("echo", "intruder", "victim"):  # a host's three idle workers
+        pid = host.record(plugin_id).handle.worker_pid or 0  # type: ignore[attr-defined]
+        times.rss_mb.append(_rss_mb(pid))
+        times.pss_mb.append(_pss_mb(pid))
 
     big = Message(type="echo", content="x" * BIG, sender="bench")
     context = host.record("echo").context
@@ -286,32 +293,49 @@ async def _measure(runs: int, calls: int, workdir: Path) -> IsolationTimes:
         times.big_socket.extend(_json_round_trips(big.model_dump(mode="json"), big_calls, 1))
     await host.stop()
 
+    zygote = Zygote()
+
+    def fresh(name: str, policy: IsolationPolicy, forks: Zygote | None) -> WorkerHandle:
+        return WorkerHandle(
+            "echo",
+            manifest=handle.manifest,
+            entry_point=handle.entry_point,
+            granted=handle.granted,
+            data_dir=workdir / "data" / "plugins" / name,
+            search_path=[directory],
+            policy=policy,
+            events=host.workers,
+            own_packages=handle.own_packages,
+            code_dirs=[Path(d) for d in handle.code_dirs],
+            zygote=forks,
+        )
+
+    first = fresh("start-first", IsolationPolicy(limits=ungoverned), zygote)
+    started = perf_counter()
+    await first.start()  # starts and probes the zygote: once per host
+    times.first_start = perf_counter() - started
+    assert zygote.problem is None, zygote.problem
+    first.close()
+    layered = IsolationPolicy(limits=ungoverned)
+    spawned = IsolationPolicy(limits=ungoverned, zygote=False)
+    unlayered = IsolationPolicy(limits=ungoverned, zygote=False, **NO_KERNEL_LAYERS)
     for index in range(runs):
         started = perf_counter()
         subprocess.run([sys.executable, "-I", "-c", "pass"], check=True)
         times.bare_start.append(perf_counter() - started)
-        for layers, into in (({}, times.start), (NO_KERNEL_LAYERS, times.unlayered_start)):
-            fresh = WorkerHandle(
-                "echo",
-                manifest=handle.manifest,
-                entry_point=handle.entry_point,
-                granted=handle.granted,
-                data_dir=workdir / "data" / "plugins" / f"start-{index}",
-                search_path=[directory],
-                policy=IsolationPolicy(limits=ungoverned, **layers),
-                events=host.workers,
-                own_packages=handle.own_packages,
-                code_dirs=[Path(d) for d in handle.code_dirs],
-            )
+        for policy, into, forks in (
+            (layered, times.start, zygote),
+            (spawned, times.spawn_start, None),
+            (unlayered, times.unlayered_start, None),
+        ):
+            worker = fresh(f"start-{index}-{len(into)}", policy, forks)
             started = perf_counter()
-            await fresh.start()
+            await worker.start()
             into.append(perf_counter() - started)
-            assert fresh.worker_pid is not None
-            if not layers:
-                times.rss_mb.append(_rss_mb(fresh.worker_pid))
-                times.pss_mb.append(_pss_mb(fresh.worker_pid))
-            fresh.close()
-    times.layered_start = times.start
+            assert worker.worker_pid is not None
+            worker.close()
+    zygote.stop()
+    times.layered_start = times.spawn_start  # both fresh interpreters: only the layers differ
 
     governed = await _host(
         directory, workdir / "governed", WorkerLimits(cpu_share=0.1, cpu_window=2.0)
@@ -341,4 +365,6 @@ def summary(times: IsolationTimes) -> dict[str, Any]:
         "worker_pss_mb_median": round(statistics.median(times.pss_mb), 1),
         "worker_pss_mb_target": 8.0,
         "governed_share_with_10_percent": round(times.governed_share, 3),
+        "worker_start_bubblewrap_ms_median": round(statistics.median(times.spawn_start) * 1000, 1),
+        "first_worker_start_with_the_zygote_ms": round(times.first_start * 1000, 1),
     }

@@ -594,3 +594,58 @@ def test_a_worker_that_fails_to_load_is_not_restarted(
     restarted = [e for e in entries if e.outcome in ("failed", "restarted")]
     assert restarted == []
     assert "typo-hook" in done.stdout  # and it was refused, with its reason
+
+
+_HOST_THAT_DIES = """
+import asyncio, json, sys
+from acp_plugins import PluginHost, IsolationPolicy, WorkerLimits
+
+async def main():
+    host = PluginHost(
+        search_path=[sys.argv[1]], data_root=sys.argv[2],
+        isolation=IsolationPolicy(limits=WorkerLimits(cpu_share=None), zygote=sys.argv[3] == "1"),
+    )
+    await host.start()
+    zygote = host.workers.zygote
+    pids = [host.record(p).handle.worker_pid for p in ("echo", "intruder", "victim")]
+    pids += [host.record(p).handle.pid for p in ("echo", "intruder", "victim")]
+    print(json.dumps({"pids": pids, "zygote": zygote.pid if zygote else None}), flush=True)
+    await asyncio.sleep(600)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("zygote", [True, False], ids=["zygote", "bubblewrap"])
+def test_every_worker_dies_with_a_host_that_is_killed(
+    attack_dir: Path, tmp_path: Path, zygote: bool
+) -> None:
+    host = subprocess.Popen(
+        [sys.executable, "-c", _HOST_THAT_DIES, str(attack_dir), str(tmp_path / "data"),
+         "1" if zygote else "0"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        started = json.loads(host.stdout.readline() if host.stdout else "{}")
+    finally:
+        host.kill()
+        host.wait(10)
+    pids = [pid for pid in started["pids"] if pid]
+    assert len(pids) == 6
+    if zygote:
+        assert started["zygote"] is not None
+        pids.append(started["zygote"])
+    else:
+        assert started["zygote"] is None
+
+    def alive(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            return False
+        return state != "Z"
+
+    deadline = time.monotonic() + 10
+    while any(map(alive, pids)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [pid for pid in pids if alive(pid)] == []
