@@ -34,6 +34,7 @@ from acp_plugins.config.overrides import OverrideStore
 from acp_plugins.config.settings import default_data_root, plugin_data_dir
 from acp_plugins.errors import ConfigError
 from acp_plugins.isolation.supervision import WorkerSupervisor
+from acp_plugins.loading.interfaces import Interface
 from acp_plugins.loading.permissions import PermissionPolicy
 from acp_plugins.loading.trust import IsolationPolicy
 from acp_plugins.models import (
@@ -54,6 +55,7 @@ from acp_plugins.runtime.configuration import ConfigurationService
 from acp_plugins.runtime.data_sources import DataSourceRegistry
 from acp_plugins.runtime.dispatch import Dispatcher
 from acp_plugins.runtime.driver import LifecycleDriver
+from acp_plugins.runtime.on_demand import OnDemand
 from acp_plugins.runtime.record import PluginRecord
 from acp_plugins.runtime.routing import MessageRouter, RoutedMessage
 
@@ -85,6 +87,9 @@ class PluginHost:
     :param isolation: which plugins run in-process (trusted) and the limits of the
         worker processes every other plugin runs in; default: trust none.
     :param audit: where security events go (default: ``<data_root>/audit.jsonl``).
+    :param on_demand: start a plugin whose manifest declares its contributions on its
+        first use instead of with the host (the command line's default; by default an
+        embedding application's host starts every plugin with the host).
     """
 
     def __init__(
@@ -103,6 +108,7 @@ class PluginHost:
         disabled: Iterable[str] = (),
         isolation: IsolationPolicy | None = None,
         audit: AuditLog | None = None,
+        on_demand: bool = False,
     ) -> None:
         if isolation is not None and not isinstance(isolation, IsolationPolicy):
             raise TypeError(
@@ -139,6 +145,12 @@ class PluginHost:
             audit=self.audit,
             disabled=self.disabled,
         )
+        #: The plugins waiting for their first use (``None``: every plugin starts at once).
+        self.on_demand = (
+            OnDemand(self.catalog, lambda ids: self.driver.start_plugins(ids))
+            if on_demand
+            else None
+        )
         self.dispatcher = Dispatcher(
             catalog=self.catalog,
             guard=self.guard,
@@ -146,6 +158,7 @@ class PluginHost:
             commands=self.commands,
             sources=self.sources,
             audit=self.audit,
+            on_demand=self.on_demand,
         )
         self.workers = WorkerSupervisor(
             catalog=self.catalog,
@@ -226,12 +239,29 @@ class PluginHost:
     async def start(self) -> None:
         """Discover (if not done yet) and bring every plugin that can be to Active.
 
+        With ``on_demand=True``, a plugin whose manifest declares what it contributes
+        is left for its first use (a message of its types, one of its commands or
+        sources), unless a plugin started now depends on it.
+
         Raises :class:`~acp_plugins.errors.ConfigError` before any plugin starts if the
         data directory is not a directory or the runtime overrides cannot be read:
         every plugin would fail on them.
         """
         self._check_places()
-        await self.driver.start()
+        await self.driver.start(self.on_demand)
+
+    async def start_waiting(self, interface: Interface | None = None) -> None:
+        """Start the plugins waiting for their first use (of ``interface``, if given).
+
+        For listings that must show every plugin: every command, every source.
+        """
+        if self.on_demand is not None:
+            await self.on_demand.for_interface(interface)
+
+    async def start_plugin(self, plugin_id: str) -> None:
+        """Start one plugin waiting for its first use, with its dependencies (else nothing)."""
+        if self.on_demand is not None:
+            await self.on_demand.for_plugin(plugin_id)
 
     def _check_places(self) -> None:
         if self.data_root.exists() and not self.data_root.is_dir():

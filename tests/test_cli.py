@@ -68,13 +68,25 @@ def zoo_cli(zoo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     return _cli_for(zoo_dir, tmp_path / "data", capsys, "--trust", "*")
 
 
-def test_list_shows_every_sample_active(cli: Cli) -> None:
+def test_list_shows_every_sample_waiting_for_its_first_use(cli: Cli) -> None:
+    status, out, _ = cli("list")
+    assert status == 0
+    for plugin_id in ("echo", "tools", "sqlite-store", "activity-analytics"):
+        line = next(line for line in out.splitlines() if line.startswith(plugin_id + " "))
+        assert " waiting " in line
+    assert "0 of 4 plugins active, 4 waiting for their first use (started when needed)" in out
+
+
+def test_list_shows_every_sample_active_without_on_demand(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACP_HOST_ON_DEMAND", "false")
     status, out, _ = cli("list")
     assert status == 0
     for plugin_id in ("echo", "tools", "sqlite-store", "activity-analytics"):
         line = next(line for line in out.splitlines() if line.startswith(plugin_id + " "))
         assert " active " in line
-    assert "4 of 4 plugins active" in out
+    assert "4 of 4 plugins active" in out and "waiting" not in out
 
 
 def test_list_json_reports_refused_plugins_with_reasons(zoo_cli: Cli) -> None:

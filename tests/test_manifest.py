@@ -47,6 +47,7 @@ FULL: dict[str, Any] = {
     "tags": ["weather", "forecast"],
     "min_python": "3.10",
     "max_python": "3.13",
+    "contributes": {"message_types": ["weather"], "commands": ["forecast"]},
 }
 
 REMOVE = object()

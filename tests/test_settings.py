@@ -56,7 +56,7 @@ def test_the_defaults(tmp_path: Path) -> None:
     }  # fmt: skip
     assert set(origins) == {
         "timeout", "sync_in_thread", "data_dir", "overrides_file", "plugin_path",
-        "default_grants", "grants", "disabled", "audit_log", *isolation,
+        "default_grants", "grants", "disabled", "audit_log", "on_demand", *isolation,
     }  # fmt: skip
     assert settings.isolation.trusted == [] and settings.audit_log is None
     policy = settings.isolation.policy()
@@ -232,8 +232,8 @@ def test_unknown_and_bad_host_settings_are_all_reported(tmp_path: Path) -> None:
         load_host_settings(src)
 
     known = (
-        "known: audit_log, data_dir, default_grants, disabled, grants, isolation, overrides_file, "
-        "plugin_path, sync_in_thread, timeout"
+        "known: audit_log, data_dir, default_grants, disabled, grants, isolation, on_demand, "
+        "overrides_file, plugin_path, sync_in_thread, timeout"
     )
     global_file = tmp_path / "global.toml"
     assert [str(problem) for problem in caught.value.problems] == [

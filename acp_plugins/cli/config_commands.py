@@ -95,7 +95,7 @@ async def cmd_config_show(args: argparse.Namespace) -> int:
             _print_explained(rows)
         )
         return EXIT_OK
-    return await with_host(_config_show, args)
+    return await with_host(_config_show, args, [args.plugin_id])
 
 
 async def _config_show(host: PluginHost, args: argparse.Namespace) -> int:
@@ -112,7 +112,9 @@ async def cmd_config_get(args: argparse.Namespace) -> int:
     if args.plugin_id == HOST:
         rows = _host_rows(args)
     else:
-        rows = await with_host_result(args, lambda host: host.config_of(args.plugin_id).explain())
+        rows = await with_host_result(
+            args, lambda host: host.config_of(args.plugin_id).explain(), [args.plugin_id]
+        )
     found = _under(rows, args.key)
     if not found:
         known = ", ".join(row[0] for row in rows) or "none"
@@ -155,7 +157,7 @@ async def cmd_config_set(args: argparse.Namespace) -> int:
             "the environment (ACP_HOST_*) or with command line flags",
             EXIT_USAGE,
         )
-    return await with_host(_config_set, args)
+    return await with_host(_config_set, args, [args.plugin_id])
 
 
 async def _config_schema(host: PluginHost, args: argparse.Namespace) -> int:
@@ -167,7 +169,7 @@ async def cmd_config_schema(args: argparse.Namespace) -> int:
     if args.plugin_id == HOST:
         print_json(HostSettings.model_json_schema())
         return EXIT_OK
-    return await with_host(_config_schema, args)
+    return await with_host(_config_schema, args, [args.plugin_id])
 
 
 async def cmd_config_validate(args: argparse.Namespace) -> int:
@@ -185,6 +187,8 @@ async def _config_validate(host: PluginHost, args: argparse.Namespace) -> int:
     sources = host.config_sources
     assert sources.global_file is not None
     tables = sources.plugin_tables(Layer.GLOBAL)
+    for plugin_id in sorted(tables):  # each table is checked by starting its plugin
+        await host.start_plugin(plugin_id)
     problems = []
     for plugin_id in sorted(tables):
         record = host.records.get(plugin_id)

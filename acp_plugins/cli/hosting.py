@@ -105,11 +105,16 @@ def build_host(args: argparse.Namespace) -> PluginHost:
         disabled=settings.disabled,
         isolation=settings.isolation.policy(),
         audit=AuditLog(settings.effective_audit_log),
+        on_demand=settings.on_demand,
     )
 
 
-async def with_host(handler: HostCommand, args: argparse.Namespace) -> int:
+async def with_host(
+    handler: HostCommand, args: argparse.Namespace, needs: Sequence[str] = ()
+) -> int:
     """Start a host, run ``handler`` on it, and always stop the host again.
+
+    ``needs``: plugins the command is about, started even if they wait for their first use.
 
     What the host recovered from on the way (a corrupt overrides file moved aside,
     audit records it could not write) is said on standard error at the end.
@@ -117,6 +122,8 @@ async def with_host(handler: HostCommand, args: argparse.Namespace) -> int:
     host = build_host(args)
     try:
         await host.start()
+        for plugin_id in needs:
+            await host.start_plugin(plugin_id)
         return await handler(host, args)
     finally:
         await host.stop()
@@ -124,7 +131,9 @@ async def with_host(handler: HostCommand, args: argparse.Namespace) -> int:
             stderr_line(f"warning: {notice}")
 
 
-async def with_host_result(args: argparse.Namespace, read: Callable[[PluginHost], Any]) -> Any:
+async def with_host_result(
+    args: argparse.Namespace, read: Callable[[PluginHost], Any], needs: Sequence[str] = ()
+) -> Any:
     """Start a host, return what ``read`` makes of it, stop the host."""
     result: list[Any] = []
 
@@ -132,5 +141,5 @@ async def with_host_result(args: argparse.Namespace, read: Callable[[PluginHost]
         result.append(read(host))
         return EXIT_OK
 
-    await with_host(grab, args)
+    await with_host(grab, args, needs)
     return result[0]

@@ -18,6 +18,7 @@ from acp_plugins.cli.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError
 from acp_plugins.cli.hosting import build_host, host_settings
 from acp_plugins.cli.output import one_line, print_json, table
 from acp_plugins.host import CORE_VERSION, PluginHost
+from acp_plugins.loading.interfaces import Interface
 from acp_plugins.loading.manifest import manifest_json_schema
 from acp_plugins.loading.project import ProjectCheck, check_project
 from acp_plugins.models import DataQuery, Message, TimeRange
@@ -35,7 +36,7 @@ async def cmd_list(host: PluginHost, args: argparse.Namespace) -> int:
             (
                 r.plugin_id,
                 r.version,
-                r.state.value,
+                "waiting" if r.waiting else r.state.value,
                 ",".join(r.interfaces) or "-",
                 " ".join((r.reason or "").split()),
             )
@@ -43,7 +44,11 @@ async def cmd_list(host: PluginHost, args: argparse.Namespace) -> int:
         ]
         print(table(["ID", "VERSION", "STATE", "INTERFACES", "REASON"], rows, wrap_last=True))
         active = sum(1 for r in records if r.state is PluginState.ACTIVE)
-        print(f"\n{active} of {len(records)} plugins active")
+        waiting = sum(1 for r in records if r.waiting)
+        print(
+            f"\n{active} of {len(records)} plugins active"
+            + (f", {waiting} waiting for their first use (started when needed)" if waiting else "")
+        )
     return EXIT_OK
 
 
@@ -76,6 +81,7 @@ def _layers(isolation: dict[str, Any] | None) -> str | None:
 
 
 async def cmd_info(host: PluginHost, args: argparse.Namespace) -> int:
+    await host.start_plugin(args.plugin_id)  # what it is once started: its layers, its pid
     record = host.record(args.plugin_id)
     info = record.to_dict()
     status = EXIT_OK if record.state is PluginState.ACTIVE else EXIT_FAILED
@@ -212,8 +218,10 @@ def _end_of_options(tokens: Sequence[str]) -> int:
     return tokens.index("--") if "--" in tokens else len(tokens)
 
 
-def _command_help(host: PluginHost, name: str) -> int:
+async def _command_help(host: PluginHost, name: str) -> int:
     """``run COMMAND --help``: the command's usage, arguments and options."""
+    if host.on_demand is not None:
+        await host.on_demand.for_command(name)
     record, definition = host.commands.resolve(name)
     print(f"usage: acp-plugins run {record.plugin_id}:{definition.usage}")
     if definition.description:
@@ -228,7 +236,7 @@ def _command_help(host: PluginHost, name: str) -> int:
 
 async def cmd_run(host: PluginHost, args: argparse.Namespace) -> int:
     if any(token in ("-h", "--help") for token in args.args[: _end_of_options(args.args)]):
-        return _command_help(host, args.command)
+        return await _command_help(host, args.command)
     result = await host.run_command(args.command, args.args)
     record, _ = host.commands.resolve(args.command)
     if args.json:
@@ -319,6 +327,7 @@ async def cmd_query(host: PluginHost, args: argparse.Namespace) -> int:
 
 
 async def cmd_report(host: PluginHost, args: argparse.Namespace) -> int:
+    await host.start_waiting(Interface.ANALYTICS_PROVIDER)
     providers = [args.plugin] if args.plugin else [r.plugin_id for r in host.analytics_providers()]
     if not providers:
         raise CliError("no active analytics provider; install one (see `acp-plugins list`)")
@@ -334,6 +343,7 @@ async def cmd_report(host: PluginHost, args: argparse.Namespace) -> int:
 
 
 async def cmd_commands(host: PluginHost, args: argparse.Namespace) -> int:
+    await host.start_waiting(Interface.COMMAND_HANDLER)
     entries = host.command_entries()
     conflicts = host.commands.conflicts
     if args.json:
@@ -367,6 +377,7 @@ async def cmd_commands(host: PluginHost, args: argparse.Namespace) -> int:
 
 
 async def cmd_sources(host: PluginHost, args: argparse.Namespace) -> int:
+    await host.start_waiting(Interface.DATA_PROVIDER)
     owners = host.sources.owners()
     sources = host.data_sources()
     if args.json:

@@ -174,6 +174,8 @@ class HostSettings(BaseSettings):
     isolation: IsolationSettings = Field(default_factory=IsolationSettings)
     #: The audit log (default ``<data_dir>/audit.jsonl``).
     audit_log: Path | None = None
+    #: Start a plugin that declares its contributions on its first use, not with the host.
+    on_demand: bool = True
 
     @field_validator("default_grants", "disabled", mode="before")
     @classmethod

@@ -132,15 +132,28 @@ class CpuGovernor:
             self.on_throttle(self.usage(), seconds)
         self._signal(signal.SIGSTOP)
         self.paused = True
+        delivered = False
         try:
+            # until the kernel has delivered this stop, a pending one is the governor's own
+            delivered = await self._until_stopped()
             await asyncio.sleep(seconds)
         finally:
             with contextlib.suppress(OSError):
-                if not stop_pending(self.pid):  # else someone stopped it meanwhile: theirs now
+                # a stop pending after the governor's own took effect is someone else's
+                if not delivered or not stop_pending(self.pid):
                     self._signal(signal.SIGCONT)
             self.paused = False
             self.paused_seconds += seconds
             self.pauses += 1
+
+    async def _until_stopped(self, patience: float = 1.0) -> bool:
+        """Wait (at most ``patience`` s) until the process is stopped; whether it is."""
+        deadline = time.monotonic() + patience
+        while process_state(self.pid) not in ("T", "t"):
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.001)
+        return True
 
     def _signal(self, number: int) -> None:
         with contextlib.suppress(ProcessLookupError):

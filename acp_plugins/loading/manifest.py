@@ -33,6 +33,7 @@ __all__ = [
     "CORE_DEPENDENCY",
     "MANIFEST_FILENAME",
     "MAX_MANIFEST_BYTES",
+    "Contributions",
     "Manifest",
     "manifest_json_schema",
     "parse_manifest",
@@ -120,6 +121,40 @@ RangeText = Annotated[
 PythonVersion = Annotated[str, Field(pattern=_PYTHON_VERSION, examples=["3.10"])]
 
 
+CommandName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$", max_length=64)]
+SourceId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]*$", max_length=64)]
+MessageType = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class Contributions(BaseModel):
+    """What a plugin offers, declared ahead: the host starts it on first use of one of them.
+
+    The same names the plugin's hooks return at activation (a difference is that
+    plugin's failure to activate): message types (``"*"`` for every type), command
+    names and data source ids.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    message_types: Annotated[list[MessageType], AfterValidator(_unique)] = Field(
+        default_factory=list, max_length=64, json_schema_extra={"uniqueItems": True}
+    )
+    commands: Annotated[list[CommandName], AfterValidator(_unique)] = Field(
+        default_factory=list, max_length=256, json_schema_extra={"uniqueItems": True}
+    )
+    data_sources: Annotated[list[SourceId], AfterValidator(_unique)] = Field(
+        default_factory=list, max_length=64, json_schema_extra={"uniqueItems": True}
+    )
+
+
+#: The interface each kind of contribution belongs to.
+_CONTRIBUTION_INTERFACES = {
+    "message_types": Interface.MESSAGE_HANDLER,
+    "commands": Interface.COMMAND_HANDLER,
+    "data_sources": Interface.DATA_PROVIDER,
+}
+
+
 class Manifest(BaseModel):
     """A plugin's ``manifest.json``: identity, version, dependencies, permissions, interfaces."""
 
@@ -164,6 +199,30 @@ class Manifest(BaseModel):
     max_python: PythonVersion | None = Field(
         default=None, description="Newest Python (every micro release of it), e.g. '3.13'."
     )
+
+    contributes: Contributions | None = Field(
+        default=None,
+        description=(
+            "What the plugin offers (message types, commands, data sources), declared so the "
+            "host starts it on first use; without it the plugin is started with the host."
+        ),
+    )
+
+    @field_validator("contributes")
+    @classmethod
+    def _contributions_of_declared_interfaces(
+        cls, value: Contributions | None, info: ValidationInfo
+    ) -> Contributions | None:
+        if "interfaces" not in info.data:
+            return value  # the interfaces' own error says what is wrong
+        interfaces = info.data["interfaces"]
+        for kind, interface in _CONTRIBUTION_INTERFACES.items():
+            if value is not None and getattr(value, kind) and interface not in interfaces:
+                raise ValueError(
+                    f"contributes {kind} but interfaces does not list {interface.value}; "
+                    f"add {interface.value} to interfaces or remove contributes.{kind}"
+                )
+        return value
 
     @field_validator("max_python")
     @classmethod

@@ -17,6 +17,7 @@ from acp_plugins.audit import AuditLog
 from acp_plugins.errors import PluginNotActive, UnknownCommand, UnknownDataSource
 from acp_plugins.loading.interfaces import Interface
 from acp_plugins.models import (
+    CommandDefinition,
     CommandResult,
     DataQuery,
     DataResult,
@@ -34,6 +35,7 @@ from acp_plugins.runtime.commands import CommandEntry, CommandRegistry, parse_ar
 from acp_plugins.runtime.context import PluginContext
 from acp_plugins.runtime.data_sources import DataSourceRegistry
 from acp_plugins.runtime.lifecycle import PluginState
+from acp_plugins.runtime.on_demand import OnDemand
 from acp_plugins.runtime.record import PluginRecord
 from acp_plugins.runtime.returns import expect, expect_list
 from acp_plugins.runtime.routing import MessageRouter, RoutedMessage
@@ -56,8 +58,10 @@ class Dispatcher:
         commands: CommandRegistry,
         sources: DataSourceRegistry,
         audit: AuditLog,
+        on_demand: OnDemand | None = None,
     ) -> None:
         self.catalog = catalog
+        self.on_demand = on_demand
         self.guard = guard
         self.router = router
         self.commands = commands
@@ -66,6 +70,8 @@ class Dispatcher:
 
     async def send(self, message: Message) -> RoutedMessage:
         """Route ``message`` to the most confident active handler and return its answer."""
+        if self.on_demand is not None and self.on_demand.pending:
+            await self.on_demand.for_message(message.type)
         routed = await self.router.route(message, _context_of)
         if not routed.handled:
             hint = why_unavailable(self.catalog, Interface.MESSAGE_HANDLER)
@@ -78,8 +84,10 @@ class Dispatcher:
         ``args`` is a command line (positional arguments and ``--options``); the plugin
         gets the positional ones as ``args`` and everything, converted, as ``params``.
         """
+        if self.on_demand is not None and self.on_demand.pending:
+            await self.on_demand.for_command(name)
         try:
-            record, definition = self.commands.resolve(name)
+            record, definition = await self._resolve_command(name)
         except UnknownCommand as error:
             owner = name.rpartition(":")[0] or None
             hint = why_unavailable(self.catalog, Interface.COMMAND_HANDLER, owner)
@@ -91,14 +99,35 @@ class Dispatcher:
         )
         return expect(record, "execute_command", result, CommandResult)
 
+    async def _resolve_command(self, name: str) -> tuple[PluginRecord, CommandDefinition]:
+        try:
+            return self.commands.resolve(name)
+        except UnknownCommand:
+            if self.on_demand is None or not self.on_demand.pending:
+                raise
+        # a name no plugin declared: the error and its suggestions need every command
+        await self.on_demand.for_interface(Interface.COMMAND_HANDLER)
+        return self.commands.resolve(name)
+
+    async def _resolve_source(self, source: str) -> tuple[PluginRecord, DataSourceDefinition]:
+        try:
+            return self.sources.resolve(source)
+        except UnknownDataSource:
+            if self.on_demand is None or not self.on_demand.pending:
+                raise
+        await self.on_demand.for_interface(Interface.DATA_PROVIDER)
+        return self.sources.resolve(source)
+
     def command_entries(self) -> list[CommandEntry]:
         """Every command of every active plugin."""
         return self.commands.entries()
 
     async def query(self, source: str, query: DataQuery | None = None) -> DataResult:
         """Query a data source (plain id or ``plugin_id:source_id``) of an active plugin."""
+        if self.on_demand is not None and self.on_demand.pending:
+            await self.on_demand.for_source(source)
         try:
-            record, definition = self.sources.resolve(source)
+            record, definition = await self._resolve_source(source)
         except UnknownDataSource as error:
             owner = source.rpartition(":")[0] or None
             hint = why_unavailable(self.catalog, Interface.DATA_PROVIDER, owner)
@@ -122,6 +151,8 @@ class Dispatcher:
 
     async def metric_definitions(self) -> dict[str, list[MetricDefinition]]:
         """Plugin id -> the metrics it offers, for every active analytics provider."""
+        if self.on_demand is not None and self.on_demand.pending:
+            await self.on_demand.for_interface(Interface.ANALYTICS_PROVIDER)
         found: dict[str, list[MetricDefinition]] = {}
         for record in self.analytics_providers():
             result = await self.guard.call(record, "get_metrics", {})
@@ -130,6 +161,8 @@ class Dispatcher:
 
     async def collect_metrics(self, plugin_id: str, time_range: TimeRange) -> MetricsData:
         """Collect the metrics of one analytics provider over ``time_range``."""
+        if self.on_demand is not None and self.on_demand.pending:
+            await self.on_demand.for_plugin(plugin_id)
         record = self._active_with(plugin_id, "collect_metrics", Interface.ANALYTICS_PROVIDER)
         result = await self.guard.call(record, "collect_metrics", {"time_range": time_range})
         data = expect(record, "collect_metrics", result, MetricsData)

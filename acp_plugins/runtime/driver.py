@@ -10,7 +10,7 @@ on the plugin's record; nothing a plugin does escapes as an exception.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -28,6 +28,12 @@ from acp_plugins.runtime.data_sources import DataSourceRegistry
 from acp_plugins.runtime.handle import HandleFactory, InProcessHandle, as_isolated
 from acp_plugins.runtime.importing import check_interfaces
 from acp_plugins.runtime.lifecycle import PluginState, check_transition
+from acp_plugins.runtime.on_demand import (
+    OnDemand,
+    check_contributions,
+    declares_contributions,
+    still_discovered,
+)
 from acp_plugins.runtime.record import PluginRecord
 from acp_plugins.runtime.returns import expect_commands, expect_list, expect_message_types
 from acp_plugins.runtime.routing import MessageRouter
@@ -65,20 +71,31 @@ class LifecycleDriver:
         self.audit = audit
         self.data_root = data_root
 
-    async def start(self) -> None:
+    async def start(self, on_demand: OnDemand | None = None) -> None:
         """Discover (if not done yet) and bring every plugin that can be to Active.
 
         Plugins are started one by one in dependency order, so a plugin's
-        dependencies are active before it initializes.
+        dependencies are active before it initializes. With ``on_demand``, a plugin
+        whose manifest declares its contributions is left for its first use, unless
+        a plugin started now depends on it.
         """
         catalog = self.catalog
         if not catalog.discovered:
             catalog.discover()
-        pending = [
-            catalog.records[pid]
-            for pid in catalog.order
-            if catalog.records[pid].state is PluginState.DISCOVERED
+        discovered = still_discovered(catalog, catalog.order)
+        eager = [
+            pid
+            for pid in discovered
+            if on_demand is None or not declares_contributions(catalog.records[pid])
         ]
+        now = still_discovered(catalog, eager)
+        if on_demand is not None:
+            on_demand.wait(pid for pid in discovered if pid not in now)
+        await self.start_plugins(now)
+
+    async def start_plugins(self, plugin_ids: Sequence[str]) -> None:
+        """Bring these discovered plugins to Active, in the order given (dependencies first)."""
+        pending = [self.catalog.records[pid] for pid in plugin_ids]
         await self.handles.prepare([r for r in pending if r.manifest is not None])
         try:
             for record in pending:
@@ -267,6 +284,7 @@ class LifecycleDriver:
         if handle.implements("get_data_sources"):
             found = await self.guard.call(record, "get_data_sources", {})
             sources = expect_list(record, "get_data_sources", found, DataSourceDefinition)
+        check_contributions(record, message_types, set(commands), {s.source_id for s in sources})
         record.message_types, record.commands, record.data_sources = (
             message_types,
             commands,

@@ -104,6 +104,8 @@ class PluginRecord:
     message_types: frozenset[str] = frozenset()
     commands: dict[str, CommandDefinition] = field(default_factory=dict)
     data_sources: list[DataSourceDefinition] = field(default_factory=list)
+    #: Declared its contributions and waits for its first use (not started yet).
+    waiting: bool = False
 
     @property
     def version(self) -> str:
@@ -133,6 +135,7 @@ class PluginRecord:
             "name": manifest.name if manifest else None,
             "version": self.version,
             "state": self.state.value,
+            "waiting": self.waiting,
             "reason": self.reason,
             "distribution": self.distribution,
             "entry_point": self.entry_point,
