@@ -171,6 +171,20 @@ def test_a_plugin_that_declares_nothing_starts_with_the_host(
         run(host.stop())
 
 
+def test_a_waiting_plugin_that_a_starting_plugin_depends_on_starts_with_the_host(
+    install_plugins: Callable[..., Path], tmp_path: Path, run: Run
+) -> None:
+    directory = install_plugins(
+        fixture_plugin("acp-fx-fan"), sample("acp-tools"), sample("acp-echo")
+    )
+    host = _host(directory, tmp_path)
+    run(host.start())
+    try:
+        assert _states(host) == {"echo": "waiting", "fan": "active", "tools": "active"}
+    finally:
+        run(host.stop())
+
+
 def test_start_waiting_starts_every_waiting_plugin_of_an_interface(
     lazy_dir: Path, tmp_path: Path, run: Run
 ) -> None:
@@ -231,5 +245,8 @@ def test_the_command_line_lists_waiting_plugins_and_starts_only_what_a_command_n
     status, sent = cli("send", "--type", "echo", "hello")
     assert status == 0 and "echo: hello" in sent
     assert "greeter:greet" in cli("commands", "--json")[1]
+    assert "agent-events" in cli("sources", "--json")[1]
+    status, shown = cli("config", "show", "echo")
+    assert status == 0 and "prefix" in shown
     status, info = cli("info", "echo")  # about one plugin: it is started to show it
     assert status == 0 and re.search(r"^state +active$", info, re.M), info
