@@ -14,6 +14,7 @@ context operations to the host, which checks their permissions.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import socket
@@ -59,6 +60,16 @@ from acp_plugins.models import (
 )
 from acp_plugins.runtime.handle import HookRegistry, InProcessHandle
 
+#: Hooks the worker takes part in itself (configuration, the context): never inline.
+_WORKER_HOOKS = frozenset(
+    {
+        "initialize",
+        "validate_config",
+        "get_config_schema",
+        "on_config_changed",
+        "get_settings_model",
+    }
+)
 #: Exit status of a worker that ran out of memory inside a call.
 EXIT_OUT_OF_MEMORY = 70
 #: Exit status of a worker whose plugin failed to import or register.
@@ -158,6 +169,9 @@ class Worker:
         self.handle: InProcessHandle
         self.context: WorkerContext
         self.model: type[BaseModel] | None = None
+        #: The plugin's plain (not async) hooks that need nothing of the worker's own:
+        #: answered as their frame is read (:meth:`run_plain`).
+        self.plain_hooks: frozenset[str] = frozenset()
         self.started = False
         #: Set when the channel ends (``exit`` holds the status to exit with).
         self.finished: asyncio.Future[int] = self.loop.create_future()
@@ -216,6 +230,9 @@ class Worker:
             starting.add_done_callback(self._started)
         elif op == "call":
             call_id, hook = int(frame["id"]), str(frame["hook"])
+            if hook in self.plain_hooks:
+                self.run_plain(call_id, hook, frame.get("kwargs") or {})
+                return
             task = self.loop.create_task(self.run_call(call_id, hook, frame.get("kwargs") or {}))
             if not task.done():
                 self.calls[call_id] = task
@@ -265,6 +282,9 @@ class Worker:
         try:
             plugin = _load(manifest.plugin_id, frame["entry_point"], frame.get("code_dir"))
             self.handle = InProcessHandle(manifest.plugin_id, plugin, HookRegistry())
+            self.plain_hooks = frozenset(
+                hook for hook in self.handle.hooks - _WORKER_HOOKS if not self.handle.is_async(hook)
+            )
         except (AcpPluginsError, SandboxViolation) as error:
             self.send({"op": "failed", "message": str(error), "traceback": _traceback_of(error)})
             return False
@@ -326,7 +346,43 @@ class Worker:
             kwargs = self.arguments(encoded)
             value = await self.dispatch(hook, kwargs)
             self.send({"op": "result", "id": call_id, "value": encode_value(value)})
-        except ConfigError as error:
+        except asyncio.CancelledError:
+            self.send({"op": "error", "id": call_id, "type": "Cancelled", "message": "cancelled"})
+        except (Exception, SystemExit) as error:  # MemoryError too: the frame, then the exit
+            self.send_error(call_id, error)
+        finally:
+            self.calls.pop(call_id, None)
+
+    def run_plain(self, call_id: int, hook: str, encoded: Mapping[str, Any]) -> None:
+        """Answer a call of a plain (not async) hook at once, without a task of its own.
+
+        Only the plugin's own plain hooks come here (see :attr:`plain_hooks`); one
+        that returns an awaitable after all is awaited as a task like any call.
+        """
+        try:
+            value = self.handle.invoke(hook, self.arguments(encoded))
+            if inspect.isawaitable(value):
+                task = self.loop.create_task(self._answer_later(call_id, value))
+                self.calls[call_id] = task
+                return
+            self.send({"op": "result", "id": call_id, "value": encode_value(value)})
+        except (Exception, SystemExit) as error:
+            self.send_error(call_id, error)
+
+    async def _answer_later(self, call_id: int, awaitable: Any) -> None:
+        try:
+            value = await awaitable
+            self.send({"op": "result", "id": call_id, "value": encode_value(value)})
+        except asyncio.CancelledError:
+            self.send({"op": "error", "id": call_id, "type": "Cancelled", "message": "cancelled"})
+        except (Exception, SystemExit) as error:
+            self.send_error(call_id, error)
+        finally:
+            self.calls.pop(call_id, None)
+
+    def send_error(self, call_id: int, error: BaseException) -> None:
+        """Answer a call with what it raised (a worker out of memory then exits)."""
+        if isinstance(error, ConfigError):
             self.send(
                 {
                     "op": "error",
@@ -339,9 +395,8 @@ class Worker:
                     ],
                 }
             )
-        except asyncio.CancelledError:
-            self.send({"op": "error", "id": call_id, "type": "Cancelled", "message": "cancelled"})
-        except MemoryError:
+            return
+        if isinstance(error, MemoryError):
             self.send(
                 {
                     "op": "error",
@@ -351,20 +406,17 @@ class Worker:
                 }
             )
             os._exit(EXIT_OUT_OF_MEMORY)
-        except (Exception, SystemExit) as error:
-            error_frame: dict[str, Any] = {
-                "op": "error",
-                "id": call_id,
-                "type": type(error).__name__,
-                "message": str(error),
-                "traceback": _traceback_of(error),
-            }
-            if isinstance(error, PermissionDenied):
-                error_frame["permission"] = error.permission
-                error_frame["message"] = error.message
-            self.send(error_frame)
-        finally:
-            self.calls.pop(call_id, None)
+        error_frame: dict[str, Any] = {
+            "op": "error",
+            "id": call_id,
+            "type": type(error).__name__,
+            "message": str(error),
+            "traceback": _traceback_of(error),
+        }
+        if isinstance(error, PermissionDenied):
+            error_frame["permission"] = error.permission
+            error_frame["message"] = error.message
+        self.send(error_frame)
 
     async def dispatch(self, hook: str, kwargs: dict[str, Any]) -> Any:
         """Run one call: the worker's own configuration hooks, else the plugin's hook."""
