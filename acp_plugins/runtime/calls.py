@@ -78,17 +78,34 @@ class CallGuard:
         """
         outcomes: list[Any] = [None] * len(records)
         pending: list[tuple[int, PluginRecord, Any, float]] = []
+        limit = self.timeout
+        # one clock read per call: a call starts when the one before it ended
+        started = perf_counter()
         for position, record in enumerate(records):
-            started = perf_counter()
             try:
                 result = record.handle.invoke(hook, kwargs)  # type: ignore[union-attr]
             except (Exception, SystemExit) as error:
                 outcomes[position] = self._failed(record, hook, error, started)
+                started = perf_counter()
                 continue
-            if _is_awaitable(result):
+            kind = type(result)
+            if kind not in _PLAIN_RESULTS and (
+                kind is CoroutineType or inspect.isawaitable(result)
+            ):
                 pending.append((position, record, result, started))
-            else:
-                outcomes[position] = self._finished(record, hook, result, started, None)
+                started = perf_counter()
+                continue
+            ended = perf_counter()
+            elapsed, started = ended - started, ended
+            if elapsed > limit:  # a plain hook cannot be interrupted; its late answer is refused
+                outcomes[position] = self._timed_out(record, hook, ended - elapsed, limit)
+                continue
+            stats = record.metrics.get(hook) or record.stats(hook)  # _finished, inline
+            stats.calls += 1
+            stats.total_seconds += elapsed
+            if elapsed > stats.max_seconds:
+                stats.max_seconds = elapsed
+            outcomes[position] = result
         if pending:
             settled = await self._settle(
                 [(r, result, t) for _, r, result, t in pending], hook, timeout

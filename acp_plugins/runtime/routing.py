@@ -119,6 +119,8 @@ class MessageRouter:
     def _scorers(
         self, candidates: Sequence[PluginRecord], errors: dict[str, str]
     ) -> list[PluginRecord]:
+        if not self._paused_until:
+            return list(candidates)
         now = time.monotonic()
         asked = []
         for record in candidates:
@@ -185,8 +187,10 @@ class MessageRouter:
             asked, "can_handle", {"message": message}, timeout=self.score_timeout
         )
         ranked: list[tuple[float, str, PluginRecord]] = []
+        watching = bool(self._timeouts)  # a plugin's timeouts in a row are being counted
         for record, outcome in zip(asked, outcomes, strict=True):
-            self._scored(record, outcome)
+            if watching or isinstance(outcome, CallTimeout):
+                self._scored(record, outcome)
             if isinstance(outcome, PluginCallError):
                 errors[record.plugin_id] = outcome.message
                 continue
