@@ -10,6 +10,7 @@ package (regular or editable install) without executing it.
 from __future__ import annotations
 
 import importlib.util
+import os
 import site
 import sys
 import sysconfig
@@ -111,11 +112,33 @@ def code_elsewhere(plugin_id: str, entry_point: str, package_dir: Path) -> str |
 
 def _installed_next_to(package: str, dist: Distribution) -> Path | None:
     """``package``'s manifest in the directory ``dist`` is installed in, if it is there."""
+    folder = _metadata_folder(dist)
+    if folder is not None:  # what locate_file does, without a Path per step
+        candidate = os.path.join(os.path.dirname(folder), package, MANIFEST_FILENAME)
+    else:
+        try:
+            candidate = os.path.join(str(dist.locate_file(package)), MANIFEST_FILENAME)
+        except NotImplementedError:  # a custom Distribution that has no files on disk
+            return None
+    return Path(candidate) if os.path.isfile(candidate) else None
+
+
+def _metadata_folder(dist: Distribution) -> str | None:
+    """The ``.dist-info``/``.egg-info`` folder of a distribution on disk (else ``None``)."""
+    folder = getattr(dist, "_path", None)  # importlib.metadata's PathDistribution
+    return str(folder) if isinstance(folder, Path) else None
+
+
+def _read_metadata(dist: Distribution, name: str) -> str | None:
+    """A metadata file's text (``None`` if it is not there), as ``dist.read_text`` reads it."""
+    folder = _metadata_folder(dist)
+    if folder is None:
+        return dist.read_text(name)
     try:
-        candidate = Path(str(dist.locate_file(package))) / MANIFEST_FILENAME
-    except NotImplementedError:  # a custom Distribution that has no files on disk
+        with open(os.path.join(folder, name), encoding="utf-8") as file:
+            return file.read()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
         return None
-    return candidate if candidate.is_file() else None
 
 
 def manifest_path(entry_point_value: str, dist: Distribution | None = None) -> Path | None:
@@ -208,7 +231,7 @@ def _name_and_version(dist: Distribution) -> tuple[str, str]:
         name, sep, version = folder.stem.partition("-")
         if sep and version and "-" not in version:
             return canonicalize_name(name), version
-    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    text = _read_metadata(dist, "METADATA") or _read_metadata(dist, "PKG-INFO") or ""
     name = version = ""
     for line in text.splitlines():
         if not line:
@@ -240,7 +263,7 @@ def _entry_points_of_group(text: str, group: str) -> list[tuple[str, str]]:
 
 def _plugin_entry_points(dist: Distribution) -> list[EntryPoint]:
     """The ``acp.plugins`` entry points of ``dist``, reading its entry point file once."""
-    text = dist.read_text("entry_points.txt")
+    text = _read_metadata(dist, "entry_points.txt")
     if not text or ENTRY_POINT_GROUP not in text:
         return []  # most distributions are not plugins: no parsing for them
     return [
