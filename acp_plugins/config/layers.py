@@ -286,7 +286,8 @@ def resolve_layers(
     inputs: list[LayerInput] = []
     for layer in layers:
         if layer is None:
-            inputs.append(EnvLayer(EnvironSource(settings_cls, env or {}), env_prefix, env_vars))
+            # only the prefixed variables: the source would fold every other one to skip it
+            inputs.append(EnvLayer(EnvironSource(settings_cls, env_vars), env_prefix, env_vars))
         else:
             source = InitSettingsSource(settings_cls, init_kwargs=dict(layer.data))
             inputs.append(DataLayer(layer, source))

@@ -17,6 +17,7 @@ from acp_plugins.audit import AuditLog
 from acp_plugins.errors import AcpPluginsError, PermissionNotGranted, PluginNotFound
 from acp_plugins.loading.discovery import Discovery, discover
 from acp_plugins.loading.interfaces import INTERFACE_PERMISSIONS
+from acp_plugins.loading.manifest import CORE_DEPENDENCY
 from acp_plugins.loading.permissions import PermissionPolicy
 from acp_plugins.loading.resolution import resolve
 from acp_plugins.runtime.lifecycle import PluginState
@@ -56,6 +57,10 @@ class PluginCatalog:
         self.disabled = frozenset(disabled)
         self.records: dict[str, PluginRecord] = {}
         self.order: list[str] = []
+        #: Plugin id -> its place in :attr:`order` (only resolved plugins have one).
+        self.position: dict[str, int] = {}
+        #: Plugin id -> the resolved plugins that name it as a dependency.
+        self._direct_dependents: dict[str, list[str]] = {}
         self.discovered = False
 
     def record(self, plugin_id: str) -> PluginRecord:
@@ -106,6 +111,13 @@ class PluginCatalog:
         for pid, failure in resolution.failures.items():
             self.records[pid].fail("resolve", failure.message)
         self.order = list(resolution.order)
+        self.position = {pid: index for index, pid in enumerate(self.order)}
+        self._direct_dependents = {}
+        for pid in self.order:
+            manifest = self.records[pid].manifest
+            for dependency in manifest.dependencies if manifest else ():
+                if dependency != CORE_DEPENDENCY:
+                    self._direct_dependents.setdefault(dependency, []).append(pid)
         self.discovered = True
         return list(self.records.values())
 
@@ -182,16 +194,17 @@ class PluginCatalog:
     def dependents(self, plugin_id: str, states: tuple[PluginState, ...]) -> list[str]:
         """Plugins in ``states`` that depend on ``plugin_id``, directly or not, dependents first."""
         found: set[str] = set()
-        for pid in self.order:  # dependencies come before their dependents in the order
-            manifest = self.records[pid].manifest
-            deps = set(manifest.plugin_dependencies()) if manifest else set()
-            if deps & (found | {plugin_id}):
-                found.add(pid)
-        return [
-            pid
-            for pid in reversed(self.order)
-            if pid in found and self.records[pid].state in states
-        ]
+        stack = [plugin_id]
+        while stack:
+            for dependent in self._direct_dependents.get(stack.pop(), ()):
+                if dependent not in found:
+                    found.add(dependent)
+                    stack.append(dependent)
+        return sorted(
+            (pid for pid in found if self.records[pid].state in states),
+            key=self.position.__getitem__,
+            reverse=True,
+        )
 
     def inactive_dependency(self, record: PluginRecord, needed: PluginState) -> str | None:
         """Why one of ``record``'s dependencies is not yet ``needed`` (``None``: all are)."""

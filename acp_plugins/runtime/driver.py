@@ -117,7 +117,7 @@ class LifecycleDriver:
         """Import and register the plugin (Discovered -> Loaded)."""
         record = self.catalog.record(plugin_id)
         check_transition(plugin_id, record.state, PluginState.LOADED)
-        if record.manifest is None or plugin_id not in self.catalog.order:
+        if record.manifest is None or plugin_id not in self.catalog.position:
             return False  # refused before import; the reason is already recorded
         blocker = self.catalog.inactive_dependency(record, PluginState.LOADED)
         if blocker:
