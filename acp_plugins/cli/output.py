@@ -86,7 +86,10 @@ class PrintableStream(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
-        self._stream.flush()
+        # also called when this wrapper is collected, possibly after the stream it wraps
+        # was closed (a test's captured output): there is nothing left to flush then
+        if not getattr(self._stream, "closed", False):
+            self._stream.flush()
 
     def isatty(self) -> bool:
         return self._stream.isatty()

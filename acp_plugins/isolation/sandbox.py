@@ -23,6 +23,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import errno
+import functools
 import importlib
 import importlib.machinery
 import os
@@ -176,16 +177,24 @@ def apply_limits(spec: SandboxSpec) -> None:
         resource.setrlimit(which, (value, value))
 
 
+@functools.cache
+def seccomp_library() -> Any:
+    """libseccomp, loaded once (``find_library`` runs ``ldconfig``: the zygote does it for all)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
+    return ctypes.CDLL(name, use_errno=True)
+
+
 def install_seccomp(spec: SandboxSpec) -> str | None:
     """Load the seccomp filter; ``None`` on success, else why it could not be (a warning)."""
     if not spec.seccomp:
         return "seccomp is turned off in the host's isolation settings"
     import ctypes
-    import ctypes.util
 
-    name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
     try:
-        lib = ctypes.CDLL(name, use_errno=True)
+        lib = seccomp_library()
     except OSError as error:
         return f"libseccomp is not available ({error}); install libseccomp2"
 

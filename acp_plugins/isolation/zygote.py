@@ -48,6 +48,10 @@ def main(argv: Sequence[str]) -> int:
     _die_with_parent()
     import acp_plugins.isolation.worker  # noqa: F401  (what every worker runs)
     from acp_plugins.isolation import namespaces  # noqa: F401
+    from acp_plugins.isolation.sandbox import seccomp_library
+
+    with contextlib.suppress(OSError):  # a worker says so itself if it is missing
+        seccomp_library()
 
     with open("/proc/sys/kernel/cap_last_cap") as file:
         last_capability = int(file.read())
