@@ -103,3 +103,15 @@ def test_a_tagged_value_that_does_not_validate_stays_plain_data() -> None:
     # the host's own checks then refuse it with the plugin's name
     assert decode_value({"$model": "Message", "value": {"nonsense": 1}}) == {"nonsense": 1}
     assert decode_value({"$model": "os.system", "value": 1}) == {"$model": "os.system", "value": 1}
+
+
+@given(text=st.text(), number=st.integers())
+def test_any_text_and_any_integer_cross_a_frame_exactly(text: str, number: int) -> None:
+    """Text goes as UTF-8, not ASCII escapes: lone surrogates and huge integers stay exact."""
+    sent = {"op": "result", "value": {"text": text, "number": number, "lone": "\ud800x"}}
+    assert _read(encode_frame(sent), chunk=7) == ([sent], [])
+
+
+def test_text_is_written_as_utf8_not_escaped() -> None:
+    frame = encode_frame({"op": "log", "message": "héllo ✓"})
+    assert "héllo ✓".encode() in frame and b"\\u" not in frame
