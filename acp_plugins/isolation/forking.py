@@ -21,11 +21,16 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import asdict
-from pathlib import Path
 from typing import IO, Any
 
 from acp_plugins.isolation.confinement import HOSTNAME, Confinement
-from acp_plugins.isolation.launch import PACKAGE_ROOT, WorkerProcess, kill_group, stderr_tail
+from acp_plugins.isolation.launch import (
+    PACKAGE_ROOT,
+    WORKER_ENVIRONMENT,
+    WorkerProcess,
+    kill_group,
+    stderr_tail,
+)
 
 __all__ = ["ForkedProcess", "Zygote"]
 
@@ -106,9 +111,7 @@ class Zygote:
                     self.stop()
             return self._usable
 
-    async def fork(
-        self, confinement: Confinement, data_dir: Path
-    ) -> tuple[WorkerProcess, socket.socket]:
+    async def fork(self, confinement: Confinement) -> tuple[WorkerProcess, socket.socket]:
         """A worker confined by ``confinement``, and the host's end of its channel."""
         parent, child = socket.socketpair()
         output = tempfile.TemporaryFile()  # noqa: SIM115 (kept for the worker's life)
@@ -151,7 +154,7 @@ class Zygote:
                 stdin=subprocess.DEVNULL,
                 stdout=self._output,
                 stderr=self._output,
-                env={"PATH": os.defpath, "LC_ALL": "C.UTF-8"},
+                env=dict(WORKER_ENVIRONMENT),
                 cwd="/",
                 start_new_session=True,
             )

@@ -34,6 +34,7 @@ from acp_plugins.printable import printable
 
 __all__ = [
     "PACKAGE_ROOT",
+    "WORKER_ENVIRONMENT",
     "WorkerProcess",
     "describe_exit",
     "kill_group",
@@ -43,6 +44,8 @@ __all__ = [
     "stderr_tail",
 ]
 
+#: The whole environment of a worker (and of the zygote): nothing of the host's.
+WORKER_ENVIRONMENT = {"PATH": os.defpath, "LC_ALL": "C.UTF-8"}
 #: The folder acp_plugins is imported from (workers import the package from there too).
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -260,7 +263,7 @@ def spawn_worker(prefix: Sequence[str], data_dir: Path) -> tuple[WorkerProcess, 
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=output,
-            env={"PATH": os.defpath, "LC_ALL": "C.UTF-8"},
+            env=dict(WORKER_ENVIRONMENT),
             cwd=str(data_dir),
             start_new_session=True,
         )

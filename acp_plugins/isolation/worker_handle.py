@@ -240,7 +240,7 @@ class WorkerHandle:
         self.layers, self.missing = list(confinement.layers), dict(confinement.missing)
         self._refuse_missing_layers()
         if self.zygote is not None and confinement.view and await self.zygote.usable(confinement):
-            self._process, parent = await self.zygote.fork(confinement, self.data_dir)
+            self._process, parent = await self.zygote.fork(confinement)
         else:
             self._process, parent = spawn_worker(confinement.command, self.data_dir)
         self._budget = FrameBudget(self.limits.frames_per_second)
