@@ -528,3 +528,31 @@ def test_a_permission_opens_its_modules_only_when_the_manifest_requests_it() -> 
     assert "sqlite3" not in modules({Permission.READ_MESSAGING})  # read-data is granted anyway
     assert "sqlite3" in modules({Permission.READ_DATA})
     assert "socket" not in modules(set()) and "socket" in modules({Permission.NETWORK})
+
+
+def test_a_killed_zygote_is_replaced_and_workers_start_again(
+    install_plugins: Callable[..., Path], tmp_path: Path, run: Run
+) -> None:
+    directory = install_plugins(fixture_plugin("acp-fx-escape"), sample("acp-echo"))
+    forked = PluginHost(
+        search_path=[directory],
+        data_root=tmp_path / "data",
+        policy=PermissionPolicy.from_names({"victim-vault": ["write-data"]}),
+        isolation=IsolationPolicy(limits=WorkerLimits(cpu_share=None), restart_backoff=0.05),
+    )
+    run(forked.start())
+    try:
+        zygote = forked.workers.zygote
+        assert zygote is not None and zygote.pid is not None
+        old_zygote, first = zygote.pid, worker(forked).pid
+        os.kill(old_zygote, 9)  # its forked workers die with it
+        wait_until(run, lambda: worker(forked).pid != first and worker(forked).alive)
+        assert zygote.pid not in (None, old_zygote)
+        assert _parent(worker(forked).pid or 0) == zygote.pid
+        for plugin_id in ("echo", "victim-vault"):  # every worker died with the zygote
+            wait_until(run, lambda p=plugin_id: worker(forked, p).alive)  # type: ignore[misc]
+        answer = run(forked.send(Message(type="echo", content="again", sender="t")))
+        assert answer.response.content == "echo: again"
+        assert run(forked.run_command("victim-vault:rows")).output == SECRET
+    finally:
+        run(forked.stop())

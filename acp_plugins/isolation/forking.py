@@ -103,6 +103,12 @@ class Zygote:
     async def usable(self, probe: Confinement) -> bool:
         """Whether workers can be forked here; the first call starts and probes the zygote."""
         async with self._lock:
+            if self._usable and self._process is not None and self._process.poll() is not None:
+                logger.warning(
+                    "the zygote ended (%s); starting a new one", self._process.returncode
+                )
+                self.stop()  # killed (by the OOM killer, say): the next worker starts a new one
+                self._usable = None
             if self._usable is None:
                 self.problem = await self._start(probe)
                 self._usable = self.problem is None
