@@ -504,3 +504,37 @@ def test_a_huge_number_in_a_range_is_a_field_error() -> None:
         assert "too long" in caught.value.errors[0].problem
     with pytest.raises(ManifestError, match="too long"):
         parse_manifest(json.dumps({**MINIMAL, "version": huge}))
+
+
+_NAMES = st.text(alphabet="abcXYZ0-_. ", max_size=6)
+
+
+@given(
+    kinds=st.dictionaries(
+        st.sampled_from(["message_types", "commands", "data_sources", "events"]),
+        st.lists(_NAMES, max_size=4),
+        max_size=4,
+    ),
+    interfaces=st.lists(
+        st.sampled_from(["IMessageHandler", "ICommandHandler", "IDataProvider"]),
+        unique=True,
+    ),
+)
+def test_a_contributes_block_is_kept_exactly_or_refused_with_its_field(
+    kinds: dict[str, list[str]], interfaces: list[str]
+) -> None:
+    """Whatever the block holds, it is either kept as written or refused naming the field."""
+    text = json.dumps({**MINIMAL, "interfaces": interfaces, "contributes": kinds})
+    try:
+        manifest = parse_manifest(text)
+    except ManifestError as error:
+        assert all(problem.path.startswith("contributes") for problem in error.errors)
+        return
+    assert manifest.contributes is not None
+    for kind in ("message_types", "commands", "data_sources"):
+        declared = [name.strip() for name in kinds.get(kind, [])]
+        assert getattr(manifest.contributes, kind) == declared
+    assert "events" not in kinds  # unknown kinds are refused
+    needs = {"message_types": "IMessageHandler", "commands": "ICommandHandler"}
+    needs["data_sources"] = "IDataProvider"
+    assert all(needs[kind] in interfaces for kind, names in kinds.items() if names)
