@@ -88,6 +88,8 @@ class ContextRelay:
             if not isinstance(command_args, list):
                 raise TypeError("args must be a list of strings")
             return await context.run_command(str(args["command"]), [str(a) for a in command_args])
+        if method == "send_to_plugin":
+            return await context.send_to_plugin(str(args["target_id"]), args.get("payload"))
         raise AcpPluginsError(f"no context operation {method!r}", plugin_id=self.plugin_id)
 
 

@@ -58,6 +58,7 @@ from acp_plugins.models import (
     Message,
     MessageResponse,
 )
+from acp_plugins.runtime.context import json_data
 from acp_plugins.runtime.handle import HookRegistry, InProcessHandle
 
 #: Hooks the worker takes part in itself (configuration, the context): never inline.
@@ -130,6 +131,11 @@ class WorkerContext:
     async def run_command(self, command: str, args: Sequence[str] = ()) -> CommandResult:
         result = await self._worker.ask("run_command", {"command": command, "args": list(args)})
         return CommandResult.model_validate(result)
+
+    async def send_to_plugin(self, target_id: str, payload: Any) -> Any:
+        what = f"'{self.plugin_id}' sent plugin '{target_id}' a payload"
+        data = json_data(payload, what, self.plugin_id)  # refused here as in-process
+        return await self._worker.ask("send_to_plugin", {"target_id": target_id, "payload": data})
 
     def apply(self, resolved: ResolvedConfig | None) -> None:
         """Put a validated configuration in force (``None``: no settings)."""

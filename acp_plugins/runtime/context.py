@@ -7,12 +7,13 @@ operation that needs a permission checks it and refuses with
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from acp_plugins.errors import PermissionDenied
+from acp_plugins.errors import AcpPluginsError, PermissionDenied
 from acp_plugins.loading.permissions import Permission
 
 if TYPE_CHECKING:
@@ -29,6 +30,23 @@ if TYPE_CHECKING:
 __all__ = ["HostServices", "PluginContext"]
 
 
+def json_data(value: Any, what: str, plugin_id: str) -> Any:
+    """``value`` as JSON data carries it (what a worker's frame would make of it).
+
+    Models and other values pydantic can serialize become plain data, tuples and
+    sets lists; NaN, the infinities and anything else that JSON cannot hold are
+    refused, ``what`` starting the message.
+    """
+    from pydantic_core import to_jsonable_python
+
+    try:
+        return json.loads(json.dumps(to_jsonable_python(value), allow_nan=False))
+    except (TypeError, ValueError) as error:
+        raise AcpPluginsError(
+            f"{what} that is not JSON data ({error})", plugin_id=plugin_id
+        ) from None
+
+
 class HostServices(Protocol):
     """What the host offers to contexts; every call names the plugin making it."""
 
@@ -41,6 +59,8 @@ class HostServices(Protocol):
     async def run_command_for(
         self, caller: str, command: str, args: Sequence[str]
     ) -> CommandResult: ...
+
+    async def send_to_plugin(self, caller: str, target: str, payload: Any) -> Any: ...
 
     def permission_denied(self, caller: str, permission: str, operation: str) -> None:
         """A context operation of ``caller`` was refused (the host audit-logs it)."""
@@ -123,6 +143,17 @@ class PluginContext:
         """Run another plugin's command (needs ``execute-commands``)."""
         self.require(Permission.EXECUTE_COMMANDS, f"run command '{command}'")
         return await self._host.run_command_for(self.plugin_id, command, args)
+
+    async def send_to_plugin(self, target_id: str, payload: Any) -> Any:
+        """Send ``payload`` (JSON data) to another plugin's ``on_plugin_message``; its answer.
+
+        Needs ``write-messaging``; the target needs ``read-messaging``. The target
+        learns this plugin's id as the sender, set by the host.
+        """
+        self.require(Permission.WRITE_MESSAGING, f"send a message to plugin '{target_id}'")
+        what = f"'{self.plugin_id}' sent plugin '{target_id}' a payload"
+        data = json_data(payload, what, self.plugin_id)
+        return await self._host.send_to_plugin(self.plugin_id, target_id, data)
 
     def __repr__(self) -> str:
         return f"<PluginContext {self.plugin_id}>"

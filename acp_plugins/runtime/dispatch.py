@@ -12,10 +12,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from acp_plugins.audit import AuditLog
-from acp_plugins.errors import PluginNotActive, UnknownCommand, UnknownDataSource
+from acp_plugins.errors import (
+    AcpPluginsError,
+    PermissionDenied,
+    PluginNotActive,
+    PluginNotFound,
+    UnknownCommand,
+    UnknownDataSource,
+)
 from acp_plugins.loading.interfaces import Interface
+from acp_plugins.loading.permissions import Permission
 from acp_plugins.models import (
     CommandDefinition,
     CommandResult,
@@ -29,10 +38,10 @@ from acp_plugins.models import (
     Report,
     TimeRange,
 )
-from acp_plugins.runtime.calls import CallGuard
+from acp_plugins.runtime.calls import CallGuard, invalid_return
 from acp_plugins.runtime.catalog import PluginCatalog
 from acp_plugins.runtime.commands import CommandEntry, CommandRegistry, parse_arguments
-from acp_plugins.runtime.context import PluginContext
+from acp_plugins.runtime.context import PluginContext, json_data
 from acp_plugins.runtime.data_sources import DataSourceRegistry
 from acp_plugins.runtime.lifecycle import PluginState
 from acp_plugins.runtime.on_demand import OnDemand
@@ -233,6 +242,48 @@ class Dispatcher:
             if name in names:
                 return f"{dependency}:{name}"
         return name
+
+    async def send_to_plugin(self, caller: str, target: str, payload: Any) -> Any:
+        """Deliver ``payload`` from ``caller`` to ``target``'s ``on_plugin_message``; its answer.
+
+        Payload and answer must be JSON data, so that a message means the same
+        whether either plugin runs in-process or isolated.
+        """
+        payload = json_data(payload, f"'{caller}' sent plugin '{target}' a payload", caller)
+        if self.on_demand is not None and self.on_demand.pending:
+            await self.on_demand.for_plugin(target)
+        record = self.catalog.records.get(target)
+        if record is None:
+            raise PluginNotFound(
+                f"'{caller}' sent a message to plugin '{target}', which is not installed",
+                plugin_id=target,
+            )
+        if record.state is not PluginState.ACTIVE:
+            raise PluginNotActive(
+                f"'{caller}' sent a message to plugin '{target}', which is "
+                f"{record.state.value}, not active"
+                + (f": {record.reason}" if record.reason else ""),
+                plugin_id=target,
+            )
+        if Permission.READ_MESSAGING not in record.granted:
+            operation = f"receive a message from plugin '{caller}'"
+            self.permission_denied(target, Permission.READ_MESSAGING.value, operation)
+            raise PermissionDenied(target, Permission.READ_MESSAGING.value, operation)
+        if record.handle is None or not record.handle.implements("on_plugin_message"):
+            raise PluginNotActive(
+                f"'{caller}' sent a message to plugin '{target}', which takes none "
+                "(it implements no on_plugin_message hook)",
+                plugin_id=target,
+            )
+        answer = await self.guard.call(
+            record, "on_plugin_message", {"sender": caller, "payload": payload}
+        )
+        try:
+            return json_data(answer, f"'{target}' answered '{caller}' with", target)
+        except AcpPluginsError as error:
+            raise invalid_return(
+                record, "on_plugin_message", "an answer that is not JSON data"
+            ) from error
 
     def permission_denied(self, caller: str, permission: str, operation: str) -> None:
         self.audit.record(caller, "deny", "denied", permission=permission, detail=operation)
