@@ -46,6 +46,7 @@ from acp_plugins.errors import (
     WorkerError,
     WorkerProtocolError,
 )
+from acp_plugins.events.bus import Event, EventBus, Subscription
 from acp_plugins.host import CORE_VERSION, PluginHost
 from acp_plugins.isolation.sandbox import SandboxViolation
 from acp_plugins.isolation.worker_handle import WorkerHandle
@@ -119,6 +120,8 @@ __all__ = [
     "DataSourceDefinition",
     "DependencyError",
     "Discovery",
+    "Event",
+    "EventBus",
     "FieldError",
     "HostSettings",
     "IllegalTransition",
@@ -157,6 +160,7 @@ __all__ = [
     "ResolvedConfig",
     "RoutedMessage",
     "SandboxViolation",
+    "Subscription",
     "TimeRange",
     "UnknownCommand",
     "UnknownDataSource",

@@ -33,6 +33,7 @@ from acp_plugins.config.layers import ConfigSources, ResolvedConfig
 from acp_plugins.config.overrides import OverrideStore
 from acp_plugins.config.settings import default_data_root, plugin_data_dir
 from acp_plugins.errors import ConfigError
+from acp_plugins.events.bus import EventBus
 from acp_plugins.isolation.supervision import WorkerSupervisor
 from acp_plugins.loading.interfaces import Interface
 from acp_plugins.loading.permissions import PermissionPolicy
@@ -145,6 +146,8 @@ class PluginHost:
             audit=self.audit,
             disabled=self.disabled,
         )
+        #: The host's event bus: ``host.events.subscribe("plugin:*")`` (see :mod:`.events`).
+        self.events = EventBus()
         #: The plugins waiting for their first use (``None``: every plugin starts at once).
         self.on_demand = (
             OnDemand(self.catalog, lambda ids: self.driver.start_plugins(ids))
@@ -159,6 +162,7 @@ class PluginHost:
             sources=self.sources,
             audit=self.audit,
             on_demand=self.on_demand,
+            notify=self.events.publish,
         )
         self.workers = WorkerSupervisor(
             catalog=self.catalog,
@@ -179,6 +183,7 @@ class PluginHost:
             services=self.dispatcher,
             audit=self.audit,
             data_root=self.data_root,
+            notify=self.events.publish,
         )
 
     @property

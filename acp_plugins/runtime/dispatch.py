@@ -10,7 +10,7 @@ so a plugin's request goes through exactly the paths host code's requests do.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -68,9 +68,12 @@ class Dispatcher:
         sources: DataSourceRegistry,
         audit: AuditLog,
         on_demand: OnDemand | None = None,
+        notify: Callable[[str, Mapping[str, Any]], object] | None = None,
     ) -> None:
         self.catalog = catalog
         self.on_demand = on_demand
+        #: Told of each message routed and command run (topic, data): the event bus.
+        self.notify = notify
         self.guard = guard
         self.router = router
         self.commands = commands
@@ -85,6 +88,16 @@ class Dispatcher:
         if not routed.handled:
             hint = why_unavailable(self.catalog, Interface.MESSAGE_HANDLER)
             routed.response.content += hint
+        if self.notify is not None:
+            self.notify(
+                "plugin:message",
+                {
+                    "from": message.sender,
+                    "to": routed.plugin_id,
+                    "type": message.type,
+                    "content": message.content,
+                },
+            )
         return routed
 
     async def run_command(self, name: str, args: Sequence[str] = ()) -> CommandResult:
@@ -106,7 +119,18 @@ class Dispatcher:
         result = await self.guard.call(
             record, "execute_command", {**kwargs, "context": _context_of(record)}
         )
-        return expect(record, "execute_command", result, CommandResult)
+        checked = expect(record, "execute_command", result, CommandResult)
+        if self.notify is not None:
+            self.notify(
+                "plugin:command",
+                {
+                    "plugin_id": record.plugin_id,
+                    "command": definition.name,
+                    "args": list(parsed.args),
+                    "result": checked.model_dump(mode="json"),
+                },
+            )
+        return checked
 
     async def _resolve_command(self, name: str) -> tuple[PluginRecord, CommandDefinition]:
         try:
