@@ -162,7 +162,7 @@ class PluginHost:
             sources=self.sources,
             audit=self.audit,
             on_demand=self.on_demand,
-            notify=self.events.publish,
+            events=self.events,
         )
         self.workers = WorkerSupervisor(
             catalog=self.catalog,
@@ -183,7 +183,7 @@ class PluginHost:
             services=self.dispatcher,
             audit=self.audit,
             data_root=self.data_root,
-            notify=self.events.publish,
+            events=self.events,
         )
 
     @property

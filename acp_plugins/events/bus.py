@@ -139,6 +139,11 @@ class EventBus:
         self._subscriptions: list[Subscription] = []
         self._sequence = 0
 
+    @property
+    def listening(self) -> bool:
+        """Whether anyone subscribed (publishers may skip building an event otherwise)."""
+        return bool(self._subscriptions)
+
     def subscribe(
         self, pattern: str, subscriber: str = "host", *, limit: int | None = None
     ) -> Subscription:

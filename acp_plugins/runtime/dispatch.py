@@ -10,7 +10,7 @@ so a plugin's request goes through exactly the paths host code's requests do.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -43,6 +43,7 @@ from acp_plugins.runtime.catalog import PluginCatalog
 from acp_plugins.runtime.commands import CommandEntry, CommandRegistry, parse_arguments
 from acp_plugins.runtime.context import PluginContext, json_data
 from acp_plugins.runtime.data_sources import DataSourceRegistry
+from acp_plugins.runtime.event_sink import EventSink
 from acp_plugins.runtime.lifecycle import PluginState
 from acp_plugins.runtime.on_demand import OnDemand
 from acp_plugins.runtime.record import PluginRecord
@@ -68,12 +69,12 @@ class Dispatcher:
         sources: DataSourceRegistry,
         audit: AuditLog,
         on_demand: OnDemand | None = None,
-        notify: Callable[[str, Mapping[str, Any]], object] | None = None,
+        events: EventSink | None = None,
     ) -> None:
         self.catalog = catalog
         self.on_demand = on_demand
-        #: Told of each message routed and command run (topic, data): the event bus.
-        self.notify = notify
+        #: Told of each message routed and command run: the event bus.
+        self.events = events
         self.guard = guard
         self.router = router
         self.commands = commands
@@ -88,8 +89,8 @@ class Dispatcher:
         if not routed.handled:
             hint = why_unavailable(self.catalog, Interface.MESSAGE_HANDLER)
             routed.response.content += hint
-        if self.notify is not None:
-            self.notify(
+        if self.events is not None and self.events.listening:
+            self.events.publish(
                 "plugin:message",
                 {
                     "from": message.sender,
@@ -120,8 +121,8 @@ class Dispatcher:
             record, "execute_command", {**kwargs, "context": _context_of(record)}
         )
         checked = expect(record, "execute_command", result, CommandResult)
-        if self.notify is not None:
-            self.notify(
+        if self.events is not None and self.events.listening:
+            self.events.publish(
                 "plugin:command",
                 {
                     "plugin_id": record.plugin_id,

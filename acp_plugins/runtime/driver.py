@@ -10,7 +10,7 @@ on the plugin's record; nothing a plugin does escapes as an exception.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -25,6 +25,7 @@ from acp_plugins.runtime.commands import CommandRegistry
 from acp_plugins.runtime.configuration import ConfigurationService
 from acp_plugins.runtime.context import HostServices, PluginContext
 from acp_plugins.runtime.data_sources import DataSourceRegistry
+from acp_plugins.runtime.event_sink import EventSink
 from acp_plugins.runtime.handle import HandleFactory, InProcessHandle, as_isolated
 from acp_plugins.runtime.importing import check_interfaces
 from acp_plugins.runtime.lifecycle import PluginState, check_transition
@@ -38,10 +39,7 @@ from acp_plugins.runtime.record import PluginRecord
 from acp_plugins.runtime.returns import expect_commands, expect_list, expect_message_types
 from acp_plugins.runtime.routing import MessageRouter
 
-__all__ = ["LifecycleDriver", "Notify"]
-
-#: Where the host's own events go: ``notify(topic, data)`` (the event bus's publish).
-Notify = Callable[[str, Mapping[str, Any]], object]
+__all__ = ["LifecycleDriver"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +60,7 @@ class LifecycleDriver:
         services: HostServices,
         audit: AuditLog,
         data_root: Path,
-        notify: Notify | None = None,
+        events: EventSink | None = None,
     ) -> None:
         self.catalog = catalog
         self.guard = guard
@@ -74,8 +72,8 @@ class LifecycleDriver:
         self.services = services
         self.audit = audit
         self.data_root = data_root
-        #: Told of each plugin activated, suspended or unloaded (topic, data): the event bus.
-        self.notify = notify
+        #: Told of each plugin activated, suspended or unloaded: the event bus.
+        self.events = events
 
     async def start(self, on_demand: OnDemand | None = None) -> None:
         """Discover (if not done yet) and bring every plugin that can be to Active.
@@ -211,13 +209,15 @@ class LifecycleDriver:
             return False
         self._moved(record, PluginState.ACTIVE)
         self._register_capabilities(record)
-        if self.notify is not None:
+        if self.events is not None and self.events.listening:
             capabilities = {
                 "message_types": sorted(record.message_types),
                 "commands": sorted(record.commands),
                 "data_sources": [source.source_id for source in record.data_sources],
             }
-            self.notify("plugin:activated", {"plugin_id": plugin_id, "capabilities": capabilities})
+            self.events.publish(
+                "plugin:activated", {"plugin_id": plugin_id, "capabilities": capabilities}
+            )
         return True
 
     async def suspend(self, plugin_id: str) -> bool:
@@ -237,8 +237,10 @@ class LifecycleDriver:
             records[dependent].reason = f"suspended with its dependency '{plugin_id}'"
         self._moved(record, PluginState.SUSPENDED)
         self._rebuild_registries()
-        if self.notify is not None:
-            self.notify("plugin:deactivated", {"plugin_id": plugin_id, "reason": "suspended"})
+        if self.events is not None and self.events.listening:
+            self.events.publish(
+                "plugin:deactivated", {"plugin_id": plugin_id, "reason": "suspended"}
+            )
         ok = await self._call(record, "deactivate", {}, "suspend")
         ok = await self._call(record, "on_suspend", {}, "suspend") and ok
         return ok
@@ -269,8 +271,8 @@ class LifecycleDriver:
             record.handle.close()
             record.handle = None
         record.context = None
-        if self.notify is not None:
-            self.notify("plugin:unloaded", {"plugin_id": plugin_id})
+        if self.events is not None and self.events.listening:
+            self.events.publish("plugin:unloaded", {"plugin_id": plugin_id})
         return ok
 
     async def _call(
