@@ -277,16 +277,26 @@ def test_no_tcp_connection_reaches_localhost(host: PluginHost, run: Run) -> None
     assert accepted == []
 
 
+def _escape_host(
+    install_plugins: Callable[..., Path], tmp_path: Path, isolation: IsolationPolicy
+) -> PluginHost:
+    """A host of its own with the escaper, the vault and echo (not started)."""
+    directory = install_plugins(fixture_plugin("acp-fx-escape"), sample("acp-echo"))
+    return PluginHost(
+        search_path=[directory],
+        data_root=tmp_path / "data",
+        policy=PermissionPolicy.from_names({"victim-vault": ["write-data"]}),
+        isolation=isolation,
+    )
+
+
 def test_the_attacks_are_real_with_every_layer_off_the_secret_leaks(
     install_plugins: Callable[..., Path], tmp_path: Path, run: Run
 ) -> None:
     """The control: the same attacker, every layer switched off, reads the vault's secret."""
-    directory = install_plugins(fixture_plugin("acp-fx-escape"), sample("acp-echo"))
-    open_host = PluginHost(
-        search_path=[directory],
-        data_root=tmp_path / "data",
-        policy=PermissionPolicy.from_names({"victim-vault": ["write-data"]}),
-        isolation=IsolationPolicy(
+    open_host = _escape_host(
+        install_plugins, tmp_path,
+        IsolationPolicy(
             python_layer=False, namespaces=False, landlock=False, cgroups=False,
             own_uid=False, seccomp=False, drop_privileges=False,
         ),
@@ -339,12 +349,10 @@ def test_a_worker_forked_later_inherits_no_other_plugins_secret(
     install_plugins: Callable[..., Path], tmp_path: Path, run: Run
 ) -> None:
     """The host and the vault's worker hold the secret; the escaper's next worker must not."""
-    directory = install_plugins(fixture_plugin("acp-fx-escape"), sample("acp-echo"))
-    forked = PluginHost(
-        search_path=[directory],
-        data_root=tmp_path / "data",
-        policy=PermissionPolicy.from_names({"victim-vault": ["write-data"]}),
-        isolation=IsolationPolicy(
+    forked = _escape_host(
+        install_plugins,
+        tmp_path,
+        IsolationPolicy(
             limits=WorkerLimits(cpu_share=None), python_layer=False, restart_backoff=0.05
         ),
     )
@@ -534,12 +542,10 @@ def test_a_permission_opens_its_modules_only_when_the_manifest_requests_it() -> 
 def test_a_killed_zygote_is_replaced_and_workers_start_again(
     install_plugins: Callable[..., Path], tmp_path: Path, run: Run
 ) -> None:
-    directory = install_plugins(fixture_plugin("acp-fx-escape"), sample("acp-echo"))
-    forked = PluginHost(
-        search_path=[directory],
-        data_root=tmp_path / "data",
-        policy=PermissionPolicy.from_names({"victim-vault": ["write-data"]}),
-        isolation=IsolationPolicy(limits=WorkerLimits(cpu_share=None), restart_backoff=0.05),
+    forked = _escape_host(
+        install_plugins,
+        tmp_path,
+        IsolationPolicy(limits=WorkerLimits(cpu_share=None), restart_backoff=0.05),
     )
     run(forked.start())
     try:

@@ -10,9 +10,9 @@ so a plugin's request goes through exactly the paths host code's requests do.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from acp_plugins.audit import AuditLog
 from acp_plugins.errors import (
@@ -52,6 +52,8 @@ from acp_plugins.runtime.routing import MessageRouter, RoutedMessage
 from acp_plugins.runtime.unavailable import why_unavailable
 
 __all__ = ["Dispatcher"]
+
+_Found = TypeVar("_Found")
 
 logger = logging.getLogger(__name__)
 
@@ -134,23 +136,25 @@ class Dispatcher:
         return checked
 
     async def _resolve_command(self, name: str) -> tuple[PluginRecord, CommandDefinition]:
-        try:
-            return self.commands.resolve(name)
-        except UnknownCommand:
-            if self.on_demand is None or not self.on_demand.pending:
-                raise
-        # a name no plugin declared: the error and its suggestions need every command
-        await self.on_demand.for_interface(Interface.COMMAND_HANDLER)
-        return self.commands.resolve(name)
+        return await self._resolved(self.commands.resolve, name, Interface.COMMAND_HANDLER)
 
     async def _resolve_source(self, source: str) -> tuple[PluginRecord, DataSourceDefinition]:
+        return await self._resolved(self.sources.resolve, source, Interface.DATA_PROVIDER)
+
+    async def _resolved(
+        self, resolve: Callable[[str], _Found], name: str, interface: Interface
+    ) -> _Found:
+        """``resolve(name)``; a name no waiting plugin declared first starts them all.
+
+        The error and its suggestions then name every command (or source) there is.
+        """
         try:
-            return self.sources.resolve(source)
-        except UnknownDataSource:
+            return resolve(name)
+        except (UnknownCommand, UnknownDataSource):
             if self.on_demand is None or not self.on_demand.pending:
                 raise
-        await self.on_demand.for_interface(Interface.DATA_PROVIDER)
-        return self.sources.resolve(source)
+        await self.on_demand.for_interface(interface)
+        return resolve(name)
 
     def command_entries(self) -> list[CommandEntry]:
         """Every command of every active plugin."""
