@@ -8,6 +8,11 @@ missing), so the plugin can clear space but not add to it; the next restart
 once it is back under the quota gives write access back. A plugin can overshoot
 by what it writes within one interval (each file is also held to ``file_mb`` by
 ``RLIMIT_FSIZE``).
+
+Writing fast dirties page cache, which the kernel charges to the worker's memory
+cgroup: a worker filling its directory may be killed for its memory before the
+next measure. :meth:`DiskQuota.verdict` is therefore asked again when a worker
+dies, so that the cause named is the quota, not the memory it exhausted on the way.
 """
 
 from __future__ import annotations
@@ -62,13 +67,20 @@ class DiskQuota:
         """Whether the directory is over its quota now."""
         return data_usage(self.folder) > self.limit
 
+    def verdict(self) -> str | None:
+        """Why the worker must stop, when the directory is over its quota now; else None."""
+        used = data_usage(self.folder)
+        if used <= self.limit:
+            return None
+        return (
+            f"filled its data directory past its quota ({used / MIB:.0f} MiB of "
+            f"{self.limit // MIB} MiB); it restarts able to clear it but not to write"
+        )
+
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            used = await asyncio.to_thread(data_usage, self.folder)
-            if used > self.limit:
-                self.on_over(
-                    f"filled its data directory past its quota ({used / MIB:.0f} MiB of "
-                    f"{self.limit // MIB} MiB); it restarts able to clear it but not to write"
-                )
+            verdict = await asyncio.to_thread(self.verdict)
+            if verdict is not None:
+                self.on_over(verdict)
                 return

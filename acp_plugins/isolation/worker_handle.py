@@ -124,6 +124,7 @@ class WorkerHandle:
         self.layers: list[str] = []
         self.missing: dict[str, str] = {}
         self._cgroup: WorkerCgroup | None = None
+        self._quota = DiskQuota(self.data_dir, self.limits.disk_mb, self._kill)
         self._read_only = False
         self.restarts = 0
         self.warnings: list[str] = []
@@ -218,8 +219,7 @@ class WorkerHandle:
         generation = self._generation
         self._process = None  # a failure before the new one starts is not the old one's
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        quota = DiskQuota(self.data_dir, self.limits.disk_mb, self._kill)
-        self._read_only = quota.over()
+        self._read_only = self._quota.over()
         spec, confinement, self._cgroup = prepare_confinement(
             sandbox_spec(
                 self.plugin_id,
@@ -297,7 +297,7 @@ class WorkerHandle:
             )  # fmt: skip
             self._tasks.append(loop.create_task(self.governor.run()))
         if not self._read_only:
-            self._tasks.append(loop.create_task(quota.run()))
+            self._tasks.append(loop.create_task(self._quota.run()))
         self.events.worker_event(self.plugin_id, "started", f"pid {self.pid}")
         self.events.worker_layers(self.plugin_id, self.layers, self.missing)
 
@@ -477,6 +477,12 @@ class WorkerHandle:
         if self._process is None:
             return "was never started"
         reason = await self._process.exit_reason(self.limits)
+        if self._process.kill_reason is not None:  # the host stopped it, and said why
+            return reason
+        if not self._read_only:
+            over_quota = await asyncio.to_thread(self._quota.verdict)
+            if over_quota is not None:
+                return over_quota
         if self._cgroup is not None and self._cgroup.out_of_memory():
             return f"ran out of memory (limit {self.limits.memory_mb} MiB) and was killed"
         return reason
