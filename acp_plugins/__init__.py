@@ -85,6 +85,7 @@ from acp_plugins.runtime.commands import CommandEntry
 from acp_plugins.runtime.context import PluginContext
 from acp_plugins.runtime.lifecycle import TRANSITIONS, PluginState
 from acp_plugins.runtime.record import CallStats, PluginFailure, PluginRecord
+from acp_plugins.runtime.reload import ReloadFailed, ReloadResult, RescanResult
 from acp_plugins.runtime.reports import REPORT_FORMATS, render_report
 from acp_plugins.runtime.routing import RoutedMessage
 
@@ -155,7 +156,10 @@ __all__ = [
     "PluginRegistrationError",
     "PluginSettings",
     "PluginState",
+    "ReloadFailed",
+    "ReloadResult",
     "Report",
+    "RescanResult",
     "Resolution",
     "ResolvedConfig",
     "RoutedMessage",

@@ -58,6 +58,7 @@ from acp_plugins.runtime.dispatch import Dispatcher
 from acp_plugins.runtime.driver import LifecycleDriver
 from acp_plugins.runtime.on_demand import OnDemand
 from acp_plugins.runtime.record import PluginRecord
+from acp_plugins.runtime.reload import DEFAULT_DRAIN_TIMEOUT, Reloader, ReloadResult, RescanResult
 from acp_plugins.runtime.routing import MessageRouter, RoutedMessage
 
 __all__ = ["CORE_VERSION", "PluginHost", "default_data_root"]
@@ -91,6 +92,8 @@ class PluginHost:
     :param on_demand: start a plugin whose manifest declares its contributions on its
         first use instead of with the host (the command line's default; by default an
         embedding application's host starts every plugin with the host).
+    :param drain_timeout: seconds the calls running on a reloaded plugin's old
+        instance may take to finish there before it is unloaded.
     """
 
     def __init__(
@@ -110,6 +113,7 @@ class PluginHost:
         isolation: IsolationPolicy | None = None,
         audit: AuditLog | None = None,
         on_demand: bool = False,
+        drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
     ) -> None:
         if isolation is not None and not isinstance(isolation, IsolationPolicy):
             raise TypeError(
@@ -184,6 +188,15 @@ class PluginHost:
             audit=self.audit,
             data_root=self.data_root,
             events=self.events,
+        )
+        self.reloader = Reloader(
+            catalog=self.catalog,
+            driver=self.driver,
+            guard=self.guard,
+            audit=self.audit,
+            events=self.events,
+            on_demand=self.on_demand,
+            drain_timeout=drain_timeout,
         )
 
     @property
@@ -314,6 +327,27 @@ class PluginHost:
     async def unload(self, plugin_id: str) -> bool:
         """Shut the plugin and its loaded dependents down and forget its code (-> Unloaded)."""
         return await self.driver.unload(plugin_id)
+
+    async def reload(self, plugin_id: str, *, suspend_dependents: bool = False) -> ReloadResult:
+        """Replace the plugin's running instance with what is installed now, losing no call.
+
+        The same version with changed code, or a new version: it is checked like any
+        plugin before its code runs, brought up beside the serving instance, and takes
+        over only once it is active (and healthy); calls already running finish on the
+        old instance within the drain deadline. A plugin that is not running is started.
+        Raises :class:`~acp_plugins.runtime.reload.ReloadFailed` (the old instance goes
+        on serving) when the new one is refused, fails a step, or needs a restart.
+        """
+        return await self.reloader.reload(plugin_id, suspend_dependents=suspend_dependents)
+
+    async def rescan(self, *, upgrade: bool = True) -> RescanResult:
+        """Take in what was installed or removed since discovery, without a restart.
+
+        New plugins are admitted and started (or left waiting, on demand), removed
+        ones unloaded, and with ``upgrade`` the ones whose installed version changed
+        are reloaded.
+        """
+        return await self.reloader.rescan(upgrade=upgrade)
 
     async def settle(self) -> None:
         """Wait for the host's background work (suspending plugins whose workers gave up)."""

@@ -92,6 +92,14 @@ def on_activate() -> None:
 
 
 @hookspec
+def health_check() -> bool | None:
+    """Whether the plugin is ready to serve; asked of a reloaded instance before it takes over.
+
+    Return ``False`` (or raise) to keep the old instance serving.
+    """
+
+
+@hookspec
 def deactivate() -> bool | None:
     """Stop serving, gracefully (before suspending or unloading an active plugin)."""
 

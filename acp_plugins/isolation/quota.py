@@ -21,10 +21,15 @@ import asyncio
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from acp_plugins.loading.trust import MIB
+from acp_plugins.loading.trust import MIB, WorkerLimits
 
-__all__ = ["DiskQuota", "data_usage"]
+if TYPE_CHECKING:
+    from acp_plugins.isolation.cgroups import WorkerCgroup
+    from acp_plugins.isolation.launch import WorkerProcess
+
+__all__ = ["DiskQuota", "data_usage", "why_it_ended"]
 
 
 def data_usage(folder: Path) -> int:
@@ -84,3 +89,25 @@ class DiskQuota:
             if verdict is not None:
                 self.on_over(verdict)
                 return
+
+
+async def why_it_ended(
+    process: WorkerProcess,
+    limits: WorkerLimits,
+    cgroup: WorkerCgroup | None,
+    quota: DiskQuota | None,
+) -> str:
+    """Why a worker ended: the host's own reason, else its quota, its memory, its exit.
+
+    ``quota`` is the one it was held to (``None`` when it ran with its data read-only).
+    """
+    reason = await process.exit_reason(limits)
+    if process.kill_reason is not None:  # the host stopped it, and said why
+        return reason
+    if quota is not None:
+        over_quota = await asyncio.to_thread(quota.verdict)
+        if over_quota is not None:
+            return over_quota
+    if cgroup is not None and cgroup.out_of_memory():
+        return f"ran out of memory (limit {limits.memory_mb} MiB) and was killed"
+    return reason

@@ -115,6 +115,7 @@ class WorkerSupervisor:
                 import_plugin(record),
                 self._registry,
                 sync_in_thread=self.sync_in_thread,
+                generation=record.generation,
             )
         prepared = self._prepared.pop(plugin_id, None)
         if isinstance(prepared, AcpPluginsError):

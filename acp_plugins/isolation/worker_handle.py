@@ -55,7 +55,7 @@ from acp_plugins.isolation.protocol import (
     encode_frame,
     encode_value,
 )
-from acp_plugins.isolation.quota import DiskQuota
+from acp_plugins.isolation.quota import DiskQuota, why_it_ended
 from acp_plugins.isolation.relay import ContextRelay, encode_kwargs
 from acp_plugins.isolation.restarts import FailureWindow, LifecycleReplay, WorkerEvents
 from acp_plugins.loading.manifest import Manifest
@@ -476,16 +476,8 @@ class WorkerHandle:
     async def _exit_reason(self) -> str:
         if self._process is None:
             return "was never started"
-        reason = await self._process.exit_reason(self.limits)
-        if self._process.kill_reason is not None:  # the host stopped it, and said why
-            return reason
-        if not self._read_only:
-            over_quota = await asyncio.to_thread(self._quota.verdict)
-            if over_quota is not None:
-                return over_quota
-        if self._cgroup is not None and self._cgroup.out_of_memory():
-            return f"ran out of memory (limit {self.limits.memory_mb} MiB) and was killed"
-        return reason
+        quota = None if self._read_only else self._quota
+        return await why_it_ended(self._process, self.limits, self._cgroup, quota)
 
     async def _died(self, generation: int) -> None:
         reason = await self._exit_reason()

@@ -12,6 +12,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Mapping, Sequence
+from functools import partial
 from time import perf_counter
 from types import CoroutineType
 from typing import Any
@@ -43,10 +44,31 @@ def _is_awaitable(value: object) -> bool:
 class CallGuard:
     """Calls hooks of plugins, one or many at once, never letting a failure escape raw."""
 
-    __slots__ = ("timeout",)
+    __slots__ = ("_in_flight", "timeout")
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.timeout = timeout
+        #: id(handle) -> its calls still running (awaited ones; a plain hook ends as it starts).
+        self._in_flight: dict[int, int] = {}
+
+    def running(self, handle: object) -> int:
+        """How many calls started on ``handle`` are still running."""
+        return self._in_flight.get(id(handle), 0)
+
+    async def drained(self, handle: object, seconds: float) -> int:
+        """Wait up to ``seconds`` for the calls running on ``handle`` to end; those left."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while self.running(handle) and loop.time() < deadline:
+            await asyncio.sleep(0.005)
+        return self.running(handle)
+
+    def _landed(self, key: int, _task: object) -> None:
+        left = self._in_flight[key] - 1
+        if left:
+            self._in_flight[key] = left
+        else:
+            del self._in_flight[key]
 
     async def call(
         self,
@@ -148,6 +170,13 @@ class CallGuard:
         """
         limit = self.timeout if timeout is None else timeout
         tasks = [asyncio.ensure_future(_contained(awaitable)) for _, awaitable, _ in calls]
+        # counted per handle, so that a reload knows when the old one's calls are done;
+        # no await has run since these calls started: each record's handle is still theirs
+        in_flight = self._in_flight
+        for (record, _, _), task in zip(calls, tasks, strict=True):
+            key = id(record.handle)
+            in_flight[key] = in_flight.get(key, 0) + 1
+            task.add_done_callback(partial(self._landed, key))
         try:
             await asyncio.wait(tasks, timeout=limit)
         except asyncio.CancelledError:  # the caller gave up: so do the plugins' calls

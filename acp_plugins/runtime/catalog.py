@@ -8,7 +8,7 @@ its record, with the reason, and never loads.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from packaging.version import Version
@@ -93,7 +93,8 @@ class PluginCatalog:
         if loaded:
             raise AcpPluginsError(
                 f"cannot discover again while plugins are loaded ({', '.join(sorted(loaded))}); "
-                "stop the host first"
+                "stop the host first, or use host.rescan() to take in what was installed "
+                "or removed since"
             )
         self.records = {}
         for item in discover(self.search_path):
@@ -110,14 +111,7 @@ class PluginCatalog:
         )
         for pid, failure in resolution.failures.items():
             self.records[pid].fail("resolve", failure.message)
-        self.order = list(resolution.order)
-        self.position = {pid: index for index, pid in enumerate(self.order)}
-        self._direct_dependents = {}
-        for pid in self.order:
-            manifest = self.records[pid].manifest
-            for dependency in manifest.dependencies if manifest else ():
-                if dependency != CORE_DEPENDENCY:
-                    self._direct_dependents.setdefault(dependency, []).append(pid)
+        self._set_order(list(resolution.order))
         self.discovered = True
         return list(self.records.values())
 
@@ -144,6 +138,18 @@ class PluginCatalog:
 
     def _admit(self, item: Discovery) -> None:
         """Record one discovered plugin, refusing it if its manifest or permissions fail."""
+        existing = self.records.get(item.plugin_id)
+        if existing is not None and item.error is not None:
+            existing.fail("discover", item.error.message)  # two distributions, one id: refuse both
+            return
+        self.records[item.plugin_id] = self.admission(item)
+
+    def admission(self, item: Discovery) -> PluginRecord:
+        """A new record for ``item``, refused (with the reason) if its manifest or permissions fail.
+
+        The catalog is not changed: a reload checks a new version this way before
+        anything of it runs.
+        """
         record = PluginRecord(
             plugin_id=item.plugin_id,
             entry_point=item.entry_point,
@@ -152,18 +158,13 @@ class PluginCatalog:
             manifest_path=item.manifest_path,
             manifest=item.manifest,
         )
-        existing = self.records.get(item.plugin_id)
-        if existing is not None and item.error is not None:
-            existing.fail("discover", item.error.message)  # two distributions, one id: refuse both
-            return
-        self.records[item.plugin_id] = record
         if item.error is not None:
             record.fail("manifest", item.error.message)
-            return
+            return record
         assert item.manifest is not None
         if item.plugin_id in self.disabled:
             record.fail("disabled", f"'{item.plugin_id}' is disabled in the host's settings")
-            return
+            return record
         record.granted = self.policy.granted(item.plugin_id)
         needed = [
             f"{interface.value} needs permission '{INTERFACE_PERMISSIONS[interface].value}'"
@@ -177,7 +178,7 @@ class PluginCatalog:
                 f"'{item.plugin_id}' declares {'; '.join(needed)}: add it to the manifest's "
                 "permissions",
             )
-            return
+            return record
         missing = self.policy.missing(item.plugin_id, item.manifest.permissions)
         if missing:
             error = PermissionNotGranted(item.plugin_id, [p.value for p in missing])
@@ -187,9 +188,97 @@ class PluginCatalog:
                     item.plugin_id, "refuse", "denied", permission=permission.value,
                     detail=error.message,
                 )  # fmt: skip
-            return
+            return record
         requested = ",".join(p.value for p in item.manifest.permissions) or None
         self.audit.record(item.plugin_id, "grant", "allowed", permission=requested)
+        return record
+
+    def scan(self) -> dict[str, Discovery]:
+        """What is installed now, by plugin id (no plugin code runs; the catalog is not changed)."""
+        found: dict[str, Discovery] = {}
+        for item in discover(self.search_path):
+            if item.plugin_id in found and item.error is not None:
+                found[item.plugin_id] = item  # one id, two distributions: the error wins
+            else:
+                found.setdefault(item.plugin_id, item)
+        return found
+
+    def resolution_with(self, replaced: Mapping[str, PluginRecord]) -> dict[str, str]:
+        """Why plugins could not load if ``replaced`` took their ids' places (id -> why).
+
+        Every plugin the catalog holds (with a manifest and no refusal) is resolved
+        again with these records in place of their namesakes; only the ones that
+        resolve now and would not then are named.
+        """
+        records = {**self.records, **replaced}
+        manifests = {
+            pid: rec.manifest
+            for pid, rec in records.items()
+            if rec.manifest is not None and (pid in replaced or pid in self.position)
+        }
+        refused = {pid: rec.reason for pid, rec in replaced.items() if rec.reason is not None}
+        for pid in refused:
+            manifests.pop(pid, None)
+        resolution = resolve(
+            manifests, core_version=self.core_version, python=self.python, unavailable=refused
+        )
+        return {
+            pid: failure.message
+            for pid, failure in resolution.failures.items()
+            if pid in replaced or pid in self.position
+        }
+
+    def put(self, record: PluginRecord) -> None:
+        """Hold ``record`` (a plugin installed since discovery, or a new version of one)."""
+        self.records[record.plugin_id] = record
+        self._reorder()
+
+    def forget(self, plugin_id: str) -> None:
+        """Drop the record of a plugin that is no longer installed (it must not be loaded)."""
+        assert self.records[plugin_id].state not in LOADED_STATES
+        del self.records[plugin_id]
+        self._reorder()
+
+    def _reorder(self) -> None:
+        """Resolve the load order again; a plugin loaded keeps going, whatever it says now."""
+        manifests = {
+            pid: rec.manifest
+            for pid, rec in self.records.items()
+            if rec.manifest is not None
+            and (
+                rec.reason is None
+                or rec.state in LOADED_STATES
+                or pid in self.position
+                or (rec.failures and rec.failures[-1].stage == "resolve")  # may resolve now
+            )
+        }
+        refused = {
+            pid: rec.reason
+            for pid, rec in self.records.items()
+            if rec.reason is not None and pid not in manifests
+        }
+        resolution = resolve(
+            manifests, core_version=self.core_version, python=self.python, unavailable=refused
+        )
+        for pid, failure in resolution.failures.items():
+            record = self.records[pid]
+            if record.state not in LOADED_STATES and record.reason != failure.message:
+                record.fail("resolve", failure.message)
+        self._set_order(
+            list(resolution.order)
+            + [p for p in self.order if p in resolution.failures and p in self.records
+               and self.records[p].state in LOADED_STATES]
+        )  # fmt: skip
+
+    def _set_order(self, order: list[str]) -> None:
+        self.order = order
+        self.position = {pid: index for index, pid in enumerate(order)}
+        self._direct_dependents = {}
+        for pid in order:
+            manifest = self.records[pid].manifest
+            for dependency in manifest.dependencies if manifest else ():
+                if dependency != CORE_DEPENDENCY:
+                    self._direct_dependents.setdefault(dependency, []).append(pid)
 
     def dependents(self, plugin_id: str, states: tuple[PluginState, ...]) -> list[str]:
         """Plugins in ``states`` that depend on ``plugin_id``, directly or not, dependents first."""

@@ -106,8 +106,10 @@ class LifecycleDriver:
                 if record.state is not PluginState.DISCOVERED:
                     continue
                 pid = record.plugin_id
-                if await self.load(pid) and await self.initialize(pid):
-                    await self.activate(pid)
+                if not (
+                    await self.load(pid) and await self.initialize(pid) and await self.activate(pid)
+                ):
+                    self.published_failure(record)
         finally:
             self.handles.discard_prepared()  # their plugins did not get to load
 
@@ -123,6 +125,13 @@ class LifecycleDriver:
         check_transition(plugin_id, record.state, PluginState.LOADED)
         if record.manifest is None or plugin_id not in self.catalog.position:
             return False  # refused before import; the reason is already recorded
+        return await self.load_record(record)
+
+    async def load_record(self, record: PluginRecord) -> bool:
+        """Load one instance of a plugin (the catalog's, or a new version beside it)."""
+        plugin_id = record.plugin_id
+        check_transition(plugin_id, record.state, PluginState.LOADED)
+        assert record.manifest is not None
         blocker = self.catalog.inactive_dependency(record, PluginState.LOADED)
         if blocker:
             record.fail("load", blocker)
@@ -155,7 +164,11 @@ class LifecycleDriver:
 
     async def initialize(self, plugin_id: str) -> bool:
         """Apply configuration and hand the plugin its context (Loaded -> Initialized)."""
-        record = self.catalog.record(plugin_id)
+        return await self.initialize_record(self.catalog.record(plugin_id))
+
+    async def initialize_record(self, record: PluginRecord) -> bool:
+        """Configure one loaded instance and hand it its context."""
+        plugin_id = record.plugin_id
         check_transition(plugin_id, record.state, PluginState.INITIALIZED)
         assert record.manifest is not None
         blocker = self.catalog.inactive_dependency(record, PluginState.ACTIVE)
@@ -187,7 +200,15 @@ class LifecycleDriver:
     async def activate(self, plugin_id: str) -> bool:
         """Make the plugin operational (Initialized or Suspended -> Active)."""
         record = self.catalog.record(plugin_id)
-        check_transition(plugin_id, record.state, PluginState.ACTIVE)
+        if not await self.activate_record(record):
+            return False
+        self._register_capabilities(record)
+        self.published_activation(record)
+        return True
+
+    async def activate_record(self, record: PluginRecord) -> bool:
+        """Make one instance operational; routing to it is the caller's to add."""
+        check_transition(record.plugin_id, record.state, PluginState.ACTIVE)
         isolated = as_isolated(record.handle)
         if isolated is not None and not isolated.alive:
             try:
@@ -207,8 +228,19 @@ class LifecycleDriver:
             await self._call(record, "deactivate", {}, "activate")
             record.reason = reason
             return False
-        self._moved(record, PluginState.ACTIVE)
-        self._register_capabilities(record)
+        return self._moved(record, PluginState.ACTIVE)
+
+    def published_failure(self, record: PluginRecord) -> None:
+        """Tell the bus that ``record`` failed to start, at which stage and why."""
+        if self.events is not None and self.events.listening and record.failures:
+            failure = record.failures[-1]
+            self.events.publish(
+                "plugin:failed",
+                {"plugin_id": record.plugin_id, "stage": failure.stage, "reason": failure.message},
+            )
+
+    def published_activation(self, record: PluginRecord) -> None:
+        """Tell the bus that ``record`` is active, with what it offers."""
         if self.events is not None and self.events.listening:
             capabilities = {
                 "message_types": sorted(record.message_types),
@@ -216,9 +248,8 @@ class LifecycleDriver:
                 "data_sources": [source.source_id for source in record.data_sources],
             }
             self.events.publish(
-                "plugin:activated", {"plugin_id": plugin_id, "capabilities": capabilities}
+                "plugin:activated", {"plugin_id": record.plugin_id, "capabilities": capabilities}
             )
-        return True
 
     async def suspend(self, plugin_id: str) -> bool:
         """Temporarily disable an active plugin (Active -> Suspended).
@@ -236,7 +267,7 @@ class LifecycleDriver:
             await self.suspend(dependent)
             records[dependent].reason = f"suspended with its dependency '{plugin_id}'"
         self._moved(record, PluginState.SUSPENDED)
-        self._rebuild_registries()
+        self.rebuild_registries()
         if self.events is not None and self.events.listening:
             self.events.publish(
                 "plugin:deactivated", {"plugin_id": plugin_id, "reason": "suspended"}
@@ -262,7 +293,7 @@ class LifecycleDriver:
             records[dependent].reason = f"unloaded with its dependency '{plugin_id}'"
         was_active = record.state is PluginState.ACTIVE
         self._moved(record, PluginState.UNLOADED)
-        self._rebuild_registries()
+        self.rebuild_registries()
         ok = True
         if was_active:
             ok = await self._call(record, "deactivate", {}, "unload")
@@ -320,7 +351,8 @@ class LifecycleDriver:
             self.sources.add(record)
             self._send_sources()
 
-    def _rebuild_registries(self) -> None:
+    def rebuild_registries(self) -> None:
+        """Route to the active plugins as they are now (after a suspend, unload or reload)."""
         active = sorted(self.catalog.active(), key=lambda r: r.plugin_id)
         self.router.reset(
             r for r in active if r.handle is not None and r.handle.implements("can_handle")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import inspect
+import time
 from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -211,7 +212,7 @@ class InProcessHandle:
     inline, which is fastest but cannot be interrupted.
     """
 
-    __slots__ = ("_impls", "_manager", "_object", "plugin_id", "sync_in_thread")
+    __slots__ = ("_impls", "_manager", "_object", "loaded_at", "plugin_id", "sync_in_thread")
 
     isolated = False
 
@@ -222,12 +223,17 @@ class InProcessHandle:
         registry: HookRegistry,
         *,
         sync_in_thread: bool = False,
+        generation: int = 0,
     ) -> None:
         self.plugin_id = plugin_id
         self.sync_in_thread = sync_in_thread
         self._object = plugin_object
+        #: When the plugin's code was imported (what changed on disk since is stale).
+        self.loaded_at = time.time()
+        # a reloaded instance registers beside the one still serving until the switch
+        name = plugin_id if not generation else f"{plugin_id}@{generation}"
         try:
-            self._manager, hook_names = registry.register_plugin(plugin_object, plugin_id)
+            self._manager, hook_names = registry.register_plugin(plugin_object, name)
         except pluggy.PluginValidationError as error:
             raise PluginRegistrationError(
                 f"'{plugin_id}' has an invalid hook implementation: "

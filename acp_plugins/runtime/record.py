@@ -106,6 +106,51 @@ class PluginRecord:
     data_sources: list[DataSourceDefinition] = field(default_factory=list)
     #: Declared its contributions and waits for its first use (not started yet).
     waiting: bool = False
+    #: How many times the plugin was reloaded (0: the instance started with the host).
+    generation: int = 0
+    #: A new instance is being brought up beside the one serving (see :mod:`.reload`).
+    reloading: bool = False
+
+    #: What a reloaded instance brings with it (the rest stays: history, metrics, state).
+    INSTANCE_FIELDS = (
+        "entry_point", "distribution", "distribution_version", "manifest_path", "manifest",
+        "granted", "config", "resolved_config", "handle", "context", "message_types",
+        "commands", "data_sources", "generation",
+    )  # fmt: skip
+
+    def instance(self) -> PluginRecord:
+        """A record of this plugin's serving instance alone, to call it after a switch."""
+        copy = PluginRecord(
+            plugin_id=self.plugin_id,
+            entry_point=self.entry_point,
+            distribution=self.distribution,
+            distribution_version=self.distribution_version,
+            manifest_path=self.manifest_path,
+            manifest=self.manifest,
+            state=self.state,
+        )
+        for name in self.INSTANCE_FIELDS:
+            setattr(copy, name, getattr(self, name))
+        copy.failures, copy.call_errors, copy.metrics = (
+            self.failures,
+            self.call_errors,
+            self.metrics,
+        )  # what the old instance still does is the plugin's history
+        return copy
+
+    def adopt(self, instance: PluginRecord) -> None:
+        """Serve from ``instance`` (a new version, brought up beside this one) from now on."""
+        for name in self.INSTANCE_FIELDS:
+            setattr(self, name, getattr(instance, name))
+        for hook, stats in instance.metrics.items():
+            mine = self.stats(hook)
+            mine.calls += stats.calls
+            mine.errors += stats.errors
+            mine.timeouts += stats.timeouts
+            mine.total_seconds += stats.total_seconds
+            mine.max_seconds = max(mine.max_seconds, stats.max_seconds)
+        self.call_errors.extend(instance.call_errors)
+        self.reason = None
 
     @property
     def version(self) -> str:
@@ -136,6 +181,8 @@ class PluginRecord:
             "version": self.version,
             "state": self.state.value,
             "waiting": self.waiting,
+            "generation": self.generation,
+            "reloading": self.reloading,
             "reason": self.reason,
             "distribution": self.distribution,
             "entry_point": self.entry_point,
