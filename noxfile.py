@@ -22,7 +22,13 @@ SAMPLES = sorted(
 )
 SUPPORTED = ["3.10", "3.11", "3.12", "3.13"]
 #: The lowest versions pyproject.toml declares; `tests_lowest` proves they work.
-LOWEST = ["pluggy==1.5.0", "packaging==23.2", "pydantic==2.7.0", "pydantic-settings==2.3.0"]
+LOWEST = [
+    "pluggy==1.5.0",
+    "packaging==23.2",
+    "pydantic==2.7.0",
+    "pydantic-settings==2.3.0",
+    "watchfiles==0.21.0",
+]
 
 nox.options.sessions = ["lint", "tests", "tests_lowest"]
 nox.options.reuse_existing_virtualenvs = False

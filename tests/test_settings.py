@@ -56,8 +56,10 @@ def test_the_defaults(tmp_path: Path) -> None:
     }  # fmt: skip
     assert set(origins) == {
         "timeout", "sync_in_thread", "data_dir", "overrides_file", "plugin_path",
-        "default_grants", "grants", "disabled", "audit_log", "on_demand", *isolation,
+        "default_grants", "grants", "disabled", "audit_log", "on_demand", "drain_timeout",
+        *isolation,
     }  # fmt: skip
+    assert settings.drain_timeout == 10.0
     assert settings.isolation.trusted == [] and settings.audit_log is None
     policy = settings.isolation.policy()
     assert not policy.is_trusted("echo")  # isolated unless trusted
@@ -232,7 +234,8 @@ def test_unknown_and_bad_host_settings_are_all_reported(tmp_path: Path) -> None:
         load_host_settings(src)
 
     known = (
-        "known: audit_log, data_dir, default_grants, disabled, grants, isolation, on_demand, "
+        "known: audit_log, data_dir, default_grants, disabled, drain_timeout, grants, isolation, "
+        "on_demand, "
         "overrides_file, plugin_path, sync_in_thread, timeout"
     )
     global_file = tmp_path / "global.toml"

@@ -106,6 +106,7 @@ def build_host(args: argparse.Namespace) -> PluginHost:
         isolation=settings.isolation.policy(),
         audit=AuditLog(settings.effective_audit_log),
         on_demand=settings.on_demand,
+        drain_timeout=settings.drain_timeout,
     )
 
 

@@ -27,9 +27,10 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def print_json(value: Any) -> None:
-    """Print ``value`` as strict JSON (RFC 8259: no NaN), indented."""
-    print(json.dumps(json_safe(value), indent=2, default=str, allow_nan=False))
+def print_json(value: Any, *, compact: bool = False) -> None:
+    """Print ``value`` as strict JSON (RFC 8259: no NaN), indented (``compact``: one line)."""
+    indent = None if compact else 2
+    print(json.dumps(json_safe(value), indent=indent, default=str, allow_nan=False), flush=True)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, wrap_last: bool = False) -> str:

@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 from acp_plugins import __version__
 from acp_plugins.cli import config_commands as config
 from acp_plugins.cli import plugin_commands as plugins
+from acp_plugins.cli import reload_commands as reloading
 from acp_plugins.cli.exits import EXIT_TEXT, EXIT_USAGE, CliError
 from acp_plugins.cli.hosting import HostCommand
 from acp_plugins.host import CORE_VERSION
@@ -163,6 +164,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--last", type=plugins.count, metavar="N", help="only the last N entries")
     command("sources", plugins.cmd_sources, "List the data sources active plugins provide.")
     command("metrics", plugins.cmd_metrics, "List the metrics analytics plugins offer.")
+    text = (
+        "Start a host and reload one plugin the way a running host does: what is installed "
+        "now is checked, started beside the running instance and switched to; exit 1 if it "
+        "is refused or fails (the old instance would go on serving)."
+    )
+    p = command("reload", reloading.cmd_reload, text)
+    p.add_argument("plugin_id", metavar="ID")
+    p.add_argument("--suspend-dependents", action="store_true",
+                   help="suspend running dependents whose range the new version leaves, "
+                   "instead of refusing it")  # fmt: skip
+    text = (
+        "Run a host that watches an editable plugin project (pip install -e PATH) and reloads "
+        "its plugins whenever a file changes, until interrupted (Ctrl-C)."
+    )
+    p = command("dev", reloading.cmd_dev, text)
+    p.add_argument("path", metavar="PATH", help="the plugin project's folder")
     _config_parser(sub, late)
     return parser
 

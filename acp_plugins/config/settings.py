@@ -176,6 +176,8 @@ class HostSettings(BaseSettings):
     audit_log: Path | None = None
     #: Start a plugin that declares its contributions on its first use, not with the host.
     on_demand: bool = True
+    #: Seconds the calls running on a reloaded plugin's old instance may take to finish there.
+    drain_timeout: float = Field(10.0, gt=0, le=3600, allow_inf_nan=False)
 
     @field_validator("default_grants", "disabled", mode="before")
     @classmethod

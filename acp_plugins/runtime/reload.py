@@ -271,7 +271,7 @@ class Reloader:
             live.reloading = False
             if fresh is not None and candidate.handle is None:
                 fresh.undo()
-        result.mode = "isolated" if candidate.handle and candidate.handle.isolated else "in-process"
+        result.mode = "in-process" if fresh is not None else "isolated"  # as the policy says
         if up:
             for dependent in broken:
                 if self.catalog.records[dependent].state is PluginState.ACTIVE:
