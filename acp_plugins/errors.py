@@ -32,6 +32,7 @@ __all__ = [
     "PluginNotActive",
     "PluginNotFound",
     "PluginRegistrationError",
+    "TopicDenied",
     "UnknownCommand",
     "UnknownDataSource",
     "UnsupportedReportFormat",
@@ -149,6 +150,17 @@ class PermissionDenied(AcpPluginsError):
         )
         self.permission = permission
         self.operation = operation
+
+
+class TopicDenied(PermissionDenied):
+    """The host's policy keeps an event topic to other plugins (or to the host)."""
+
+    def __init__(self, plugin_id: str, topic: str, why: str) -> None:
+        AcpPluginsError.__init__(
+            self, f"'{plugin_id}' may not use topic '{topic}': {why}", plugin_id=plugin_id
+        )
+        self.permission = "topic"
+        self.operation = f"use topic '{topic}'"
 
 
 class PluginImportError(AcpPluginsError):

@@ -60,6 +60,7 @@ from acp_plugins.runtime.on_demand import OnDemand
 from acp_plugins.runtime.record import PluginRecord
 from acp_plugins.runtime.reload import DEFAULT_DRAIN_TIMEOUT, Reloader, ReloadResult, RescanResult
 from acp_plugins.runtime.routing import MessageRouter, RoutedMessage
+from acp_plugins.runtime.subscriptions import PluginFeeds
 
 __all__ = ["CORE_VERSION", "PluginHost", "default_data_root"]
 
@@ -158,6 +159,8 @@ class PluginHost:
             if on_demand
             else None
         )
+        #: Plugins' subscriptions to the bus (``@context.subscribe``).
+        self.feeds = PluginFeeds(self.catalog, self.guard, self.events, self.audit)
         self.dispatcher = Dispatcher(
             catalog=self.catalog,
             guard=self.guard,
@@ -167,6 +170,7 @@ class PluginHost:
             audit=self.audit,
             on_demand=self.on_demand,
             events=self.events,
+            feeds=self.feeds,
         )
         self.workers = WorkerSupervisor(
             catalog=self.catalog,
@@ -197,6 +201,7 @@ class PluginHost:
             events=self.events,
             on_demand=self.on_demand,
             drain_timeout=drain_timeout,
+            feeds=self.feeds,
         )
 
     @property
@@ -331,22 +336,16 @@ class PluginHost:
     async def reload(self, plugin_id: str, *, suspend_dependents: bool = False) -> ReloadResult:
         """Replace the plugin's running instance with what is installed now, losing no call.
 
-        The same version with changed code, or a new version: it is checked like any
-        plugin before its code runs, brought up beside the serving instance, and takes
-        over only once it is active (and healthy); calls already running finish on the
-        old instance within the drain deadline. A plugin that is not running is started.
-        Raises :class:`~acp_plugins.runtime.reload.ReloadFailed` (the old instance goes
-        on serving) when the new one is refused, fails a step, or needs a restart.
+        See :mod:`acp_plugins.runtime.reload`: checked before its code runs, brought up
+        beside the serving instance, switched to once active and healthy; the old one
+        drains. Raises :class:`~acp_plugins.ReloadFailed` (the old instance goes on
+        serving) when the new one is refused, fails a step, or needs a restart.
         """
         return await self.reloader.reload(plugin_id, suspend_dependents=suspend_dependents)
 
     async def rescan(self, *, upgrade: bool = True) -> RescanResult:
-        """Take in what was installed or removed since discovery, without a restart.
-
-        New plugins are admitted and started (or left waiting, on demand), removed
-        ones unloaded, and with ``upgrade`` the ones whose installed version changed
-        are reloaded.
-        """
+        """Take in what was installed or removed since discovery, without a restart: new
+        plugins start, removed ones unload, changed ones (with ``upgrade``) reload."""
         return await self.reloader.rescan(upgrade=upgrade)
 
     async def settle(self) -> None:

@@ -57,6 +57,7 @@ def test_the_defaults(tmp_path: Path) -> None:
     assert set(origins) == {
         "timeout", "sync_in_thread", "data_dir", "overrides_file", "plugin_path",
         "default_grants", "grants", "disabled", "audit_log", "on_demand", "drain_timeout",
+        "subscribe_topics", "publish_topics",
         *isolation,
     }  # fmt: skip
     assert settings.drain_timeout == 10.0
@@ -235,8 +236,8 @@ def test_unknown_and_bad_host_settings_are_all_reported(tmp_path: Path) -> None:
 
     known = (
         "known: audit_log, data_dir, default_grants, disabled, drain_timeout, grants, isolation, "
-        "on_demand, "
-        "overrides_file, plugin_path, sync_in_thread, timeout"
+        "on_demand, overrides_file, plugin_path, publish_topics, subscribe_topics, "
+        "sync_in_thread, timeout"
     )
     global_file = tmp_path / "global.toml"
     assert [str(problem) for problem in caught.value.problems] == [

@@ -21,6 +21,7 @@ from acp_plugins.config.located import TableLayer
 from acp_plugins.errors import ConfigError
 from acp_plugins.loading.permissions import DEFAULT_GRANTS, Permission, PermissionPolicy
 from acp_plugins.loading.trust import IsolationPolicy, WorkerLimits
+from acp_plugins.topics import check_pattern
 
 __all__ = [
     "HostSettings",
@@ -176,6 +177,10 @@ class HostSettings(BaseSettings):
     audit_log: Path | None = None
     #: Start a plugin that declares its contributions on its first use, not with the host.
     on_demand: bool = True
+    #: Topic pattern -> the only plugins that may subscribe to topics it matches.
+    subscribe_topics: dict[str, list[str]] = {}
+    #: Topic pattern -> the only plugins that may publish on topics it matches.
+    publish_topics: dict[str, list[str]] = {}
     #: Seconds the calls running on a reloaded plugin's old instance may take to finish there.
     drain_timeout: float = Field(10.0, gt=0, le=3600, allow_inf_nan=False)
 
@@ -184,6 +189,13 @@ class HostSettings(BaseSettings):
     def _one_name_is_a_list(cls, value: Any) -> Any:
         # as in PermissionPolicy.from_names, a single name may stand for a list of one
         return [value] if isinstance(value, str) else value
+
+    @field_validator("subscribe_topics", "publish_topics")
+    @classmethod
+    def _patterns_are_patterns(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for pattern in value:
+            check_pattern(pattern)
+        return value
 
     @field_validator("grants", mode="before")
     @classmethod
@@ -207,6 +219,8 @@ class HostSettings(BaseSettings):
         return PermissionPolicy(
             defaults=frozenset(self.default_grants),
             grants={plugin_id: frozenset(names) for plugin_id, names in self.grants.items()},
+            subscribe_topics={p: frozenset(ids) for p, ids in self.subscribe_topics.items()},
+            publish_topics={p: frozenset(ids) for p, ids in self.publish_topics.items()},
         )
 
 

@@ -13,21 +13,18 @@ a slow subscriber never holds up a publisher.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import lru_cache
 from typing import Any
+
+from acp_plugins.topics import check_topic, matcher
 
 __all__ = ["DEFAULT_QUEUE_LIMIT", "Event", "EventBus", "Subscription"]
 
 #: Events a subscription holds before it drops its oldest.
 DEFAULT_QUEUE_LIMIT = 1000
-_SEGMENT = r"[a-z0-9_-]+"
-_TOPIC = re.compile(rf"^[a-z][a-z0-9_-]*(?:[.:]{_SEGMENT})*$")
-_PATTERN = re.compile(rf"^(?:\*|[a-z][a-z0-9_-]*)(?:[.:](?:\*|{_SEGMENT}))*$")
 
 
 def _now() -> datetime:
@@ -47,29 +44,6 @@ class Event:
     at: datetime = field(default_factory=_now)
 
 
-@lru_cache(maxsize=1024)
-def _matcher(pattern: str) -> re.Pattern[str]:
-    if not _PATTERN.match(pattern):
-        raise ValueError(
-            f"{pattern!r} is not a topic pattern: dotted lowercase names "
-            "(a-z, 0-9, '_', '-'), '.' or ':' between them, '*' for one whole segment"
-        )
-    parts = re.split(r"([.:])", pattern)
-    return re.compile(
-        "".join(_SEGMENT if part == "*" else re.escape(part) for part in parts) + r"\Z"
-    )
-
-
-def check_topic(topic: str) -> str:
-    """``topic`` if it is a topic (no wildcards); else a ``ValueError`` that says why."""
-    if not _TOPIC.match(topic):
-        raise ValueError(
-            f"{topic!r} is not a topic: dotted lowercase names (a-z, 0-9, '_', '-'), "
-            "'.' or ':' between them, no wildcards"
-        )
-    return topic
-
-
 class Subscription:
     """What one subscriber receives: an async iterator over its events, oldest first."""
 
@@ -79,7 +53,7 @@ class Subscription:
         self.limit = limit
         #: Events dropped because the queue was full (the oldest go first).
         self.dropped = 0
-        self._matcher = _matcher(pattern)
+        self._matcher = matcher(pattern)
         self._bus = bus
         self._queue: deque[Event] = deque()
         self._waiter: asyncio.Future[None] | None = None
@@ -95,6 +69,15 @@ class Subscription:
             self.dropped += 1
         self._queue.append(event)
         self._wake()
+
+    def requeue(self, events: Sequence[Event]) -> None:
+        """Put ``events`` back at the front of the queue, in their order (a handover)."""
+        self._queue.extendleft(reversed(events))
+        while len(self._queue) > self.limit:
+            self._queue.pop()
+            self.dropped += 1
+        if events:
+            self._wake()
 
     def pending(self) -> list[Event]:
         """Take every queued event at once, without waiting."""

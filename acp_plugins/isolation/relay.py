@@ -10,7 +10,7 @@ the worker's own checks only make a refusal come sooner.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,10 +25,19 @@ __all__ = ["ContextRelay", "encode_kwargs"]
 class ContextRelay:
     """Answers one worker's context requests with the plugin's host-side context."""
 
-    __slots__ = ("context", "in_flight", "limit", "plugin_id")
+    __slots__ = ("context", "feeds", "in_flight", "limit", "plugin_id", "push")
 
-    def __init__(self, plugin_id: str, limit: int = 64) -> None:
+    def __init__(
+        self,
+        plugin_id: str,
+        limit: int = 64,
+        push: Callable[[Mapping[str, Any]], None] | None = None,
+    ) -> None:
         self.plugin_id = plugin_id
+        #: Sends a frame to the worker (its subscribed events go this way).
+        self.push = push
+        #: The worker's subscription ids -> the host-side subscriptions made for them.
+        self.feeds: dict[int, object] = {}
         #: The plugin's :class:`~acp_plugins.runtime.context.PluginContext`, once initialized.
         self.context: Any = None
         #: Requests being answered now, and how many may be at once.
@@ -52,6 +61,12 @@ class ContextRelay:
             with contextlib.suppress(AcpPluginsError):
                 if self.context is not None:
                     self.context.data_sources()
+            return None
+        if method == "topic_refused":  # refused in the worker already: audited here
+            args = decode_value(frame.get("args")) or {}
+            with contextlib.suppress(AcpPluginsError, KeyError, TypeError):
+                if self.context is not None:
+                    self.context.check_topic(str(args["pattern"]), str(args["action"]))
             return None
         reply: dict[str, Any] = {"op": "reply", "id": ask_id}
         self.in_flight += 1
@@ -90,7 +105,37 @@ class ContextRelay:
             return await context.run_command(str(args["command"]), [str(a) for a in command_args])
         if method == "send_to_plugin":
             return await context.send_to_plugin(str(args["target_id"]), args.get("payload"))
+        if method == "publish":
+            return await context.publish(str(args["topic"]), args.get("data"))
+        if method == "subscribe":
+            return self._subscribe(context, str(args["pattern"]), int(args["subscription"]))
+        if method == "unsubscribe":
+            token = self.feeds.pop(int(args["subscription"]), None)
+            if token is not None:
+                context.unsubscribe(token)
+            return None
         raise AcpPluginsError(f"no context operation {method!r}", plugin_id=self.plugin_id)
+
+    def _subscribe(self, context: Any, pattern: str, subscription: int) -> int:
+        push = self.push
+
+        def forward(event: Any) -> None:  # the worker runs the plugin's handler
+            if push is not None:
+                push({"op": "event", "subscription": subscription, "event": {
+                    "topic": event.topic, "data": encode_value(dict(event.data)),
+                    "publisher": event.publisher, "sequence": event.sequence,
+                    "at": event.at.isoformat(),
+                }})  # fmt: skip
+
+        self.feeds[subscription] = context.subscribe_handler(pattern, forward)
+        return subscription
+
+    def close_feeds(self) -> None:
+        """End the subscriptions of a worker process that is gone (it subscribes anew)."""
+        if self.context is not None:
+            for token in self.feeds.values():
+                self.context.unsubscribe(token)
+        self.feeds.clear()
 
 
 def encode_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -103,7 +148,8 @@ def encode_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     for name, value in kwargs.items():
         if name == "context":
             config = getattr(value, "config", {})
-            encoded[name] = {"$context": encode_value(dict(config))}
+            rules: dict[str, Any] = getattr(value, "topic_rules", dict)()
+            encoded[name] = {"$context": encode_value(dict(config)), "$topics": rules}
         else:
             encoded[name] = encode_value(value)
     return encoded

@@ -20,12 +20,12 @@ import os
 import socket
 import sys
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from importlib.metadata import EntryPoint
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
@@ -47,9 +47,10 @@ from acp_plugins.isolation.sandbox import (
     install_audit_hook,
     install_seccomp,
 )
+from acp_plugins.isolation.worker_events import WorkerEvents
 from acp_plugins.loading.discovery import ENTRY_POINT_GROUP, add_search_path, code_elsewhere
 from acp_plugins.loading.manifest import Manifest
-from acp_plugins.loading.permissions import Permission
+from acp_plugins.loading.permissions import Permission, PermissionPolicy
 from acp_plugins.models import (
     CommandResult,
     DataQuery,
@@ -60,6 +61,7 @@ from acp_plugins.models import (
 )
 from acp_plugins.runtime.context import json_data
 from acp_plugins.runtime.handle import HookRegistry, InProcessHandle
+from acp_plugins.topics import check_pattern, check_topic
 
 #: Hooks the worker takes part in itself (configuration, the context): never inline.
 _WORKER_HOOKS = frozenset(
@@ -75,6 +77,9 @@ _WORKER_HOOKS = frozenset(
 EXIT_OUT_OF_MEMORY = 70
 #: Exit status of a worker whose plugin failed to import or register.
 EXIT_LOAD_FAILED = 71
+
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
 class WorkerContext:
@@ -94,6 +99,8 @@ class WorkerContext:
         self._data_dir = Path(worker.spec.data_dir)
         #: The data sources of active plugins, as the host last sent them.
         self.sources: list[DataSourceDefinition] = []
+        #: The host's per-topic grants, as sent with the context.
+        self.topics = PermissionPolicy()
         self.logger = logging.getLogger(f"acp_plugins.plugin.{manifest.plugin_id}")
 
     @property
@@ -136,6 +143,45 @@ class WorkerContext:
         what = f"'{self.plugin_id}' sent plugin '{target_id}' a payload"
         data = json_data(payload, what, self.plugin_id)  # refused here as in-process
         return await self._worker.ask("send_to_plugin", {"target_id": target_id, "payload": data})
+
+    def subscribe(self, pattern: str) -> Callable[[Handler], Handler]:
+        """As in-process: the handler gets each event on a topic matching ``pattern``."""
+        self.require(Permission.READ_MESSAGING, f"subscribe to '{pattern}'")
+
+        def register(handler: Handler) -> Handler:
+            self.subscribe_handler(pattern, handler)
+            return handler
+
+        return register
+
+    def subscribe_handler(self, pattern: str, handler: Callable[[Any], Any]) -> int:
+        """Subscribe ``handler``; refused here as in-process (the host checks again)."""
+        self.require(Permission.READ_MESSAGING, f"subscribe to '{pattern}'")
+        self._check_topic(pattern, "subscribe")
+        return self._worker.events.subscribe(pattern, handler)
+
+    def _check_topic(self, pattern: str, action: str) -> None:
+        try:
+            (check_pattern if action == "subscribe" else check_topic)(pattern)
+        except ValueError as error:
+            message = f"'{self.plugin_id}' cannot {action}: {error}"
+            raise AcpPluginsError(message, plugin_id=self.plugin_id) from None
+        denial = self.topics.topic_denial(self.plugin_id, self.permissions, pattern, action)
+        if denial is not None:  # the host decides and audit-logs it; not awaited
+            args = encode_value({"pattern": pattern, "action": action})
+            self._worker.send_soon({"op": "context", "id": 0, "method": "topic_refused",
+                                    "args": args})  # fmt: skip
+            raise denial
+
+    def unsubscribe(self, token: int) -> None:
+        self._worker.events.unsubscribe(token)
+
+    async def publish(self, topic: str, data: Any = None) -> int:
+        self.require(Permission.WRITE_MESSAGING, f"publish on '{topic}'")
+        self._check_topic(topic, "publish")
+        what = f"'{self.plugin_id}' published on '{topic}' data"
+        payload = json_data(data, what, self.plugin_id)
+        return int(await self._worker.ask("publish", {"topic": topic, "data": payload}))
 
     def apply(self, resolved: ResolvedConfig | None) -> None:
         """Put a validated configuration in force (``None``: no settings)."""
@@ -184,6 +230,8 @@ class Worker:
         #: The configuration in force, and the one last validated (not yet in force).
         self.active: ResolvedConfig | None = None
         self.proposed: ResolvedConfig | None = None
+        #: The plugin's subscriptions to the host's bus.
+        self.events = WorkerEvents(self)
 
     def channel_fd(self) -> int | None:
         """The descriptor of the channel to the host."""
@@ -258,6 +306,8 @@ class Worker:
             self.context.sources = [
                 DataSourceDefinition.model_validate(decode_value(v)) for v in values
             ]
+        elif op == "event":
+            self.events.deliver(int(frame["subscription"]), frame.get("event") or {})
         elif op == "stop":
             self.on_closed(None)
 
@@ -471,6 +521,8 @@ class Worker:
         kwargs: dict[str, Any] = {}
         for name, value in encoded.items():
             if isinstance(value, dict) and "$context" in value:
+                if isinstance(value.get("$topics"), dict):
+                    self.context.topics = PermissionPolicy.from_topic_rules(value["$topics"])
                 kwargs[name] = self.context
             else:
                 kwargs[name] = decode_value(value)

@@ -140,7 +140,7 @@ class WorkerHandle:
         self._failures = FailureWindow(policy)
         self._restarting: asyncio.Task[None] | None = None
         self._replay = LifecycleReplay()
-        self._relay = ContextRelay(plugin_id, self.limits.context_calls)
+        self._relay = ContextRelay(plugin_id, self.limits.context_calls, self._write)
         self._reports = WorkerReports(plugin_id, granted, events)
         self._budget = FrameBudget(self.limits.frames_per_second)
         self._sources: list[Any] = []
@@ -162,6 +162,7 @@ class WorkerHandle:
         """Stop the worker (politely, then by force) and forget it."""
         self._closed = True
         self._hooks = frozenset()
+        self._relay.close_feeds()
         if self._restarting is not None:
             self._restarting.cancel()
         self._stop_process("the plugin was unloaded")
@@ -218,6 +219,7 @@ class WorkerHandle:
         self._generation += 1
         generation = self._generation
         self._process = None  # a failure before the new one starts is not the old one's
+        self._relay.close_feeds()  # a new process subscribes anew as it initializes
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._read_only = self._quota.over()
         spec, confinement, self._cgroup = prepare_confinement(

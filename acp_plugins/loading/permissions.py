@@ -12,6 +12,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
+from acp_plugins.errors import PermissionDenied, TopicDenied
+from acp_plugins.topics import HOST_TOPIC_PREFIX, overlap
+
 __all__ = ["DEFAULT_GRANTS", "Permission", "PermissionPolicy"]
 
 
@@ -56,6 +59,11 @@ class PermissionPolicy:
 
     defaults: frozenset[Permission] = DEFAULT_GRANTS
     grants: Mapping[str, frozenset[Permission]] = field(default_factory=dict)
+    #: Topic pattern -> the only plugins that may subscribe to topics it matches
+    #: (``{"user.*": {"analytics"}}``); topics no pattern names are open to all.
+    subscribe_topics: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    #: Topic pattern -> the only plugins that may publish on topics it matches.
+    publish_topics: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
     def from_names(
@@ -80,6 +88,53 @@ class PermissionPolicy:
     def granted(self, plugin_id: str) -> frozenset[Permission]:
         """Every permission ``plugin_id`` holds."""
         return self.defaults | self.grants.get(plugin_id, frozenset())
+
+    def topic_refusal(self, plugin_id: str, pattern: str, action: str) -> str | None:
+        """Why ``plugin_id`` may not ``action`` (subscribe, publish) on ``pattern`` (else None)."""
+        rules = self.subscribe_topics if action == "subscribe" else self.publish_topics
+        for restricted, allowed in sorted(rules.items()):
+            if plugin_id not in allowed and overlap(restricted, pattern):
+                who = ", ".join(f"'{p}'" for p in sorted(allowed)) or "no plugin"
+                return (
+                    f"only {who} may {action} on topics matching '{restricted}' (the host's "
+                    f"policy, {action}_topics); '{plugin_id}' asked for '{pattern}'"
+                )
+        return None
+
+    def topic_denial(
+        self, plugin_id: str, granted: frozenset[Permission], pattern: str, action: str
+    ) -> PermissionDenied | None:
+        """The error refusing ``plugin_id`` to ``action`` on ``pattern`` (``None``: allowed).
+
+        Checked by the host, and by a worker for an early, identical refusal.
+        """
+        if action == "publish" and pattern.startswith(HOST_TOPIC_PREFIX):
+            return TopicDenied(plugin_id, pattern, f"the '{HOST_TOPIC_PREFIX}*' topics are the "
+                               "host's own")  # fmt: skip
+        if (
+            action == "subscribe"
+            and overlap(pattern, HOST_TOPIC_PREFIX + "*")
+            and Permission.READ_SYSTEM_INFO not in granted
+        ):
+            operation = f"subscribe to the host's events ('{pattern}')"
+            return PermissionDenied(plugin_id, Permission.READ_SYSTEM_INFO.value, operation)
+        refusal = self.topic_refusal(plugin_id, pattern, action)
+        return TopicDenied(plugin_id, pattern, refusal) if refusal is not None else None
+
+    def topic_rules(self) -> dict[str, dict[str, list[str]]]:
+        """The per-topic grants as JSON data (what a worker checks against)."""
+        return {
+            "subscribe": {p: sorted(ids) for p, ids in self.subscribe_topics.items()},
+            "publish": {p: sorted(ids) for p, ids in self.publish_topics.items()},
+        }
+
+    @classmethod
+    def from_topic_rules(cls, rules: Mapping[str, Mapping[str, Iterable[str]]]) -> PermissionPolicy:
+        """A policy holding only the per-topic grants of :meth:`topic_rules`."""
+        return cls(
+            subscribe_topics={p: frozenset(ids) for p, ids in rules.get("subscribe", {}).items()},
+            publish_topics={p: frozenset(ids) for p, ids in rules.get("publish", {}).items()},
+        )
 
     def missing(self, plugin_id: str, requested: Iterable[Permission]) -> list[Permission]:
         """The requested permissions that are not granted, in request order."""

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from acp_plugins.errors import AcpPluginsError, PermissionDenied
 from acp_plugins.loading.permissions import Permission
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     )
 
 __all__ = ["HostServices", "PluginContext"]
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
 def json_data(value: Any, what: str, plugin_id: str) -> Any:
@@ -62,6 +64,20 @@ class HostServices(Protocol):
 
     async def send_to_plugin(self, caller: str, target: str, payload: Any) -> Any: ...
 
+    def subscribe(
+        self, owner: PluginContext, pattern: str, handler: Callable[[Any], Any]
+    ) -> object:
+        """Deliver the events matching ``pattern`` to ``handler``; a token to unsubscribe."""
+
+    def unsubscribe(self, token: object) -> None: ...
+
+    def publish_event(self, caller: str, topic: str, data: Any) -> int: ...
+
+    def topic_rules(self) -> dict[str, dict[str, list[str]]]: ...
+
+    def check_topic(self, caller: str, pattern: str, action: str) -> None:
+        """Raise (and audit) if ``caller`` may not ``action`` on ``pattern``."""
+
     def permission_denied(self, caller: str, permission: str, operation: str) -> None:
         """A context operation of ``caller`` was refused (the host audit-logs it)."""
 
@@ -72,6 +88,7 @@ class PluginContext:
     __slots__ = (
         "_data_dir",
         "_data_dir_made",
+        "_feeds",
         "_host",
         "config",
         "logger",
@@ -102,6 +119,7 @@ class PluginContext:
         self._data_dir_made = False
         self.logger = logging.getLogger(f"acp_plugins.plugin.{manifest.plugin_id}")
         self._host = host
+        self._feeds: list[object] = []
 
     @property
     def data_dir(self) -> Path:
@@ -154,6 +172,64 @@ class PluginContext:
         what = f"'{self.plugin_id}' sent plugin '{target_id}' a payload"
         data = json_data(payload, what, self.plugin_id)
         return await self._host.send_to_plugin(self.plugin_id, target_id, data)
+
+    def subscribe(self, pattern: str) -> Callable[[Handler], Handler]:
+        """Decorator: call the handler with each event on a topic matching ``pattern``.
+
+        ``@context.subscribe("user.*")`` on a function (sync or async) taking one
+        :class:`~acp_plugins.events.bus.Event` (``.topic``, ``.data``, ``.publisher``,
+        ``.sequence``, ``.at``). Events published from now on, once each, in the order
+        they were published; needs ``read-messaging`` (and ``read-system-info`` for
+        the host's own ``plugin:*`` topics); the host's policy may keep topics to
+        some plugins. The subscription ends with the plugin instance.
+        """
+        self.require(Permission.READ_MESSAGING, f"subscribe to '{pattern}'")
+
+        def register(handler: Handler) -> Handler:
+            self.subscribe_handler(pattern, handler)
+            return handler
+
+        return register
+
+    def subscribe_handler(self, pattern: str, handler: Callable[[Any], Any]) -> object:
+        """:meth:`subscribe` without the decorator: the token that ends it (:meth:`unsubscribe`)."""
+        self.require(Permission.READ_MESSAGING, f"subscribe to '{pattern}'")
+        token = self._host.subscribe(self, pattern, handler)
+        self._feeds.append(token)
+        return token
+
+    def unsubscribe(self, token: object) -> None:
+        """End one subscription made by :meth:`subscribe_handler`."""
+        if token in self._feeds:
+            self._feeds.remove(token)
+            self._host.unsubscribe(token)
+
+    async def publish(self, topic: str, data: Any = None) -> int:
+        """Publish ``data`` (JSON data) on ``topic``; how many subscriptions it reached.
+
+        Needs ``write-messaging``; the ``plugin:`` topics are the host's own. The
+        event's publisher is this plugin's id, set by the host.
+        """
+        self.require(Permission.WRITE_MESSAGING, f"publish on '{topic}'")
+        what = f"'{self.plugin_id}' published on '{topic}' data"
+        return self._host.publish_event(
+            self.plugin_id, topic, json_data(data, what, self.plugin_id)
+        )
+
+    def check_topic(self, pattern: str, action: str) -> None:
+        """Raise :class:`~acp_plugins.errors.PermissionDenied` (audited) if this plugin may
+        not ``action`` (``subscribe``, ``publish``) on ``pattern``."""
+        self._host.check_topic(self.plugin_id, pattern, action)
+
+    def topic_rules(self) -> dict[str, dict[str, list[str]]]:
+        """The host's per-topic grants (sent to an isolated plugin's worker with its context)."""
+        return self._host.topic_rules()
+
+    def close(self) -> None:
+        """End this instance's subscriptions (the host calls it when the instance goes)."""
+        for token in self._feeds:
+            self._host.unsubscribe(token)
+        self._feeds.clear()
 
     def __repr__(self) -> str:
         return f"<PluginContext {self.plugin_id}>"

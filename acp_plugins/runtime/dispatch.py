@@ -49,6 +49,7 @@ from acp_plugins.runtime.on_demand import OnDemand
 from acp_plugins.runtime.record import PluginRecord
 from acp_plugins.runtime.returns import expect, expect_list
 from acp_plugins.runtime.routing import MessageRouter, RoutedMessage
+from acp_plugins.runtime.subscriptions import FeedToken, PluginFeeds
 from acp_plugins.runtime.unavailable import why_unavailable
 
 __all__ = ["Dispatcher"]
@@ -72,8 +73,11 @@ class Dispatcher:
         audit: AuditLog,
         on_demand: OnDemand | None = None,
         events: EventSink | None = None,
+        feeds: PluginFeeds | None = None,
     ) -> None:
         self.catalog = catalog
+        #: Plugins' subscriptions to the bus (``None``: a host without one).
+        self.feeds = feeds
         self.on_demand = on_demand
         #: Told of each message routed and command run: the event bus.
         self.events = events
@@ -313,6 +317,31 @@ class Dispatcher:
             raise invalid_return(
                 record, "on_plugin_message", "an answer that is not JSON data"
             ) from error
+
+    def subscribe(
+        self, owner: PluginContext, pattern: str, handler: Callable[[Any], Any]
+    ) -> object:
+        return self._feeds(owner.plugin_id).checked_subscribe(
+            owner.plugin_id, owner, pattern, handler
+        )
+
+    def unsubscribe(self, token: object) -> None:
+        if self.feeds is not None and isinstance(token, FeedToken):
+            self.feeds.close(token)
+
+    def publish_event(self, caller: str, topic: str, data: Any) -> int:
+        return self._feeds(caller).publish(caller, topic, data)
+
+    def topic_rules(self) -> dict[str, dict[str, list[str]]]:
+        return self.feeds.topic_rules() if self.feeds is not None else {}
+
+    def check_topic(self, caller: str, pattern: str, action: str) -> None:
+        self._feeds(caller).check(caller, pattern, action)
+
+    def _feeds(self, caller: str) -> PluginFeeds:
+        if self.feeds is None:
+            raise AcpPluginsError("this host has no event bus", plugin_id=caller)
+        return self.feeds
 
     def permission_denied(self, caller: str, permission: str, operation: str) -> None:
         self.audit.record(caller, "deny", "denied", permission=permission, detail=operation)

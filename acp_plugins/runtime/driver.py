@@ -301,6 +301,8 @@ class LifecycleDriver:
         if record.handle is not None:
             record.handle.close()
             record.handle = None
+        if record.context is not None:
+            record.context.close()  # its subscriptions end with it
         record.context = None
         if self.events is not None and self.events.listening:
             self.events.publish("plugin:unloaded", {"plugin_id": plugin_id})

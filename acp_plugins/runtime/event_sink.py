@@ -7,10 +7,31 @@ event nobody would receive.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-__all__ = ["EventSink"]
+__all__ = ["EventFeed", "EventSink"]
+
+
+class EventFeed(Protocol):
+    """One subscription of the bus, as the runtime sees it."""
+
+    pattern: str
+    #: Events dropped because the subscriber's queue was full.
+    dropped: int
+
+    def matches(self, topic: str) -> bool: ...
+
+    async def get(self) -> Any:
+        """The next event (``.topic``, ``.data``, ``.publisher``, ``.sequence``); raises
+        ``StopAsyncIteration`` once closed and empty."""
+        ...
+
+    def requeue(self, events: Sequence[Any]) -> None:
+        """Put ``events`` back at the front of the queue, in their order."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class EventSink(Protocol):
@@ -22,3 +43,7 @@ class EventSink(Protocol):
         ...
 
     def publish(self, topic: str, data: Mapping[str, Any], publisher: str = "host") -> int: ...
+
+    def subscribe(
+        self, pattern: str, subscriber: str = "host", *, limit: int | None = None
+    ) -> EventFeed: ...

@@ -110,6 +110,8 @@ class PluginRecord:
     generation: int = 0
     #: A new instance is being brought up beside the one serving (see :mod:`.reload`).
     reloading: bool = False
+    #: Events of its subscriptions that arrived while it was suspended (not delivered).
+    missed_events: int = 0
 
     #: What a reloaded instance brings with it (the rest stays: history, metrics, state).
     INSTANCE_FIELDS = (
@@ -183,6 +185,7 @@ class PluginRecord:
             "waiting": self.waiting,
             "generation": self.generation,
             "reloading": self.reloading,
+            "missed_events": self.missed_events,
             "reason": self.reason,
             "distribution": self.distribution,
             "entry_point": self.entry_point,

@@ -46,6 +46,7 @@ from acp_plugins.runtime.handle import InProcessHandle
 from acp_plugins.runtime.lifecycle import PluginState
 from acp_plugins.runtime.on_demand import OnDemand, declares_contributions, still_discovered
 from acp_plugins.runtime.record import PluginRecord
+from acp_plugins.runtime.subscriptions import PluginFeeds
 
 __all__ = ["DEFAULT_DRAIN_TIMEOUT", "ReloadFailed", "ReloadResult", "Reloader", "RescanResult"]
 
@@ -135,7 +136,9 @@ class Reloader:
         on_demand: OnDemand | None,
         drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
         scan: Callable[[], dict[str, Discovery]] | None = None,
+        feeds: PluginFeeds | None = None,
     ) -> None:
+        self.feeds = feeds
         self.catalog = catalog
         self.driver = driver
         self.guard = guard
@@ -297,6 +300,8 @@ class Reloader:
         old = live.instance()
         live.adopt(candidate)
         self.driver.rebuild_registries()
+        if self.feeds is not None:
+            self.feeds.handover(plugin_id, old.context, live.context)
         result.outcome = "reloaded" if result.from_version == result.to_version else "upgraded"
         result.draining = self.guard.running(old.handle)
         self.audit.record(
@@ -343,6 +348,8 @@ class Reloader:
             await call_lifecycle_hook(self.guard, instance, "on_unload", {}, "reload")
             instance.handle.close()
             instance.handle = None
+        if instance.context is not None:
+            instance.context.close()
         instance.reason = reason
 
     async def _retire(self, old: PluginRecord) -> None:
@@ -352,6 +359,8 @@ class Reloader:
         if old.handle is not None:
             old.handle.close()
             old.handle = None
+        if old.context is not None:
+            old.context.close()
 
     async def _start_anew(
         self, result: ReloadResult, candidate: PluginRecord, started: float

@@ -1,0 +1,175 @@
+"""Plugins on the event bus: ``context.publish`` and ``@context.subscribe``, both modes.
+
+The bus fixture (tests/fixture_plugins/acp-fx-bus) holds a herald that publishes
+what it is told, a watcher subscribed to ``user.*`` and to the host's
+``plugin:command`` (it holds read-system-info), and a snoop that tries to subscribe
+to whatever it is told. The host's policy keeps ``user.*`` to the watcher. Every
+test runs with the plugins in-process and isolated in workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from acp_plugins import (
+    TRUST_ALL,
+    IsolationPolicy,
+    Permission,
+    PermissionPolicy,
+    PluginHost,
+    WorkerLimits,
+)
+from conftest import close_loop, fixture_plugin
+
+Run = Callable[..., Any]
+
+
+@pytest.fixture(scope="module", params=["in-process", "isolated"])
+def bus(
+    request: pytest.FixtureRequest,
+    install_plugins: Callable[..., Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[PluginHost, Run, str]]:
+    directory = install_plugins(fixture_plugin("acp-fx-bus"))
+    isolation = (
+        TRUST_ALL
+        if request.param == "in-process"
+        else IsolationPolicy(limits=WorkerLimits(cpu_share=None))
+    )
+    policy = PermissionPolicy(
+        grants={"watcher": frozenset({Permission.READ_SYSTEM_INFO})},
+        subscribe_topics={"user.*": frozenset({"watcher"})},
+    )
+    host = PluginHost(
+        search_path=[directory],
+        data_root=tmp_path_factory.mktemp("bus") / "data",
+        isolation=isolation,
+        policy=policy,
+    )
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(host.start())
+    assert {r.plugin_id for r in host.active()} == {"herald", "watcher", "snoop"}
+    yield host, loop.run_until_complete, request.param
+    loop.run_until_complete(host.stop())
+    close_loop(loop)
+
+
+def seen(host: PluginHost, run: Run, expected: int) -> list[list[Any]]:
+    """What the watcher received, once it has ``expected`` events (or 10 s passed)."""
+    deadline = time.monotonic() + 10
+    while True:
+        found: list[list[Any]] = json.loads(run(host.run_command("watcher:seen")).output)
+        if len(found) >= expected or time.monotonic() > deadline:
+            return found
+        run(asyncio.sleep(0.02))
+
+
+@pytest.fixture()
+def fresh(bus: tuple[PluginHost, Run, str]) -> tuple[PluginHost, Run, str]:
+    host, run, _ = bus
+    run(host.run_command("watcher:forget"))
+    return bus
+
+
+def test_a_published_event_reaches_the_subscriber_with_the_publisher_set_by_the_host(
+    fresh: tuple[PluginHost, Run, str],
+) -> None:
+    host, run, _ = fresh
+    assert run(host.run_command("herald:announce", ["user.login", "ada"])).output == "1"
+    events = [e for e in seen(host, run, 2) if e[0] == "user.login"]
+    assert events == [["user.login", "ada", "herald", 0]]
+
+
+def test_events_arrive_once_each_in_the_order_they_were_published(
+    fresh: tuple[PluginHost, Run, str],
+) -> None:
+    host, run, _ = fresh
+    run(host.run_command("herald:announce", ["user.click", "x", "50"]))
+    events = [e for e in seen(host, run, 51) if e[0] == "user.click"]
+    assert [e[3] for e in events] == list(range(50))
+
+
+def test_a_topic_nobody_subscribed_to_reaches_nobody(fresh: tuple[PluginHost, Run, str]) -> None:
+    host, run, _ = fresh
+    assert run(host.run_command("herald:announce", ["weather.rain", "wet"])).output == "0"
+    # one segment per '*': user.* does not match user.login.failed
+    assert run(host.run_command("herald:announce", ["user.login.failed", "x"])).output == "0"
+
+
+def test_a_failing_handler_is_recorded_and_the_next_event_still_arrives(
+    fresh: tuple[PluginHost, Run, str],
+) -> None:
+    host, run, mode = fresh
+    run(host.run_command("herald:announce", ["user.boom", "x"]))
+    run(host.run_command("herald:announce", ["user.after", "y"]))
+    assert [e[0] for e in seen(host, run, 4) if e[0].startswith("user.")] == ["user.after"]
+    if mode == "in-process":  # a worker's handler failure is logged by the worker
+        errors = [f.message for f in host.record("watcher").call_errors]
+        assert any("failed on event 'user.boom'" in e and "on purpose" in e for e in errors)
+
+
+def test_the_host_publishes_its_own_events_to_a_plugin_that_may_read_them(
+    fresh: tuple[PluginHost, Run, str],
+) -> None:
+    host, run, _ = fresh
+    run(host.run_command("herald:announce", ["user.login", "bob"]))
+    commands = [e for e in seen(host, run, 2) if e[0] == "plugin:command"]
+    assert commands and commands[0][1:3] == ["announce", "host"]
+
+
+@pytest.mark.parametrize(
+    "pattern, why",
+    [
+        ("user.*", "only 'watcher' may subscribe on topics matching 'user.*'"),
+        ("user.login", "only 'watcher' may subscribe on topics matching 'user.*'"),
+        ("plugin:*", "permission 'read-system-info' was not granted"),
+        ("*:activated", "permission 'read-system-info' was not granted"),
+        ("User.Login", "is not a topic pattern"),
+    ],
+)
+def test_a_subscription_the_policy_does_not_allow_is_refused_and_audited(
+    bus: tuple[PluginHost, Run, str], pattern: str, why: str
+) -> None:
+    host, run, _ = bus
+    result = run(host.run_command("snoop:try", [pattern]))
+    assert not result.success and result.output.startswith("refused: ")
+    assert why in result.output
+    if "pattern" not in why:
+        denials = [e for e in host.audit.entries("snoop") if e.action == "deny"]
+        assert any(pattern in (e.detail or "") for e in denials)
+
+
+def test_a_subscription_the_policy_leaves_open_is_made(bus: tuple[PluginHost, Run, str]) -> None:
+    host, run, _ = bus
+    assert run(host.run_command("snoop:try", ["news.*"])).output == "subscribed"
+    assert run(host.run_command("herald:announce", ["news.today", "n"])).output == "1"
+
+
+def test_no_plugin_publishes_on_the_hosts_topics(bus: tuple[PluginHost, Run, str]) -> None:
+    host, run, _ = bus
+    result = run(host.run_command("herald:announce", ["plugin:activated", "forged"]))
+    assert not result.success
+    assert "may not use topic 'plugin:activated'" in result.output
+    assert "the host's own" in result.output
+
+
+def test_host_code_subscribes_to_what_plugins_publish(bus: tuple[PluginHost, Run, str]) -> None:
+    host, run, _ = bus
+    subscription = host.events.subscribe("user.*")
+    try:
+        run(host.run_command("herald:announce", ["user.logout", "eve"]))
+        event = run(asyncio.wait_for(subscription.get(), 5))
+        assert (event.topic, event.publisher, event.data["text"]) == (
+            "user.logout",
+            "herald",
+            "eve",
+        )
+    finally:
+        subscription.close()
