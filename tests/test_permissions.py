@@ -232,12 +232,13 @@ def test_narrowed_defaults_refuse_plugins_that_relied_on_them(
     host.discover()
 
     assert host.records["echo"].reason == (
-        "permission 'read-messaging' requested by 'echo' is not granted; grant it to 'echo' "
-        "in the host's permission policy or remove it from the manifest"
+        "permissions 'read-messaging', 'write-messaging' requested by 'echo' are not granted; "
+        "grant them to 'echo' in the host's permission policy or remove them from the manifest"
     )
     assert host.records["tools"].reason is None  # it asks for write-logs only
     assert host.records["activity-analytics"].reason == (
-        "permissions 'read-data', 'read-config' requested by 'activity-analytics' are not "
+        "permissions 'read-data', 'read-config', 'read-messaging' requested by "
+        "'activity-analytics' are not "
         "granted; grant them to 'activity-analytics' in the host's permission policy or "
         "remove them from the manifest"
     )

@@ -2,19 +2,23 @@
 
 It owns no data. Its manifest depends on the ``sqlite-store`` plugin, so the
 host starts that plugin first, and every event it counts comes through
-``context.query_data("agent-events", ...)`` (which needs ``read-data``).
+``context.query_data("agent-events", ...)`` (which needs ``read-data``). It also
+subscribes to the bus's ``echo.answered`` events (``read-messaging``) and counts
+the echo plugin's answers.
 
 Settings (optional): ``title``, the title of generated reports.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
+from datetime import datetime
 from typing import Any
 
 from acp_activity_analytics.config import AnalyticsSettings
 from acp_plugins import (
     DataQuery,
+    Event,
     MetricDefinition,
     MetricPoint,
     MetricsData,
@@ -44,6 +48,13 @@ METRICS: tuple[MetricDefinition, ...] = (
         name="events_per_kind",
         description="Agent events in the time range, per kind of event (label 'kind').",
         unit="events",
+        kind="counter",
+    ),
+    MetricDefinition(
+        name="echo_answers",
+        description="Answers the echo plugin gave in the time range, heard on the event bus "
+        "('echo.answered', since this plugin started; absent when there are none).",
+        unit="answers",
         kind="counter",
     ),
     MetricDefinition(
@@ -79,6 +90,14 @@ class ActivityAnalyticsPlugin(Plugin):
     settings_model = AnalyticsSettings
 
     @hookimpl
+    def on_initialize(self) -> None:
+        self.echo_answers: deque[datetime] = deque(maxlen=100_000)
+
+        @self.context.subscribe("echo.answered")
+        def heard(event: Event) -> None:
+            self.echo_answers.append(event.at)
+
+    @hookimpl
     async def on_activate(self) -> None:
         offered = {source.source_id for source in self.context.data_sources()}
         if SOURCE not in offered:
@@ -95,9 +114,11 @@ class ActivityAnalyticsPlugin(Plugin):
     async def collect_metrics(self, time_range: TimeRange) -> MetricsData:
         query = DataQuery(time_range=time_range, fields=["agent", "kind", "value"])
         result = await self.context.query_data(SOURCE, query)
-        return MetricsData(
-            time_range=time_range, points=metric_points(result.rows), source=self.plugin_id
-        )
+        points = metric_points(result.rows)
+        heard = sum(1 for at in self.echo_answers if time_range.start <= at < time_range.end)
+        if heard:
+            points.append(MetricPoint(name="echo_answers", value=heard))
+        return MetricsData(time_range=time_range, points=points, source=self.plugin_id)
 
     @hookimpl
     async def generate_report(self, metrics: MetricsData, format: str) -> Report:

@@ -6,6 +6,7 @@ SQLite file itself.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -90,8 +91,24 @@ def test_metric_definitions(host: PluginHost, run: Run) -> None:
         "events_total": "counter",
         "events_per_agent": "counter",
         "events_per_kind": "counter",
+        "echo_answers": "counter",
         "mean_value": "gauge",
     }
+
+
+def test_the_echo_answers_heard_on_the_bus_are_counted(host: PluginHost, run: Run) -> None:
+    from acp_plugins import Message
+
+    for text in ("one", "two", "three"):
+        assert run(host.send(Message(type="echo", content=text))).handled
+    run(asyncio.sleep(0.05))  # the events reach the subscriber's handler
+    assert by_name(collect(host, run, TimeRange.last(timedelta(hours=1))), "echo_answers") == {
+        "": 3
+    }
+    # an hour ago nothing was heard: absent, like mean_value without events
+    earlier = TimeRange(start=datetime.now(timezone.utc) - timedelta(hours=3),
+                        end=datetime.now(timezone.utc) - timedelta(hours=1))  # fmt: skip
+    assert "echo_answers" not in {p.name for p in collect(host, run, earlier).points}
 
 
 @pytest.mark.parametrize("days", [1, 2, 4, 7, 30])

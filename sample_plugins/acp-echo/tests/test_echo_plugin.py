@@ -55,3 +55,17 @@ def test_echo_ignores_types_it_does_not_support(
     routed = run(host.send(Message(type="alarm", content="!")))
     assert routed.handled is False
     assert "can_handle" not in host.record("echo").metrics
+
+
+def test_echo_forwards_at_plugin_messages_and_echoes_the_answer(
+    samples_dir: Path, tmp_path: Path, run: Callable[..., Any]
+) -> None:
+    host = _host(samples_dir, tmp_path)
+    run(host.start())
+    routed = run(host.send(Message(type="echo", content="@echo hi there")))
+    assert routed.response.content == "echo: echo says: echo: hi there"
+    missing = run(host.send(Message(type="echo", content="@nobody hi")))
+    assert not missing.handled
+    assert "plugin 'nobody', which is not installed" in missing.errors["echo"]
+    plain = run(host.send(Message(type="chat", content="@echo not forwarded in chat")))
+    assert plain.response.content == "echo: @echo not forwarded in chat"
