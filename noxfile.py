@@ -1,10 +1,11 @@
-"""Nox sessions: the test matrix, lint, the demo and the benchmarks.
+"""Nox sessions: the test matrix, lint, the demo, the benchmarks and the soak.
 
 nox -s tests          # the suite on every Python found but the oldest, newest dependencies
 nox -s tests_lowest   # the suite on the oldest Python, lowest declared dependency versions
 nox -s lint           # ruff, mypy --strict and the layering contract
 nox -s demo           # install the sample plugins and drive them through the CLI
 nox -s bench          # the benchmarks (not part of the tests)
+nox -s soak           # the reload soak: messages at 1,000/s across upgrades (not part of the tests)
 """
 
 from __future__ import annotations
@@ -138,3 +139,10 @@ def bench(session: nox.Session) -> None:
     """Run the benchmarks (ratios against raw pluggy and stevedore, measured in the same run)."""
     session.install("-e", ".[bench]")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session(python=PYTHONS[:1] or None)
+def soak(session: nox.Session) -> None:
+    """The reload soak: 1,000 messages/s for 60 s with 10 upgrades and reloads, both modes."""
+    session.install("-e", ".")
+    session.run("python", "-m", "benchmarks.soak", *session.posargs)

@@ -30,6 +30,7 @@ __all__ = [
     "cache_root",
     "dispatch_env",
     "plugins_env",
+    "write_wheel",
 ]
 
 #: How many message handlers the dispatch benchmark routes among.
@@ -120,40 +121,56 @@ class PluginSpec:
 
     def write_wheel(self, directory: Path) -> Path:
         """Write this plugin's wheel into ``directory``; return its path."""
-        dist_info = f"{self.package}-{_VERSION}.dist-info"
-        files = self.files()
-        files[f"{dist_info}/METADATA"] = (
-            "Metadata-Version: 2.1\n"
-            f"Name: {self.dist_name}\n"
-            f"Version: {_VERSION}\n"
-            "Summary: Generated acp-plugins benchmark plugin.\n"
-            "Requires-Python: >=3.10\n"
-            "Requires-Dist: acp-plugins\n"
-        ).encode()
-        files[f"{dist_info}/WHEEL"] = (
-            b"Wheel-Version: 1.0\n"
-            b"Generator: acp-plugins-benchmarks\n"
-            b"Root-Is-Purelib: true\n"
-            b"Tag: py3-none-any\n"
+        return write_wheel(
+            directory,
+            dist_name=self.dist_name,
+            package=self.package,
+            version=_VERSION,
+            entry_point=f"{self.plugin_id} = {self.package}.plugin:BenchPlugin",
+            files=self.files(),
         )
-        files[f"{dist_info}/entry_points.txt"] = (
-            f"[acp.plugins]\n{self.plugin_id} = {self.package}.plugin:BenchPlugin\n"
-        ).encode()
-        files[f"{dist_info}/top_level.txt"] = f"{self.package}\n".encode()
-        record_name = f"{dist_info}/RECORD"
-        record = "".join(
-            f"{name},{_record_hash(data)},{len(data)}\n" for name, data in files.items()
-        )
-        files[record_name] = (record + f"{record_name},,\n").encode()
 
-        path = directory / f"{self.package}-{_VERSION}-py3-none-any.whl"
-        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for name, data in files.items():
-                info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
-                info.external_attr = 0o644 << 16
-                info.compress_type = zipfile.ZIP_DEFLATED
-                archive.writestr(info, data)
-        return path
+
+def write_wheel(
+    directory: Path,
+    *,
+    dist_name: str,
+    package: str,
+    version: str,
+    entry_point: str,
+    files: dict[str, bytes],
+) -> Path:
+    """Write a pure-Python wheel of ``files`` with one ``acp.plugins`` entry point."""
+    dist_info = f"{package}-{version}.dist-info"
+    files = dict(files)
+    files[f"{dist_info}/METADATA"] = (
+        "Metadata-Version: 2.1\n"
+        f"Name: {dist_name}\n"
+        f"Version: {version}\n"
+        "Summary: Generated acp-plugins benchmark plugin.\n"
+        "Requires-Python: >=3.10\n"
+        "Requires-Dist: acp-plugins\n"
+    ).encode()
+    files[f"{dist_info}/WHEEL"] = (
+        b"Wheel-Version: 1.0\n"
+        b"Generator: acp-plugins-benchmarks\n"
+        b"Root-Is-Purelib: true\n"
+        b"Tag: py3-none-any\n"
+    )
+    files[f"{dist_info}/entry_points.txt"] = f"[acp.plugins]\n{entry_point}\n".encode()
+    files[f"{dist_info}/top_level.txt"] = f"{package}\n".encode()
+    record_name = f"{dist_info}/RECORD"
+    record = "".join(f"{name},{_record_hash(data)},{len(data)}\n" for name, data in files.items())
+    files[record_name] = (record + f"{record_name},,\n").encode()
+
+    path = directory / f"{package}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, data)
+    return path
 
 
 def _record_hash(data: bytes) -> str:
