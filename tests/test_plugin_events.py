@@ -26,6 +26,7 @@ from acp_plugins import (
     PluginHost,
     WorkerLimits,
 )
+from acp_plugins.cli import main
 from conftest import close_loop, fixture_plugin
 
 Run = Callable[..., Any]
@@ -106,13 +107,14 @@ def test_a_topic_nobody_subscribed_to_reaches_nobody(fresh: tuple[PluginHost, Ru
 def test_a_failing_handler_is_recorded_and_the_next_event_still_arrives(
     fresh: tuple[PluginHost, Run, str],
 ) -> None:
-    host, run, mode = fresh
+    host, run, _ = fresh
     run(host.run_command("herald:announce", ["user.boom", "x"]))
     run(host.run_command("herald:announce", ["user.after", "y"]))
     assert [e[0] for e in seen(host, run, 4) if e[0].startswith("user.")] == ["user.after"]
-    if mode == "in-process":  # a worker's handler failure is logged by the worker
-        errors = [f.message for f in host.record("watcher").call_errors]
-        assert any("failed on event 'user.boom'" in e and "on purpose" in e for e in errors)
+    # in a worker too: the handler's failure comes back to the host with its event
+    errors = [f.message for f in host.record("watcher").call_errors]
+    assert any("failed on event 'user.boom'" in e and "on purpose" in e for e in errors)
+    assert host.record("watcher").metrics["event_handler"].errors >= 1
 
 
 def test_the_host_publishes_its_own_events_to_a_plugin_that_may_read_them(
@@ -173,3 +175,70 @@ def test_host_code_subscribes_to_what_plugins_publish(bus: tuple[PluginHost, Run
         )
     finally:
         subscription.close()
+
+
+def test_a_full_queue_drops_the_subscribers_oldest_events_and_counts_them(
+    fresh: tuple[PluginHost, Run, str],
+) -> None:
+    """Bounded in a worker too: the host waits for each event's handler, so its queue fills."""
+    host, run, _ = fresh
+
+    def dropped() -> int:
+        (feed,) = [s for s in host.feeds.subscriptions("watcher") if s["pattern"] == "user.*"]
+        return int(feed["dropped"])
+
+    async def flood() -> None:  # faster than any handler, yielding now and then
+        for n in range(1500):
+            host.events.publish("user.flood", {"text": "f", "n": n})
+            if n % 100 == 99:
+                await asyncio.sleep(0)
+
+    before = dropped()
+    run(flood())
+    deadline = time.monotonic() + 20
+    while True:
+        events = [e[3] for e in seen(host, run, 1) if e[0] == "user.flood"]
+        if (events and events[-1] == 1499) or time.monotonic() > deadline:
+            break
+        run(asyncio.sleep(0.05))
+    lost = dropped() - before
+    assert len(events) + lost == 1500  # every event was handled or counted as dropped
+    assert 400 <= lost <= 500 and len(events) >= 1000  # the queue holds 1000
+    assert events == sorted(events) and events[-1] == 1499  # the oldest went, in order
+
+
+def test_info_lists_a_plugins_subscriptions(
+    install_plugins: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = install_plugins(fixture_plugin("acp-fx-bus"))
+    common = ["--plugin-path", str(directory), "--data-dir", str(tmp_path / "data"),
+              "--trust", "watcher", "--grant", "watcher=read-system-info"]  # fmt: skip
+    assert main(["info", "watcher", *common]) == 0
+    assert "subscriptions  user.*, plugin:command\n" in capsys.readouterr().out
+    assert main(["info", "watcher", "--json", *common]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["subscriptions"] == [
+        {"pattern": "user.*", "dropped": 0},
+        {"pattern": "plugin:command", "dropped": 0},
+    ]
+    assert info["missed_events"] == 0
+
+
+def test_events_while_suspended_are_dropped_and_counted_and_resume_brings_them_back(
+    fresh: tuple[PluginHost, Run, str],
+) -> None:
+    host, run, _ = fresh
+    record = host.record("watcher")
+    before = record.missed_events
+    assert run(host.suspend("watcher"))
+    try:
+        host.events.publish("user.away", {"text": "gone", "n": 0})
+        deadline = time.monotonic() + 5
+        while record.missed_events == before and time.monotonic() < deadline:
+            run(asyncio.sleep(0.02))
+        assert record.missed_events == before + 1
+    finally:
+        assert run(host.resume("watcher"))
+    host.events.publish("user.back", {"text": "here", "n": 1})
+    events = [e[0] for e in seen(host, run, 1) if e[0].startswith("user.")]
+    assert events == ["user.back"]  # the one published while suspended never arrives

@@ -80,10 +80,18 @@ def _layers(isolation: dict[str, Any] | None) -> str | None:
     return text
 
 
+def _subscriptions(subscriptions: list[dict[str, Any]]) -> str:
+    return ", ".join(
+        s["pattern"] + (f" ({s['dropped']} dropped: queue full)" if s["dropped"] else "")
+        for s in subscriptions
+    )
+
+
 async def cmd_info(host: PluginHost, args: argparse.Namespace) -> int:
     await host.start_plugin(args.plugin_id)  # what it is once started: its layers, its pid
     record = host.record(args.plugin_id)
     info = record.to_dict()
+    info["subscriptions"] = host.feeds.subscriptions(record.plugin_id)
     status = EXIT_OK if record.state is PluginState.ACTIVE else EXIT_FAILED
     if args.json:
         print_json(info)
@@ -111,6 +119,8 @@ async def cmd_info(host: PluginHost, args: argparse.Namespace) -> int:
             ("data sources", ", ".join(info["data_sources"])),
             ("runs", _runs(info["isolation"])),
             ("layers", _layers(info["isolation"])),
+            ("subscriptions", _subscriptions(info["subscriptions"])),
+            ("missed events", info["missed_events"] or None),
         ]
         width = max(len(name) for name, _ in fields)
         for name, value in fields:

@@ -10,7 +10,7 @@ the worker's own checks only make a refusal come sooner.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,17 +25,17 @@ __all__ = ["ContextRelay", "encode_kwargs"]
 class ContextRelay:
     """Answers one worker's context requests with the plugin's host-side context."""
 
-    __slots__ = ("context", "feeds", "in_flight", "limit", "plugin_id", "push")
+    __slots__ = ("call", "context", "feeds", "in_flight", "limit", "plugin_id")
 
     def __init__(
         self,
         plugin_id: str,
         limit: int = 64,
-        push: Callable[[Mapping[str, Any]], None] | None = None,
+        call: Callable[[str, Mapping[str, Any]], Awaitable[Any]] | None = None,
     ) -> None:
         self.plugin_id = plugin_id
-        #: Sends a frame to the worker (its subscribed events go this way).
-        self.push = push
+        #: Calls the worker (each subscribed event is a call its handler answers).
+        self.call = call
         #: The worker's subscription ids -> the host-side subscriptions made for them.
         self.feeds: dict[int, object] = {}
         #: The plugin's :class:`~acp_plugins.runtime.context.PluginContext`, once initialized.
@@ -117,12 +117,15 @@ class ContextRelay:
         raise AcpPluginsError(f"no context operation {method!r}", plugin_id=self.plugin_id)
 
     def _subscribe(self, context: Any, pattern: str, subscription: int) -> int:
-        push = self.push
+        call = self.call
 
-        def forward(event: Any) -> None:  # the worker runs the plugin's handler
-            if push is not None:
-                push({"op": "event", "subscription": subscription, "event": {
-                    "topic": event.topic, "data": encode_value(dict(event.data)),
+        async def forward(event: Any) -> None:
+            # the worker runs the plugin's handler and answers once it returned: the
+            # host's feed delivers the next event then, so its bounded queue, its
+            # timeout and its record of failures hold for isolated plugins too
+            if call is not None:
+                await call("$event", {"subscription": subscription, "event": {
+                    "topic": event.topic, "data": dict(event.data),
                     "publisher": event.publisher, "sequence": event.sequence,
                     "at": event.at.isoformat(),
                 }})  # fmt: skip

@@ -306,8 +306,6 @@ class Worker:
             self.context.sources = [
                 DataSourceDefinition.model_validate(decode_value(v)) for v in values
             ]
-        elif op == "event":
-            self.events.deliver(int(frame["subscription"]), frame.get("event") or {})
         elif op == "stop":
             self.on_closed(None)
 
@@ -401,6 +399,7 @@ class Worker:
         try:
             kwargs = self.arguments(encoded)
             value = await self.dispatch(hook, kwargs)
+            await self.events.settled()
             self.send({"op": "result", "id": call_id, "value": encode_value(value)})
         except asyncio.CancelledError:
             self.send({"op": "error", "id": call_id, "type": "Cancelled", "message": "cancelled"})
@@ -417,7 +416,7 @@ class Worker:
         """
         try:
             value = self.handle.invoke(hook, self.arguments(encoded))
-            if inspect.isawaitable(value):
+            if inspect.isawaitable(value) or self.events.asking:
                 task = self.loop.create_task(self._answer_later(call_id, value))
                 self.calls[call_id] = task
                 return
@@ -427,7 +426,8 @@ class Worker:
 
     async def _answer_later(self, call_id: int, awaitable: Any) -> None:
         try:
-            value = await awaitable
+            value = await awaitable if inspect.isawaitable(awaitable) else awaitable
+            await self.events.settled()
             self.send({"op": "result", "id": call_id, "value": encode_value(value)})
         except asyncio.CancelledError:
             self.send({"op": "error", "id": call_id, "type": "Cancelled", "message": "cancelled"})
@@ -487,6 +487,8 @@ class Worker:
                     for path, origin in self.proposed.origins.items()
                 },
             }
+        if hook == "$event":
+            return await self.events.handle(int(kwargs["subscription"]), kwargs["event"])
         config = kwargs.get("config")
         if isinstance(config, PluginConfig) and self.proposed is not None:
             # the host holds masked secrets only: the plugin gets the real values

@@ -3,8 +3,10 @@
 ``context.subscribe`` in a worker keeps the handler here under a subscription id
 and asks the host to subscribe (the host checks the permission and the policy,
 and a refusal is logged, since a decorator cannot wait for the host's answer).
-The host then sends each event as an ``event`` frame; the events of one
-subscription are handled one at a time, in the order they came, like in-process.
+The host then calls the worker with each event (``$event``) and waits for the
+handler to return before it sends the next one of that subscription: the events
+are handled one at a time, in order, and the host's bounded queue, timeout and
+record of failures are the same as in-process.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from acp_plugins.events.bus import Event
-from acp_plugins.isolation.protocol import decode_value
 
 if TYPE_CHECKING:
     from acp_plugins.isolation.worker import Worker
@@ -30,7 +31,8 @@ class WorkerEvents:
     def __init__(self, worker: Worker) -> None:
         self._worker = worker
         self._handlers: dict[int, Callable[[Any], Any]] = {}
-        self._queues: dict[int, asyncio.Queue[Event]] = {}
+        #: Subscriptions asked of the host and not answered yet.
+        self.asking: set[asyncio.Task[Any]] = set()
         self._next = 0
 
     def subscribe(self, pattern: str, handler: Callable[[Any], Any]) -> int:
@@ -40,8 +42,19 @@ class WorkerEvents:
         asking = self._worker.loop.create_task(
             self._worker.ask("subscribe", {"pattern": pattern, "subscription": subscription})
         )
+        self.asking.add(asking)
+        asking.add_done_callback(self.asking.discard)
         asking.add_done_callback(lambda task: self._answered(task, subscription, pattern))
         return subscription
+
+    async def settled(self) -> None:
+        """Wait until the host answered every subscription asked so far.
+
+        A call's answer waits for this: a plugin that subscribed in ``initialize`` is
+        subscribed, in the host, once its ``initialize`` returned (as in-process).
+        """
+        while self.asking:
+            await asyncio.wait(list(self.asking))
 
     def _answered(self, task: asyncio.Task[Any], subscription: int, pattern: str) -> None:
         if task.cancelled():
@@ -59,34 +72,19 @@ class WorkerEvents:
                 self._worker.ask("unsubscribe", {"subscription": subscription})
             )
 
-    def deliver(self, subscription: int, frame: Mapping[str, Any]) -> None:
-        """Queue one event the host sent for ``subscription`` (dropped if it was ended)."""
-        if subscription not in self._handlers:
+    async def handle(self, subscription: int, frame: Mapping[str, Any]) -> None:
+        """Run the handler of ``subscription`` on one event the host sent; what it raises
+        goes back to the host (an ended subscription's events are ignored)."""
+        handler = self._handlers.get(subscription)
+        if handler is None:
             return
         event = Event(
             topic=str(frame.get("topic")),
-            data=decode_value(frame.get("data")) or {},
+            data=frame.get("data") or {},
             publisher=str(frame.get("publisher")),
             sequence=int(frame.get("sequence") or 0),
             at=datetime.fromisoformat(str(frame.get("at"))),
         )
-        queue = self._queues.get(subscription)
-        if queue is None:
-            queue = self._queues[subscription] = asyncio.Queue()
-            self._worker.loop.create_task(self._handle(subscription, queue))
-        queue.put_nowait(event)
-
-    async def _handle(self, subscription: int, queue: asyncio.Queue[Event]) -> None:
-        while subscription in self._handlers:
-            event = await queue.get()
-            handler = self._handlers.get(subscription)
-            if handler is None:
-                return
-            try:
-                result = handler(event)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as error:  # the plugin's handler: logged, the next event goes on
-                self._worker.context.logger.warning(
-                    "handling event '%s' failed: %s: %s", event.topic, type(error).__name__, error
-                )
+        result = handler(event)
+        if inspect.isawaitable(result):
+            await result

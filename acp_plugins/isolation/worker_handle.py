@@ -68,7 +68,8 @@ __all__ = ["WorkerEvents", "WorkerHandle", "privilege_wrapper"]
 logger = logging.getLogger(__name__)
 
 #: Hooks whose callers do not wait for a restarting worker (they fail at once).
-_ANSWER_NOW = frozenset({"can_handle"})
+#: An event is not held for a new process either: its subscription ends with the old one.
+_ANSWER_NOW = frozenset({"can_handle", "$event"})
 
 
 def _in_loop() -> bool:
@@ -140,7 +141,7 @@ class WorkerHandle:
         self._failures = FailureWindow(policy)
         self._restarting: asyncio.Task[None] | None = None
         self._replay = LifecycleReplay()
-        self._relay = ContextRelay(plugin_id, self.limits.context_calls, self._write)
+        self._relay = ContextRelay(plugin_id, self.limits.context_calls, self._call)
         self._reports = WorkerReports(plugin_id, granted, events)
         self._budget = FrameBudget(self.limits.frames_per_second)
         self._sources: list[Any] = []

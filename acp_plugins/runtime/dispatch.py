@@ -308,6 +308,10 @@ class Dispatcher:
                 "(it implements no on_plugin_message hook)",
                 plugin_id=target,
             )
+        if self.events is not None and self.events.listening:
+            self.events.publish(
+                "plugin:message", {"from": caller, "to": target, "content": payload}
+            )
         answer = await self.guard.call(
             record, "on_plugin_message", {"sender": caller, "payload": payload}
         )
