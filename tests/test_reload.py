@@ -11,12 +11,15 @@ across the switch, in the host's process or in a worker alike.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,11 @@ LABEL = {label!r}
 BEHAVIOUR = {behaviour!r}
 if BEHAVIOUR == "raise-import":
     raise RuntimeError("this version is broken on purpose")
+if BEHAVIOUR == "extension":
+    from acp_fx_versioned import {extension}  # a compiled extension module of its own
+if BEHAVIOUR == "helper":
+    import acp_fx_helper  # a distribution it requires
+    LABEL = acp_fx_helper.WORD
 
 
 class Settings(PluginSettings):
@@ -110,12 +118,16 @@ class Dependent(Plugin):
 
 
 def _project(root: Path, name: str, version: str, package: str, entry: str, code: str,
-             manifest: dict[str, Any]) -> Path:  # fmt: skip
-    project = root / f"{name}-{version}-{abs(hash((code, json.dumps(manifest))))}"
+             manifest: dict[str, Any], requires: tuple[str, ...] = (),
+             extra: dict[str, bytes] | None = None) -> Path:  # fmt: skip
+    key = (code, json.dumps(manifest), requires, tuple(sorted(extra or {})))
+    project = root / f"{name}-{version}-{abs(hash(key))}"
     (project / package).mkdir(parents=True)
     (project / package / "__init__.py").write_text("")
     (project / package / "plugin.py").write_text(code)
     (project / package / "manifest.json").write_text(json.dumps(manifest))
+    for file, data in (extra or {}).items():
+        (project / package / file).write_bytes(data)
     (project / "pyproject.toml").write_text(
         textwrap.dedent(
             f"""
@@ -126,6 +138,7 @@ def _project(root: Path, name: str, version: str, package: str, entry: str, code
             [project]
             name = "{name}"
             version = "{version}"
+            dependencies = {json.dumps(list(requires))}
 
             [project.entry-points."acp.plugins"]
             {manifest["plugin_id"]} = "{package}.plugin:{entry}"
@@ -134,11 +147,25 @@ def _project(root: Path, name: str, version: str, package: str, entry: str, code
             packages = ["{package}"]
 
             [tool.setuptools.package-data]
-            {package} = ["manifest.json"]
+            {package} = ["manifest.json", "*.so"]
             """
         )
     )
     return project
+
+
+def _stdlib_extension() -> Path:
+    """A compiled extension module of the standard library, to ship inside a plugin.
+
+    Imported as ``acp_fx_versioned.<name>`` it runs its own ``PyInit_<name>``: a real
+    compiled extension of the plugin, built without a compiler.
+    """
+    for name in ("_bisect", "_heapq", "_random", "_json"):
+        module = importlib.import_module(name)
+        location = getattr(module, "__file__", None) or ""
+        if location.endswith(tuple(EXTENSION_SUFFIXES)):
+            return Path(location)
+    pytest.fail("no standard library module is a compiled extension on this Python")
 
 
 def _pip(*args: str) -> None:
@@ -165,16 +192,36 @@ class Versions:
         behaviour: str = "ok",
         permissions: tuple[str, ...] = ("read-messaging",),
         core: str = "^2.0.0",
+        requires: tuple[str, ...] = (),
     ) -> Path:
-        code = _PLUGIN.format(version=version, label=label, behaviour=behaviour)
+        extension = _stdlib_extension()
+        module = extension.name.partition(".")[0]
+        code = _PLUGIN.format(version=version, label=label, behaviour=behaviour, extension=module)
+        extra = {extension.name: extension.read_bytes()} if behaviour == "extension" else None
         manifest = {
             "manifest_version": "1.0", "plugin_id": "versioned", "name": "Versioned",
             "version": version, "dependencies": {"core": core},
             "permissions": list(permissions), "interfaces": ["IMessageHandler"],
         }  # fmt: skip
         return self._wheel(
-            "acp-fx-versioned", version, "acp_fx_versioned", "Versioned", code, manifest
+            "acp-fx-versioned", version, "acp_fx_versioned", "Versioned", code, manifest,
+            requires, extra,
+        )  # fmt: skip
+
+    def helper(self, word: str) -> Path:
+        """A plain library distribution, ``acp-fx-helper``, whose ``WORD`` is ``word``."""
+        project = self.root / "src" / f"acp-fx-helper-{word}"
+        (project / "acp_fx_helper").mkdir(parents=True)
+        (project / "acp_fx_helper" / "__init__.py").write_text(f"WORD = {word!r}\n")
+        (project / "pyproject.toml").write_text(
+            '[build-system]\nrequires = ["setuptools>=69"]\n'
+            'build-backend = "setuptools.build_meta"\n'
+            '[project]\nname = "acp-fx-helper"\nversion = "1.0.0"\n'
+            '[tool.setuptools]\npackages = ["acp_fx_helper"]\n'
         )
+        out = self.wheels / project.name
+        _pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(project))
+        return next(out.glob("*.whl"))
 
     def dependent(self, wants: str) -> Path:
         manifest = {
@@ -188,8 +235,10 @@ class Versions:
         )
 
     def _wheel(self, name: str, version: str, package: str, entry: str, code: str,
-               manifest: dict[str, Any]) -> Path:  # fmt: skip
-        project = _project(self.root / "src", name, version, package, entry, code, manifest)
+               manifest: dict[str, Any], requires: tuple[str, ...] = (),
+               extra: dict[str, bytes] | None = None) -> Path:  # fmt: skip
+        project = _project(self.root / "src", name, version, package, entry, code, manifest,
+                           requires, extra)  # fmt: skip
         out = self.wheels / project.name
         _pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(project))
         return next(out.glob("*.whl"))
@@ -510,5 +559,68 @@ def test_a_plugin_that_failed_to_start_is_started_by_a_reload_of_a_fixed_version
         result = loop.run_until_complete(host.reload("versioned"))
         assert result.outcome == "started"
         assert loop.run_until_complete(ask(host, "up")) == "1.0.1/a/hello: up"
+    finally:
+        loop.run_until_complete(host.stop())
+
+
+def test_a_trusted_plugin_with_a_compiled_extension_requires_a_restart_and_keeps_serving(
+    versions: Versions, tmp_path: Path, loop: asyncio.AbstractEventLoop
+) -> None:
+    versions.install(versions.versioned("1.0.0", behaviour="extension"))
+    host = make_host(versions, "in-process", tmp_path)
+    loop.run_until_complete(host.start())
+    try:
+        handle = host.record("versioned").handle
+        versions.install(versions.versioned("2.0.0", behaviour="extension"))
+        with pytest.raises(ReloadFailed) as raised:
+            loop.run_until_complete(host.reload("versioned"))
+        result = raised.value.result
+        assert (result.outcome, result.mode, result.ok) == ("requires-restart", "in-process", False)
+        assert "is a compiled extension" in result.detail and "restart the host" in result.detail
+        assert host.record("versioned").handle is handle  # nothing was taken apart
+        assert loop.run_until_complete(ask(host, "still")) == "1.0.0/a/hello: still"
+        assert ("reload", "requires-restart") in [
+            (e.action, e.outcome) for e in host.audit.entries("versioned")
+        ]
+    finally:
+        loop.run_until_complete(host.stop())
+
+
+def test_an_isolated_plugin_with_a_compiled_extension_reloads_in_a_new_worker(
+    versions: Versions, tmp_path: Path, loop: asyncio.AbstractEventLoop
+) -> None:
+    versions.install(versions.versioned("1.0.0", behaviour="extension"))
+    host = make_host(versions, "isolated", tmp_path)
+    loop.run_until_complete(host.start())
+    try:
+        assert host.record("versioned").state.value == "active", host.record("versioned").reason
+        versions.install(versions.versioned("2.0.0", behaviour="extension"))
+        assert loop.run_until_complete(host.reload("versioned")).outcome == "upgraded"
+        assert loop.run_until_complete(ask(host, "now")) == "2.0.0/a/hello: now"
+    finally:
+        loop.run_until_complete(host.stop())
+
+
+def test_a_trusted_plugin_whose_own_dependency_changed_requires_a_restart(
+    versions: Versions, tmp_path: Path, loop: asyncio.AbstractEventLoop
+) -> None:
+    versions.install(versions.helper("one"))
+    plugin = versions.versioned("1.0.0", behaviour="helper", requires=("acp-fx-helper",))
+    versions.install(plugin)
+    host = make_host(versions, "in-process", tmp_path)
+    loop.run_until_complete(host.start())
+    try:
+        assert loop.run_until_complete(ask(host, "x")) == "1.0.0/one/hello: x"
+        # the plugin's own code may be reloaded while its dependency is as it was imported
+        versions.install(plugin)
+        assert loop.run_until_complete(host.reload("versioned")).outcome == "reloaded"
+        time.sleep(0.01)  # a later modification time than the import's
+        versions.install(versions.helper("two"))
+        with pytest.raises(ReloadFailed) as raised:
+            loop.run_until_complete(host.reload("versioned"))
+        result = raised.value.result
+        assert result.outcome == "requires-restart"
+        assert "its dependency 'acp_fx_helper' changed on disk" in result.detail
+        assert loop.run_until_complete(ask(host, "x")) == "1.0.0/one/hello: x"
     finally:
         loop.run_until_complete(host.stop())

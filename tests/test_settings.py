@@ -165,6 +165,29 @@ def test_the_policy(tmp_path: Path) -> None:
     assert default.policy() == PermissionPolicy()
 
 
+def test_per_topic_grants_from_the_config_file_as_the_readme_writes_them(tmp_path: Path) -> None:
+    src = sources(
+        tmp_path,
+        global_text=(
+            '[host.subscribe_topics]\n"user.*" = ["activity-analytics"]\n'
+            '[host.publish_topics]\n"billing.*" = ["billing"]\n'
+        ),
+    )
+
+    policy = load_host_settings(src)[0].policy()
+
+    assert policy.topic_refusal("echo", "user.login", "subscribe") == (
+        "only 'activity-analytics' may subscribe on topics matching 'user.*' (the host's "
+        "policy, subscribe_topics); 'echo' asked for 'user.login'"
+    )
+    assert policy.topic_refusal("activity-analytics", "user.*", "subscribe") is None
+    assert policy.topic_refusal("echo", "user.login", "publish") is None  # publishing is open
+    assert "only 'billing' may publish" in (
+        policy.topic_refusal("echo", "billing.due", "publish") or ""
+    )
+    assert policy.topic_refusal("echo", "news.today", "subscribe") is None
+
+
 def test_disabled_plugins_and_the_rest_from_every_layer(tmp_path: Path) -> None:
     src = sources(
         tmp_path,
