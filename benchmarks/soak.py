@@ -7,7 +7,10 @@ and a sender offers ``--rate`` messages per second for ``--seconds``, open loop:
 message has its due time and its latency counts from then, so a stalled host cannot
 hide its backlog. Meanwhile ``--swaps`` swaps, evenly spaced, alternate an upgrade
 (``pip install --upgrade`` of the next version's wheel into the folder the host
-searches, then ``host.reload``) and a plain reload of what is installed.
+searches, then ``host.reload``) and a plain reload of what is installed. Where the
+swaps run late (a loaded machine), sending goes on at the same rate past ``--seconds``
+until the last swap has returned and half a second more, so every swap is followed by
+traffic; ``sent`` counts what was really offered.
 
 Every answer names the version that gave it, and every instance appends each message
 it handled to a file in its data directory. At the end the soak counts:
@@ -167,6 +170,9 @@ class _Versions:
             raise RuntimeError(f"pip install of soak {version} failed: {done.stderr.strip()}")
 
 
+_TAIL_SECONDS = 0.5
+
+
 def _percentile(values: list[float], fraction: float) -> float:
     if not values:
         return 0.0
@@ -176,14 +182,15 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 async def _soak(host: PluginHost, versions: _Versions, result: SoakResult, swaps: int) -> None:
     loop = asyncio.get_running_loop()
-    total = int(result.seconds * result.rate)
-    latencies: list[float | None] = [None] * total
-    due_at: list[float] = [0.0] * total
+    latencies: list[float | None] = []
+    due_at: list[float] = []
     windows: list[tuple[float, float]] = []
     installs: list[tuple[float, float]] = []
     answers: Counter[str] = Counter()
     pending: set[asyncio.Task[None]] = set()
     start = loop.time() + 0.2
+    end = start + result.seconds
+    swaps_done: list[float] = []  # when the last swap returned
 
     async def one(n: int, due: float) -> None:
         try:
@@ -201,14 +208,23 @@ async def _soak(host: PluginHost, versions: _Versions, result: SoakResult, swaps
         latencies[n] = loop.time() - due
         answers[version] += 1
 
+    def sending(due: float) -> bool:
+        # past --seconds, go on until the last swap is done and a tail has followed it,
+        # so that every swap (late on a loaded machine) is followed by traffic
+        if due < end:
+            return True
+        return not swaps_done or due < swaps_done[0] + _TAIL_SECONDS
+
     async def sender() -> None:
-        for n in range(total):
-            due = start + n / result.rate
+        n = 0
+        while sending(due := start + n / result.rate):
             delay = due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            due_at[n] = due
+            due_at.append(due)
+            latencies.append(None)
             task = asyncio.ensure_future(one(n, due))
+            n += 1
             pending.add(task)
             task.add_done_callback(pending.discard)
 
@@ -233,13 +249,14 @@ async def _soak(host: PluginHost, versions: _Versions, result: SoakResult, swaps
             except Exception as error:
                 swap["error"] = str(error)
             result.swaps.append(swap)
+        swaps_done.append(loop.time())
 
     await asyncio.gather(sender(), swapper())
     while pending:
         await asyncio.gather(*pending)
-    result.sent = total
+    result.sent = len(due_at)
     result.answered = sum(answers.values())
-    result.lost = total - result.answered
+    result.lost = result.sent - result.answered
     result.versions = dict(sorted(answers.items()))
 
     steady: list[float] = []

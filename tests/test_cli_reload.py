@@ -21,7 +21,7 @@ from typing import IO, Any
 import pytest
 from test_environments import _environment, _pip
 
-from conftest import sample
+from conftest import fixture_plugin, sample
 
 
 def acp(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -56,6 +56,8 @@ def test_reload_of_an_unknown_plugin_is_one_line_and_exit_3(
     assert done.returncode == 3
     assert done.stderr.startswith("error: no plugin 'nope' is installed")
     assert "Traceback" not in done.stderr
+    usage = acp("reload", "--help", cwd=tmp_path)
+    assert usage.returncode == 0 and "--suspend-dependents" in usage.stdout
 
 
 class DevProcess:
@@ -140,3 +142,18 @@ def test_dev_on_a_folder_no_plugin_comes_from_says_how_to_install_it(
     assert done.returncode == 2
     assert "no installed plugin comes from" in done.stderr
     assert f"pip install -e {elsewhere}" in done.stderr
+
+
+def test_reload_of_a_plugin_that_cannot_start_fails_in_one_line_with_exit_1(
+    install_plugins: Callable[..., Path], tmp_path: Path
+) -> None:
+    directory = install_plugins(fixture_plugin("acp-fx-faulty"))
+    common = ["--plugin-path", str(directory), "--data-dir", str(tmp_path / "data")]
+    done = acp("reload", "import-error", *common, cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.count("\n") == 1 and "import-error" in done.stderr
+    assert "Traceback" not in done.stderr
+    as_json = acp("reload", "import-error", "--json", *common, cwd=tmp_path)
+    assert as_json.returncode == 1
+    result = json.loads(as_json.stdout)
+    assert result["ok"] is False and result["outcome"] == "rolled-back"

@@ -624,3 +624,31 @@ def test_a_trusted_plugin_whose_own_dependency_changed_requires_a_restart(
         assert loop.run_until_complete(ask(host, "x")) == "1.0.0/one/hello: x"
     finally:
         loop.run_until_complete(host.stop())
+
+
+def test_calls_still_running_at_the_drain_deadline_are_abandoned_and_counted(
+    versions: Versions, mode: str, tmp_path: Path, loop: asyncio.AbstractEventLoop
+) -> None:
+    versions.install(versions.versioned("1.0.0"))
+    host = make_host(versions, mode, tmp_path, drain_timeout=0.5)
+    loop.run_until_complete(host.start())
+    record = host.record("versioned")
+
+    async def scenario() -> None:
+        old_handle = record.handle
+        held = asyncio.ensure_future(ask(host, "hold-forever"))  # nobody writes the gate
+        while host.guard.running(old_handle) < 1:
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(versions.install, versions.versioned("2.0.0"))
+        began = time.monotonic()
+        result = await host.reload("versioned")
+        assert (result.outcome, result.draining, result.abandoned) == ("upgraded", 1, 1)
+        assert 0.5 <= time.monotonic() - began < 5  # it waited the deadline, no longer
+        assert await ask(host, "now") == "2.0.0/a/hello: now"
+        held.cancel()
+        await asyncio.gather(held, return_exceptions=True)
+
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        loop.run_until_complete(host.stop())

@@ -24,8 +24,9 @@ def test_a_short_soak_loses_and_doubles_nothing_across_upgrades_and_reloads(mode
     assert done.returncode == 0, done.stdout + done.stderr
     (result,) = json.loads(done.stdout)
     assert result["mode"] == mode
-    assert result["sent"] == 800
-    assert result["answered"] == result["handled"] == 800
+    # 200/s for 4 s, and on past the last swap if the swaps ran late
+    assert result["sent"] >= 800
+    assert result["answered"] == result["handled"] == result["sent"]
     assert (result["lost"], result["doubled"], result["errors"]) == (0, 0, [])
     assert [swap["kind"] for swap in result["swaps"]] == ["upgrade", "reload", "upgrade"]
     assert all(swap["ok"] for swap in result["swaps"])
