@@ -277,6 +277,9 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 def make_host(versions: Versions, mode: str, tmp_path: Path, **options: Any) -> PluginHost:
     limits = WorkerLimits(cpu_share=None)  # a loaded machine must not make can_handle late
     isolation = TRUST_ALL if mode == "in-process" else IsolationPolicy(limits=limits)
+    # calls held open across a swap (pip, a new worker) on a loaded machine can outlast
+    # the default 5 s; their answers, not the call timeout, are what these tests check
+    options.setdefault("timeout", 60.0)
     return PluginHost(
         search_path=[versions.target],
         data_root=tmp_path / "data",
