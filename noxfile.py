@@ -29,6 +29,11 @@ LOWEST = [
     "pydantic==2.7.0",
     "pydantic-settings==2.3.0",
     "watchfiles==0.21.0",
+    "prometheus-client==0.20.0",
+    "fastapi==0.115.0",
+    "uvicorn==0.30.0",
+    "httpx==0.27.0",
+    "websockets==14.0",
 ]
 
 nox.options.sessions = ["lint", "tests", "tests_lowest"]

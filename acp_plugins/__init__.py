@@ -19,7 +19,7 @@ from acp_plugins.config.layers import (
     resolve_plugin_config,
 )
 from acp_plugins.config.overrides import OverrideStore
-from acp_plugins.config.settings import HostSettings, load_host_settings
+from acp_plugins.config.settings import HostSettings, TelemetrySettings, load_host_settings
 from acp_plugins.errors import (
     AcpPluginsError,
     CallTimeout,
@@ -88,6 +88,12 @@ from acp_plugins.runtime.record import CallStats, PluginFailure, PluginRecord
 from acp_plugins.runtime.reload import ReloadFailed, ReloadResult, RescanResult
 from acp_plugins.runtime.reports import REPORT_FORMATS, render_report
 from acp_plugins.runtime.routing import RoutedMessage
+from acp_plugins.telemetry import (
+    HealthStatus,
+    PluginHealth,
+    PluginTelemetry,
+    TelemetryReport,
+)
 
 __version__ = "0.1.0"
 
@@ -124,6 +130,7 @@ __all__ = [
     "Event",
     "EventBus",
     "FieldError",
+    "HealthStatus",
     "HostSettings",
     "IllegalTransition",
     "Interface",
@@ -148,6 +155,7 @@ __all__ = [
     "PluginConfig",
     "PluginContext",
     "PluginFailure",
+    "PluginHealth",
     "PluginHost",
     "PluginImportError",
     "PluginNotActive",
@@ -156,6 +164,7 @@ __all__ = [
     "PluginRegistrationError",
     "PluginSettings",
     "PluginState",
+    "PluginTelemetry",
     "ReloadFailed",
     "ReloadResult",
     "Report",
@@ -165,6 +174,8 @@ __all__ = [
     "RoutedMessage",
     "SandboxViolation",
     "Subscription",
+    "TelemetryReport",
+    "TelemetrySettings",
     "TimeRange",
     "UnknownCommand",
     "UnknownDataSource",

@@ -31,7 +31,7 @@ from packaging.version import Version
 from acp_plugins.audit import AuditLog
 from acp_plugins.config.layers import ConfigSources, ResolvedConfig
 from acp_plugins.config.overrides import OverrideStore
-from acp_plugins.config.settings import default_data_root, plugin_data_dir
+from acp_plugins.config.settings import TelemetrySettings, default_data_root, plugin_data_dir
 from acp_plugins.errors import ConfigError
 from acp_plugins.events.bus import EventBus
 from acp_plugins.isolation.supervision import WorkerSupervisor
@@ -61,6 +61,7 @@ from acp_plugins.runtime.record import PluginRecord
 from acp_plugins.runtime.reload import DEFAULT_DRAIN_TIMEOUT, Reloader, ReloadResult, RescanResult
 from acp_plugins.runtime.routing import MessageRouter, RoutedMessage
 from acp_plugins.runtime.subscriptions import PluginFeeds
+from acp_plugins.telemetry.service import PluginTelemetry
 
 __all__ = ["CORE_VERSION", "PluginHost", "default_data_root"]
 
@@ -95,6 +96,8 @@ class PluginHost:
         embedding application's host starts every plugin with the host).
     :param drain_timeout: seconds the calls running on a reloaded plugin's old
         instance may take to finish there before it is unloaded.
+    :param telemetry: what is measured and stored, and health thresholds (default on,
+        stored in ``<data_root>/telemetry.sqlite``).
     """
 
     def __init__(
@@ -115,6 +118,7 @@ class PluginHost:
         audit: AuditLog | None = None,
         on_demand: bool = False,
         drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
+        telemetry: TelemetrySettings | None = None,
     ) -> None:
         if isolation is not None and not isinstance(isolation, IsolationPolicy):
             raise TypeError(
@@ -143,6 +147,8 @@ class PluginHost:
             search_path=search_path,
             disabled=self.disabled,
         )
+        #: The host's event bus: ``host.events.subscribe("plugin:*")`` (see :mod:`.events`).
+        self.events = EventBus()
         self.configuration = ConfigurationService(
             catalog=self.catalog,
             guard=self.guard,
@@ -150,9 +156,16 @@ class PluginHost:
             overrides=self.overrides,
             audit=self.audit,
             disabled=self.disabled,
+            events=self.events,
         )
-        #: The host's event bus: ``host.events.subscribe("plugin:*")`` (see :mod:`.events`).
-        self.events = EventBus()
+        #: Figures, health and reports: ``await host.telemetry.get_plugin_health(id)``.
+        self.telemetry = PluginTelemetry(
+            catalog=self.catalog,
+            guard=self.guard,
+            settings=telemetry or TelemetrySettings(),
+            data_root=self.data_root,
+        )
+        self.catalog.histograms = self.telemetry.enabled
         #: The plugins waiting for their first use (``None``: every plugin starts at once).
         self.on_demand = (
             OnDemand(self.catalog, lambda ids: self.driver.start_plugins(ids))
@@ -171,6 +184,8 @@ class PluginHost:
             on_demand=self.on_demand,
             events=self.events,
             feeds=self.feeds,
+            usage=self.telemetry.usage,
+            figures=self.telemetry.figures,
         )
         self.workers = WorkerSupervisor(
             catalog=self.catalog,
@@ -270,8 +285,9 @@ class PluginHost:
         data directory is not a directory or the runtime overrides cannot be read:
         every plugin would fail on them.
         """
-        self._check_places()
+        _check_places(self.data_root, self.overrides)
         await self.driver.start(self.on_demand)
+        self.telemetry.start()
 
     async def start_waiting(self, interface: Interface | None = None) -> None:
         """Start the plugins waiting for their first use (of ``interface``, if given).
@@ -286,26 +302,10 @@ class PluginHost:
         if self.on_demand is not None:
             await self.on_demand.for_plugin(plugin_id)
 
-    def _check_places(self) -> None:
-        if self.data_root.exists() and not self.data_root.is_dir():
-            raise ConfigError(
-                f"the data directory {self.data_root} is not a directory; point data_dir "
-                "(--data-dir, ACP_PLUGINS_DATA_DIR) at a directory, or remove what is there",
-                plugin_id="host",
-            )
-        try:
-            self.overrides.load()
-        except OSError as error:
-            raise ConfigError(
-                f"cannot read the runtime overrides in {self.overrides.path}: "
-                f"{error.strerror or error}; fix the file (or its permissions) or point the "
-                "host setting overrides_file elsewhere",
-                plugin_id="host",
-            ) from None
-
     async def stop(self) -> None:
         """Unload every plugin that is loaded, dependents first."""
         await self.driver.stop()
+        await self.telemetry.stop()
         self.workers.close()
         self.audit.close()  # a record after this opens the file again
 
@@ -415,3 +415,22 @@ class PluginHost:
     async def config_schema(self, plugin_id: str) -> dict[str, Any]:
         """The JSON Schema of a loaded plugin's settings (``{}`` when it declares none)."""
         return await self.configuration.schema(plugin_id)
+
+
+def _check_places(data_root: Path, overrides: OverrideStore) -> None:
+    """Refuse to start on a data directory or overrides file every plugin would fail on."""
+    if data_root.exists() and not data_root.is_dir():
+        raise ConfigError(
+            f"the data directory {data_root} is not a directory; point data_dir "
+            "(--data-dir, ACP_PLUGINS_DATA_DIR) at a directory, or remove what is there",
+            plugin_id="host",
+        )
+    try:
+        overrides.load()
+    except OSError as error:
+        raise ConfigError(
+            f"cannot read the runtime overrides in {overrides.path}: "
+            f"{error.strerror or error}; fix the file (or its permissions) or point the "
+            "host setting overrides_file elsewhere",
+            plugin_id="host",
+        ) from None

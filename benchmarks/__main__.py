@@ -24,12 +24,13 @@ import pluggy
 import acp_plugins
 from benchmarks import env
 from benchmarks.cli_send import measure_send
-from benchmarks.dispatch import measure_dispatch, profile_dispatch
+from benchmarks.dispatch import measure_dispatch, measure_telemetry, profile_dispatch
 from benchmarks.isolation import measure_isolation, summary
 from benchmarks.startup import measure_startup, profile_startup
 
 BENCHMARKS = (
-    "dispatch", "discover", "discover-stevedore", "start", "start-large", "isolation", "send"
+    "dispatch", "telemetry", "discover", "discover-stevedore", "start", "start-large",
+    "isolation", "send",
 )  # fmt: skip
 
 
@@ -117,6 +118,24 @@ def _bench_dispatch(args: argparse.Namespace) -> list[Result]:
             )
         )
     return results
+
+
+def _bench_telemetry(args: argparse.Namespace) -> Result:
+    directory = env.dispatch_env(is_async=False, rebuild=args.rebuild)
+    _log(f"[telemetry] {args.runs} runs x {args.messages} messages, on and off ...")
+    times = measure_telemetry(str(directory), runs=args.runs, messages=args.messages)
+    return Result(
+        name="telemetry",
+        description=(
+            f"await host.send(m) among {env.DISPATCH_HANDLERS} sync handlers, telemetry on "
+            "(histograms, usage, written every 1 s)"
+        ),
+        baseline_name="the same host with telemetry off",
+        unit="us/msg",
+        ours=times.host,
+        baseline=times.baseline,
+        goal=1.10,
+    )
 
 
 def _startup(
@@ -366,6 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[Result] = []
     if "dispatch" in selected:
         results.extend(_bench_dispatch(args))
+    if "telemetry" in selected:
+        results.append(_bench_telemetry(args))
     for name, bench in STARTUP.items():
         if name in selected:
             results.append(bench(args))

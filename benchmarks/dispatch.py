@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint
+from pathlib import Path
 from time import perf_counter
 from typing import Any
 
@@ -28,10 +29,10 @@ import pluggy
 
 import acp_plugins
 import acp_plugins.hookspecs
-from acp_plugins import Message, MessageResponse, PluginHost, PluginState
+from acp_plugins import Message, MessageResponse, PluginHost, PluginState, TelemetrySettings
 from acp_plugins.loading.trust import TRUST_ALL
 
-__all__ = ["BLOCK", "DispatchTimes", "measure_dispatch", "profile_dispatch"]
+__all__ = ["BLOCK", "DispatchTimes", "measure_dispatch", "measure_telemetry", "profile_dispatch"]
 
 #: Messages per timed block; each run interleaves blocks of the two sides.
 BLOCK = 250
@@ -169,6 +170,54 @@ async def _measure(directory: str, *, is_async: bool, runs: int, count: int) -> 
 def measure_dispatch(directory: str, *, is_async: bool, runs: int, messages: int) -> DispatchTimes:
     """Seconds per message over ``runs`` runs of ``messages`` messages, host and raw pluggy."""
     return asyncio.run(_measure(directory, is_async=is_async, runs=runs, count=messages))
+
+
+async def _measure_telemetry(directory: str, *, runs: int, count: int) -> DispatchTimes:
+    """Two hosts over the same plugins, telemetry on (written every second) and off."""
+    with tempfile.TemporaryDirectory(prefix="acp-bench-telemetry-") as data_root:
+        on = PluginHost(
+            search_path=[directory], data_root=f"{data_root}/on", isolation=TRUST_ALL,
+            telemetry=TelemetrySettings(interval=1.0),
+        )  # fmt: skip
+        off = PluginHost(
+            search_path=[directory], data_root=f"{data_root}/off", isolation=TRUST_ALL,
+            telemetry=TelemetrySettings(enabled=False),
+        )  # fmt: skip
+        await on.start()
+        await off.start()
+        messages = _messages(count)
+        for host in (on, off):
+            for message in messages[:20]:
+                routed = await host.send(message)
+                assert routed.handled and not routed.errors, routed
+            await _time_host(host, messages)  # warm-up
+        blocks = [messages[i : i + BLOCK] for i in range(0, len(messages), BLOCK)]
+        on_times: list[float] = []
+        off_times: list[float] = []
+        for index in range(runs):
+            gc.collect()
+            on_total = off_total = 0.0
+            for position, block in enumerate(blocks):
+                if (index + position) % 2 == 0:
+                    on_total += await _time_host(on, block)
+                    off_total += await _time_host(off, block)
+                else:
+                    off_total += await _time_host(off, block)
+                    on_total += await _time_host(on, block)
+            on_times.append(on_total / len(messages))
+            off_times.append(off_total / len(messages))
+        stats = on.record(next(iter(on.records))).stats("can_handle")
+        assert stats.buckets is not None and sum(stats.buckets) == stats.calls
+        await on.stop()
+        await off.stop()
+        assert (Path(data_root) / "on" / "telemetry.sqlite").exists()
+        assert not (Path(data_root) / "off" / "telemetry.sqlite").exists()
+    return DispatchTimes(host=on_times, baseline=off_times)
+
+
+def measure_telemetry(directory: str, *, runs: int, messages: int) -> DispatchTimes:
+    """Seconds per message, telemetry on (``host``) and off (``baseline``)."""
+    return asyncio.run(_measure_telemetry(directory, runs=runs, count=messages))
 
 
 async def _profile(directory: str, *, is_async: bool, count: int) -> str:

@@ -59,8 +59,13 @@ def test_the_defaults(tmp_path: Path) -> None:
         "default_grants", "grants", "disabled", "audit_log", "on_demand", "drain_timeout",
         "subscribe_topics", "publish_topics",
         *isolation,
+        *(f"telemetry.{key}" for key in ("enabled", "interval", "retention_days", "database",
+                                         "error_window", "degraded_error_rate",
+                                         "failing_error_rate")),
     }  # fmt: skip
     assert settings.drain_timeout == 10.0
+    assert (settings.telemetry.enabled, settings.telemetry.interval) == (True, 10.0)
+    assert settings.telemetry.database is None  # <data_dir>/telemetry.sqlite
     assert settings.isolation.trusted == [] and settings.audit_log is None
     policy = settings.isolation.policy()
     assert not policy.is_trusted("echo")  # isolated unless trusted
@@ -260,7 +265,7 @@ def test_unknown_and_bad_host_settings_are_all_reported(tmp_path: Path) -> None:
     known = (
         "known: audit_log, data_dir, default_grants, disabled, drain_timeout, grants, isolation, "
         "on_demand, overrides_file, plugin_path, publish_topics, subscribe_topics, "
-        "sync_in_thread, timeout"
+        "sync_in_thread, telemetry, timeout"
     )
     global_file = tmp_path / "global.toml"
     assert [str(problem) for problem in caught.value.problems] == [

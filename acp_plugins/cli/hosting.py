@@ -107,6 +107,7 @@ def build_host(args: argparse.Namespace) -> PluginHost:
         audit=AuditLog(settings.effective_audit_log),
         on_demand=settings.on_demand,
         drain_timeout=settings.drain_timeout,
+        telemetry=settings.telemetry,
     )
 
 

@@ -18,6 +18,8 @@ from acp_plugins import __version__
 from acp_plugins.cli import config_commands as config
 from acp_plugins.cli import plugin_commands as plugins
 from acp_plugins.cli import reload_commands as reloading
+from acp_plugins.cli import serve_command
+from acp_plugins.cli import telemetry_commands as telemetry
 from acp_plugins.cli.exits import EXIT_TEXT, EXIT_USAGE, CliError
 from acp_plugins.cli.hosting import HostCommand
 from acp_plugins.host import CORE_VERSION
@@ -54,7 +56,7 @@ _VALUED = frozenset(f for flags, o in _HOST_OPTIONS if "action" not in o or o["a
                     for f in flags)  # fmt: skip
 _ALL_HOST_FLAGS = frozenset(f for flags, _ in _HOST_OPTIONS for f in flags)
 #: Commands that work without starting a host.
-_WITHOUT_HOST = frozenset({"schema", "validate", "audit"})
+_WITHOUT_HOST = frozenset({"schema", "validate", "audit", "serve"})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -165,6 +167,24 @@ def build_parser() -> argparse.ArgumentParser:
     command("sources", plugins.cmd_sources, "List the data sources active plugins provide.")
     command("metrics", plugins.cmd_metrics, "List the metrics analytics plugins offer.")
     text = (
+        "Show how plugins are doing: healthy, degraded, failing, suspended or stopped, and "
+        "why (their state, errors and timeouts of recent calls, their dependencies, their "
+        "health_check); exit 1 if one is failing."
+    )
+    p = command("health", telemetry.cmd_health, text)
+    p.add_argument("plugin_id", metavar="ID", nargs="?", help="one plugin (default: all)")
+    text = (
+        "Show the figures the host stored (calls, errors, latency per plugin and hook; "
+        "workers' memory, CPU and I/O; what plugins recorded; usage), or the Prometheus "
+        "exposition of the figures now."
+    )
+    p = command("telemetry", telemetry.cmd_telemetry, text)
+    p.add_argument("--since", type=plugins.duration, default=timedelta(days=1),
+                   metavar="DURATION",
+                   help="figures of the last DURATION (default 1d)")  # fmt: skip
+    p.add_argument("--prometheus", action="store_true",
+                   help="print the Prometheus text exposition instead")  # fmt: skip
+    text = (
         "Start a host and reload one plugin the way a running host does: what is installed "
         "now is checked, started beside the running instance and switched to; exit 1 if it "
         "is refused or fails (the old instance would go on serving)."
@@ -174,6 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suspend-dependents", action="store_true",
                    help="suspend running dependents whose range the new version leaves, "
                    "instead of refusing it")  # fmt: skip
+    text = (
+        "Run the management server (REST API, event WebSocket, /metrics) over a host that "
+        "runs until SIGTERM or Ctrl-C; needs pip install 'acp-plugins[server]'."
+    )
+    p = command("serve", serve_command.cmd_serve, text)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=serve_command.DEFAULT_PORT,
+                   help=f"port (default {serve_command.DEFAULT_PORT})")  # fmt: skip
     text = (
         "Run a host that watches an editable plugin project (pip install -e PATH) and reloads "
         "its plugins whenever a file changes, until interrupted (Ctrl-C)."

@@ -136,6 +136,8 @@ async def cmd_info(host: PluginHost, args: argparse.Namespace) -> int:
             counts = f"{stats['calls']} calls, {stats['errors']} errors"
             counts += f", {stats['timeouts']} timeouts"
             latency = f"mean {stats['mean_ms']} ms, max {stats['max_ms']} ms"
+            if "p99_ms" in stats:
+                latency = f"p50 {stats['p50_ms']} ms, p99 {stats['p99_ms']} ms, " + latency
             print(f"{'calls'.ljust(width)}  {hook}: {counts}, {latency}")
     return status
 

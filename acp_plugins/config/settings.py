@@ -26,6 +26,7 @@ from acp_plugins.topics import check_pattern
 __all__ = [
     "HostSettings",
     "IsolationSettings",
+    "TelemetrySettings",
     "WorkerLimitSettings",
     "default_data_root",
     "load_host_settings",
@@ -144,6 +145,27 @@ class IsolationSettings(WorkerLimitSettings):
         )
 
 
+class TelemetrySettings(BaseModel):
+    """What the host measures, where it keeps it, and where health turns bad."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Latency histograms, usage counts, worker readings and the database; off: the
+    #: call counts and mean/max latency alone, nothing stored.
+    enabled: bool = True
+    #: Seconds between writes of what changed to the database (and worker readings).
+    interval: float = Field(default=10.0, ge=0.05, le=3600, allow_inf_nan=False)
+    #: Days of figures the database keeps.
+    retention_days: float = Field(default=7.0, gt=0, le=3650, allow_inf_nan=False)
+    #: The SQLite file (default ``<data_dir>/telemetry.sqlite``).
+    database: Path | None = None
+    #: Seconds of calls a plugin's health is judged on.
+    error_window: float = Field(default=300.0, gt=0, le=86_400, allow_inf_nan=False)
+    #: Error rates at which a plugin is degraded, and failing.
+    degraded_error_rate: float = Field(default=0.05, gt=0, le=1)
+    failing_error_rate: float = Field(default=0.5, gt=0, le=1)
+
+
 class HostSettings(BaseSettings):
     """What the host is configured with: timeouts, where things are, what plugins may do.
 
@@ -183,6 +205,8 @@ class HostSettings(BaseSettings):
     publish_topics: dict[str, list[str]] = {}
     #: Seconds the calls running on a reloaded plugin's old instance may take to finish there.
     drain_timeout: float = Field(10.0, gt=0, le=3600, allow_inf_nan=False)
+    #: Latency histograms, worker readings, usage, health thresholds, the database.
+    telemetry: TelemetrySettings = Field(default_factory=lambda: TelemetrySettings())
 
     @field_validator("default_grants", "disabled", mode="before")
     @classmethod

@@ -93,9 +93,11 @@ def on_activate() -> None:
 
 @hookspec
 def health_check() -> bool | None:
-    """Whether the plugin is ready to serve; asked of a reloaded instance before it takes over.
+    """Whether the plugin is ready to serve.
 
-    Return ``False`` (or raise) to keep the old instance serving.
+    Asked of a reloaded instance before it takes over (``False`` or raising keeps the
+    old instance serving), and by ``host.telemetry.get_plugin_health`` (``False`` or
+    raising makes the plugin ``failing``).
     """
 
 

@@ -10,6 +10,7 @@ the worker's own checks only make a refusal come sooner.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -20,6 +21,8 @@ from acp_plugins.isolation.protocol import decode_value, encode_value
 from acp_plugins.models import DataQuery, Message
 
 __all__ = ["ContextRelay", "encode_kwargs"]
+
+logger = logging.getLogger(__name__)
 
 
 class ContextRelay:
@@ -68,6 +71,9 @@ class ContextRelay:
                 if self.context is not None:
                     self.context.check_topic(str(args["pattern"]), str(args["action"]))
             return None
+        if method == "record_metric":  # checked in the worker already: not answered
+            self._record_metric(frame.get("args"))
+            return None
         reply: dict[str, Any] = {"op": "reply", "id": ask_id}
         self.in_flight += 1
         try:
@@ -115,6 +121,15 @@ class ContextRelay:
                 context.unsubscribe(token)
             return None
         raise AcpPluginsError(f"no context operation {method!r}", plugin_id=self.plugin_id)
+
+    def _record_metric(self, raw: Any) -> None:
+        args = decode_value(raw) if isinstance(raw, dict) else {}
+        if self.context is None or not isinstance(args, dict):
+            return
+        try:
+            self.context.record_metric(args.get("name"), args.get("value"))
+        except AcpPluginsError as error:  # a worker that skipped its own checks
+            logger.warning("%s", error.message)
 
     def _subscribe(self, context: Any, pattern: str, subscription: int) -> int:
         call = self.call

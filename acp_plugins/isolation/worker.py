@@ -60,6 +60,7 @@ from acp_plugins.models import (
     MessageResponse,
 )
 from acp_plugins.runtime.context import json_data
+from acp_plugins.runtime.figures import check_figure
 from acp_plugins.runtime.handle import HookRegistry, InProcessHandle
 from acp_plugins.topics import check_pattern, check_topic
 
@@ -101,6 +102,8 @@ class WorkerContext:
         self.sources: list[DataSourceDefinition] = []
         #: The host's per-topic grants, as sent with the context.
         self.topics = PermissionPolicy()
+        #: The metric names recorded (the host checks the same limit again).
+        self._figures: set[str] = set()
         self.logger = logging.getLogger(f"acp_plugins.plugin.{manifest.plugin_id}")
 
     @property
@@ -175,6 +178,15 @@ class WorkerContext:
 
     def unsubscribe(self, token: int) -> None:
         self._worker.events.unsubscribe(token)
+
+    def record_metric(self, name: str, value: float) -> None:
+        """As in-process: checked here, sent to the host without waiting for an answer."""
+        known = None if name in self._figures else len(self._figures)
+        number = check_figure(self.plugin_id, name, value, known)
+        self._figures.add(name)
+        args = encode_value({"name": name, "value": number})
+        self._worker.send_soon({"op": "context", "id": 0, "method": "record_metric",
+                                "args": args})  # fmt: skip
 
     async def publish(self, topic: str, data: Any = None) -> int:
         self.require(Permission.WRITE_MESSAGING, f"publish on '{topic}'")

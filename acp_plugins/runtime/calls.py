@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from functools import partial
 from time import perf_counter
@@ -19,6 +20,7 @@ from typing import Any
 
 from acp_plugins.errors import CallTimeout, PluginCallError
 from acp_plugins.printable import printable
+from acp_plugins.runtime.latency import LATENCY_BOUNDS
 from acp_plugins.runtime.record import PluginFailure, PluginRecord
 
 __all__ = ["DEFAULT_TIMEOUT", "CallGuard", "call_lifecycle_hook", "invalid_return"]
@@ -127,6 +129,8 @@ class CallGuard:
             stats.total_seconds += elapsed
             if elapsed > stats.max_seconds:
                 stats.max_seconds = elapsed
+            if (buckets := stats.buckets) is not None:
+                buckets[bisect_left(LATENCY_BOUNDS, elapsed)] += 1
             outcomes[position] = result
         if pending:
             settled = await self._settle(
@@ -217,6 +221,8 @@ class CallGuard:
         stats.total_seconds += elapsed
         if elapsed > stats.max_seconds:
             stats.max_seconds = elapsed
+        if (buckets := stats.buckets) is not None:
+            buckets[bisect_left(LATENCY_BOUNDS, elapsed)] += 1
         return result
 
     def _timed_out(

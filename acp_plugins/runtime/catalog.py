@@ -56,6 +56,8 @@ class PluginCatalog:
         self.search_path = list(search_path) if search_path is not None else None
         self.disabled = frozenset(disabled)
         self.records: dict[str, PluginRecord] = {}
+        #: New records count calls into latency histograms (the host's telemetry is on).
+        self.histograms = True
         self.order: list[str] = []
         #: Plugin id -> its place in :attr:`order` (only resolved plugins have one).
         self.position: dict[str, int] = {}
@@ -157,6 +159,7 @@ class PluginCatalog:
             distribution_version=item.distribution_version,
             manifest_path=item.manifest_path,
             manifest=item.manifest,
+            histograms=self.histograms,
         )
         if item.error is not None:
             record.fail("manifest", item.error.message)

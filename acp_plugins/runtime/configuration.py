@@ -30,6 +30,7 @@ from acp_plugins.config.overrides import OverrideStore
 from acp_plugins.errors import AcpPluginsError, ConfigError, PluginNotActive
 from acp_plugins.runtime.calls import CallGuard, call_lifecycle_hook, invalid_return
 from acp_plugins.runtime.catalog import PluginCatalog
+from acp_plugins.runtime.event_sink import EventSink
 from acp_plugins.runtime.handle import as_isolated
 from acp_plugins.runtime.lifecycle import PluginState
 from acp_plugins.runtime.record import PluginRecord
@@ -49,8 +50,11 @@ class ConfigurationService:
         overrides: OverrideStore,
         audit: AuditLog,
         disabled: Iterable[str] = (),
+        events: EventSink | None = None,
     ) -> None:
         self.catalog = catalog
+        #: Told of each change applied (``plugin:configured``): the event bus.
+        self.events = events
         self.guard = guard
         self.sources = sources
         self.overrides = overrides
@@ -103,6 +107,10 @@ class ConfigurationService:
             self.audit.record(plugin_id, "config", "refused", detail=f"{what}: {error.summary}")
             raise
         self.audit.record(plugin_id, "config", "applied", detail=what)
+        if self.events is not None and self.events.listening:  # the key, never the value
+            action = "unset" if remove else "set"
+            self.events.publish("plugin:configured", {"plugin_id": plugin_id, "key": path,
+                                                      "action": action})  # fmt: skip
         return resolved
 
     async def _try_change(

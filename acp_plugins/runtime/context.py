@@ -81,6 +81,9 @@ class HostServices(Protocol):
     def permission_denied(self, caller: str, permission: str, operation: str) -> None:
         """A context operation of ``caller`` was refused (the host audit-logs it)."""
 
+    def record_metric(self, caller: str, name: str, value: object) -> None:
+        """Add ``value`` to ``caller``'s own figure ``name`` (see :mod:`.figures`)."""
+
 
 class PluginContext:
     """What a plugin receives in ``initialize``: its identity, settings and host services."""
@@ -215,6 +218,18 @@ class PluginContext:
         return self._host.publish_event(
             self.plugin_id, topic, json_data(data, what, self.plugin_id)
         )
+
+    def record_metric(self, name: str, value: float) -> None:
+        """Record ``value`` under this plugin's own metric ``name``.
+
+        The host keeps each name's count, sum, lowest, highest and last value, stores
+        them with its telemetry and exposes them to Prometheus as
+        ``acp_plugin_metric{plugin, metric}``. ``name`` is a lowercase identifier, ``value``
+        a finite number, and a plugin may use up to 100 names; anything else raises
+        :class:`~acp_plugins.errors.AcpPluginsError` saying what is wrong. No permission
+        is needed: a plugin records only its own figures.
+        """
+        self._host.record_metric(self.plugin_id, name, value)
 
     def check_topic(self, pattern: str, action: str) -> None:
         """Raise :class:`~acp_plugins.errors.PermissionDenied` (audited) if this plugin may

@@ -44,6 +44,7 @@ from acp_plugins.runtime.commands import CommandEntry, CommandRegistry, parse_ar
 from acp_plugins.runtime.context import PluginContext, json_data
 from acp_plugins.runtime.data_sources import DataSourceRegistry
 from acp_plugins.runtime.event_sink import EventSink
+from acp_plugins.runtime.figures import PluginFigures
 from acp_plugins.runtime.lifecycle import PluginState
 from acp_plugins.runtime.on_demand import OnDemand
 from acp_plugins.runtime.record import PluginRecord
@@ -51,6 +52,7 @@ from acp_plugins.runtime.returns import expect, expect_list
 from acp_plugins.runtime.routing import MessageRouter, RoutedMessage
 from acp_plugins.runtime.subscriptions import FeedToken, PluginFeeds
 from acp_plugins.runtime.unavailable import why_unavailable
+from acp_plugins.runtime.usage import OTHER, UsageCounts
 
 __all__ = ["Dispatcher"]
 
@@ -74,8 +76,14 @@ class Dispatcher:
         on_demand: OnDemand | None = None,
         events: EventSink | None = None,
         feeds: PluginFeeds | None = None,
+        usage: UsageCounts | None = None,
+        figures: PluginFigures | None = None,
     ) -> None:
+        #: Plugins' own figures (``context.record_metric``).
+        self.figures = figures or PluginFigures()
         self.catalog = catalog
+        #: What the host was asked, counted (``None``: the host's telemetry is off).
+        self.usage = usage
         #: Plugins' subscriptions to the bus (``None``: a host without one).
         self.feeds = feeds
         self.on_demand = on_demand
@@ -92,6 +100,11 @@ class Dispatcher:
         if self.on_demand is not None and self.on_demand.pending:
             await self.on_demand.for_message(message.type)
         routed = await self.router.route(message, _context_of)
+        if self.usage is not None:
+            declared = any(
+                message.type in r.message_types for r in self.router.eligible(message.type)
+            )
+            self.usage.count("messages", message.type if declared else OTHER)
         if not routed.handled:
             hint = why_unavailable(self.catalog, Interface.MESSAGE_HANDLER)
             routed.response.content += hint
@@ -121,6 +134,8 @@ class Dispatcher:
             owner = name.rpartition(":")[0] or None
             hint = why_unavailable(self.catalog, Interface.COMMAND_HANDLER, owner)
             raise UnknownCommand(error.message + hint) from None
+        if self.usage is not None:
+            self.usage.count("commands", f"{record.plugin_id}:{definition.name}")
         parsed = parse_arguments(record.plugin_id, definition, args)
         kwargs = {"command": definition.name, "args": parsed.args, "params": parsed.params}
         result = await self.guard.call(
@@ -174,6 +189,8 @@ class Dispatcher:
             owner = source.rpartition(":")[0] or None
             hint = why_unavailable(self.catalog, Interface.DATA_PROVIDER, owner)
             raise UnknownDataSource(error.message + hint) from None
+        if self.usage is not None:
+            self.usage.count("queries", f"{record.plugin_id}:{definition.source_id}")
         result = await self.guard.call(
             record,
             "query_data",
@@ -346,6 +363,9 @@ class Dispatcher:
         if self.feeds is None:
             raise AcpPluginsError("this host has no event bus", plugin_id=caller)
         return self.feeds
+
+    def record_metric(self, caller: str, name: str, value: object) -> None:
+        self.figures.record(caller, name, value)
 
     def permission_denied(self, caller: str, permission: str, operation: str) -> None:
         self.audit.record(caller, "deny", "denied", permission=permission, detail=operation)

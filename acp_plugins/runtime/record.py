@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from acp_plugins.loading.permissions import Permission
+from acp_plugins.runtime.latency import bucket_of, empty_buckets, quantile
 from acp_plugins.runtime.lifecycle import PluginState
 
 if TYPE_CHECKING:
@@ -53,6 +54,9 @@ class CallStats:
     timeouts: int = 0
     total_seconds: float = 0.0
     max_seconds: float = 0.0
+    #: Calls per latency bucket (:mod:`.latency`), every outcome counted; ``None``
+    #: when the host's telemetry is off.
+    buckets: list[int] | None = None
 
     def add(self, seconds: float, *, error: bool = False, timeout: bool = False) -> None:
         self.calls += 1
@@ -61,19 +65,41 @@ class CallStats:
         self.total_seconds += seconds
         if seconds > self.max_seconds:
             self.max_seconds = seconds
+        if self.buckets is not None:
+            self.buckets[bucket_of(seconds)] += 1
+
+    def merge(self, other: CallStats) -> None:
+        """Add ``other``'s calls to these (a reloaded instance's to the plugin's)."""
+        self.calls += other.calls
+        self.errors += other.errors
+        self.timeouts += other.timeouts
+        self.total_seconds += other.total_seconds
+        self.max_seconds = max(self.max_seconds, other.max_seconds)
+        if self.buckets is not None and other.buckets is not None:
+            self.buckets = [a + b for a, b in zip(self.buckets, other.buckets, strict=True)]
 
     @property
     def mean_seconds(self) -> float:
         return self.total_seconds / self.calls if self.calls else 0.0
 
+    def quantile(self, fraction: float) -> float | None:
+        """The estimated ``fraction`` quantile of the latency, in seconds (``None``: off)."""
+        if self.buckets is None:
+            return None
+        return quantile(self.buckets, fraction, self.max_seconds)
+
     def to_dict(self) -> dict[str, float | int]:
-        return {
+        shown: dict[str, float | int] = {
             "calls": self.calls,
             "errors": self.errors,
             "timeouts": self.timeouts,
             "mean_ms": round(self.mean_seconds * 1000, 3),
             "max_ms": round(self.max_seconds * 1000, 3),
         }
+        if self.buckets is not None:
+            for name, fraction in (("p50_ms", 0.5), ("p95_ms", 0.95), ("p99_ms", 0.99)):
+                shown[name] = round(quantile(self.buckets, fraction, self.max_seconds) * 1000, 3)
+        return shown
 
 
 @dataclass(slots=True, eq=False)
@@ -112,6 +138,8 @@ class PluginRecord:
     reloading: bool = False
     #: Events of its subscriptions that arrived while it was suspended (not delivered).
     missed_events: int = 0
+    #: Calls are counted into latency histograms (the host's telemetry is on).
+    histograms: bool = True
 
     #: What a reloaded instance brings with it (the rest stays: history, metrics, state).
     INSTANCE_FIELDS = (
@@ -145,12 +173,7 @@ class PluginRecord:
         for name in self.INSTANCE_FIELDS:
             setattr(self, name, getattr(instance, name))
         for hook, stats in instance.metrics.items():
-            mine = self.stats(hook)
-            mine.calls += stats.calls
-            mine.errors += stats.errors
-            mine.timeouts += stats.timeouts
-            mine.total_seconds += stats.total_seconds
-            mine.max_seconds = max(mine.max_seconds, stats.max_seconds)
+            self.stats(hook).merge(stats)
         self.call_errors.extend(instance.call_errors)
         self.reason = None
 
@@ -171,7 +194,9 @@ class PluginRecord:
     def stats(self, hook: str) -> CallStats:
         stats = self.metrics.get(hook)
         if stats is None:
-            stats = self.metrics[hook] = CallStats()
+            stats = self.metrics[hook] = CallStats(
+                buckets=empty_buckets() if self.histograms else None
+            )
         return stats
 
     def to_dict(self) -> dict[str, Any]:

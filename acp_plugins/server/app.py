@@ -1,0 +1,65 @@
+"""The management server's application: ``create_app(host, tokens)``.
+
+FastAPI, served by uvicorn (``acp-plugins serve``). The host starts in the
+background as the server starts (every route but ``/api/v1/health`` answers 503
+until it is up) and stops when the server stops. The OpenAPI schema is at
+``/api/v1/openapi.json``, its pages at ``/api/v1/docs``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+
+from fastapi import FastAPI, Request, Response
+
+from acp_plugins.host import PluginHost
+from acp_plugins.server import events, host_routes, plugin_routes
+from acp_plugins.server.problems import install_problem_handlers, problem
+from acp_plugins.server.state import ServerState, running_host
+from acp_plugins.server.tokens import ServerTokens
+
+__all__ = ["create_app"]
+
+#: Routes answered before the host is up.
+_ALWAYS = frozenset({"/api/v1/health", "/api/v1/openapi.json", "/api/v1/docs"})
+
+
+def create_app(host: PluginHost, tokens: ServerTokens) -> FastAPI:
+    """The server's application over ``host`` (not started: the server's lifespan does it)."""
+    state = ServerState(host=host, tokens=tokens)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with running_host(state):
+            yield
+
+    app = FastAPI(
+        title="acp-plugins",
+        version=version("acp-plugins"),
+        description="Manage the plugins of a running acp-plugins host.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.acp = state
+    install_problem_handlers(app)
+
+    @app.middleware("http")
+    async def wait_for_the_host(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        if not state.ready.is_set() and request.url.path not in _ALWAYS:
+            detail = state.failed or "the host is starting; try again in a moment"
+            response = problem(503, detail)
+            response.headers["Retry-After"] = "1"
+            return response
+        return await call_next(request)
+
+    app.include_router(host_routes.router)
+    app.include_router(plugin_routes.router)
+    app.include_router(host_routes.metrics_router)
+    app.include_router(events.router)
+    return app

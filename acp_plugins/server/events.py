@@ -1,0 +1,102 @@
+"""``/api/v1/events``: a WebSocket of the bus, after a snapshot of every plugin's state.
+
+The client names the topics it wants with ``?topic=PATTERN`` (repeatable; default
+``plugin:*``, the host's lifecycle events) and its token as for REST (the
+``Authorization`` header, or ``?token=`` where a browser cannot set headers). The
+first message is ``{"type": "snapshot", "plugins": [...]}``, then one
+``{"type": "event", "topic", "data", "publisher", "sequence", "at"}`` per event.
+
+Each client has a bounded queue on the bus. A client too slow to keep up (its
+queue overflowed, or one send waited :data:`SEND_TIMEOUT` seconds) is closed with
+code 1013 (try again later) and the reason, rather than slowing the host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from acp_plugins.server.problems import Problem
+from acp_plugins.server.state import ServerState, bearer, check_scope, server_state
+from acp_plugins.server.tokens import READ
+from acp_plugins.topics import check_pattern
+
+__all__ = ["CLIENT_QUEUE", "SEND_TIMEOUT", "router"]
+
+router = APIRouter()
+
+#: Events held for one client before it counts as too slow.
+CLIENT_QUEUE = 256
+#: Seconds one send to a client may take.
+SEND_TIMEOUT = 5.0
+#: Close codes: the token is missing or not enough; a bad topic; too slow.
+POLICY, BAD_DATA, TRY_AGAIN_LATER = 1008, 1007, 1013
+
+
+def snapshot(state: ServerState) -> dict[str, Any]:
+    """Every plugin's state, as the first message of each connection."""
+    plugins = [
+        {"plugin_id": r.plugin_id, "version": r.version, "state": r.state.value,
+         "waiting": r.waiting, "reason": r.reason, "mode": (r.isolation() or {}).get("mode")}
+        for _, r in sorted(state.host.records.items())
+    ]  # fmt: skip
+    return {"type": "snapshot", "plugins": plugins}
+
+
+@router.websocket("/api/v1/events")
+async def events(websocket: WebSocket) -> None:
+    """The bus's events as they happen, after a snapshot of every plugin."""
+    state = server_state(websocket)
+    try:
+        check_scope(state, bearer(websocket), READ)
+    except Problem as refused:
+        await websocket.close(code=POLICY, reason=refused.detail[:120])
+        return
+    if not state.ready.is_set():
+        await websocket.close(code=TRY_AGAIN_LATER, reason=state.failed or "the host is starting")
+        return
+    patterns = websocket.query_params.getlist("topic") or ["plugin:*"]
+    for pattern in patterns:
+        try:
+            check_pattern(pattern)
+        except ValueError as error:
+            await websocket.close(code=BAD_DATA, reason=f"topic {pattern!r}: {error}"[:120])
+            return
+    await websocket.accept()
+    bus = state.host.events
+    feeds = [bus.subscribe(p, subscriber="websocket", limit=CLIENT_QUEUE) for p in patterns]
+    merged: asyncio.Queue[Any] = asyncio.Queue(maxsize=CLIENT_QUEUE)
+
+    async def pump(feed: Any) -> None:
+        while True:
+            await merged.put(await feed.get())  # full: the feed fills, then drops
+
+    pumps = [asyncio.ensure_future(pump(feed)) for feed in feeds]
+    try:
+        await websocket.send_json(snapshot(state))
+        while True:
+            event = await merged.get()
+            dropped = sum(feed.dropped for feed in feeds)
+            if dropped:
+                await websocket.close(code=TRY_AGAIN_LATER,
+                                      reason=f"too slow: {dropped} events dropped")  # fmt: skip
+                return
+            message = {"type": "event", "topic": event.topic, "data": dict(event.data),
+                       "publisher": event.publisher, "sequence": event.sequence,
+                       "at": event.at.isoformat()}  # fmt: skip
+            try:
+                await asyncio.wait_for(websocket.send_json(message), SEND_TIMEOUT)
+            except asyncio.TimeoutError:
+                with contextlib.suppress(Exception):
+                    await websocket.close(code=TRY_AGAIN_LATER, reason="too slow: a send timed out")
+                return
+    except (WebSocketDisconnect, RuntimeError, StopAsyncIteration):
+        return  # the client went away, or the host is stopping
+    finally:
+        for task in pumps:
+            task.cancel()
+        for feed in feeds:
+            feed.close()

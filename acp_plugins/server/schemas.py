@@ -1,0 +1,145 @@
+"""The server's request and response models (what the OpenAPI schema documents).
+
+Responses about plugins are the same JSON the command line prints with ``--json``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from acp_plugins.models import MessageResponse
+
+__all__ = [
+    "AuditPage",
+    "CommandRequest",
+    "ConfigChange",
+    "ConfigView",
+    "PluginStatus",
+    "PluginView",
+    "ReloadOutcome",
+    "RoutedAnswer",
+    "ServerHealth",
+]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class PluginView(_Out):
+    """Everything known about one plugin (``acp-plugins info ID --json``)."""
+
+    plugin_id: str
+    name: str | None
+    version: str
+    state: str
+    waiting: bool
+    generation: int
+    reloading: bool
+    reason: str | None
+    distribution: str
+    interfaces: list[str]
+    permissions: list[str]
+    granted: list[str]
+    dependencies: dict[str, str]
+    message_types: list[str]
+    commands: list[str]
+    data_sources: list[str]
+    config: dict[str, Any] | None
+    failures: list[dict[str, Any]]
+    call_errors: list[dict[str, Any]]
+    metrics: dict[str, dict[str, float | int]]
+    isolation: dict[str, Any] | None
+
+
+class PluginStatus(_Out):
+    """Where one plugin is in its lifecycle."""
+
+    plugin_id: str
+    version: str
+    state: str
+    waiting: bool
+    reloading: bool
+    generation: int
+    reason: str | None
+    mode: str | None = Field(description="isolated, in-process, or None when not loaded.")
+
+
+class ReloadOutcome(_Out):
+    """What a reload did (``acp-plugins reload ID --json``)."""
+
+    plugin_id: str
+    outcome: str
+    ok: bool
+    from_version: str | None
+    to_version: str | None
+    mode: str | None
+    detail: str
+    draining: int
+    abandoned: int
+    suspended: list[str]
+    seconds: float
+
+
+class ConfigChange(BaseModel):
+    """One setting to change at runtime (saved as a runtime override)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(description="A dotted path, e.g. `prefix` or `limits.rate`.")
+    value: Any
+
+
+class Origin(BaseModel):
+    """Where a value came from: its layer and the file line, variable or default."""
+
+    layer: str = Field(description="defaults, global, environment, user or runtime.")
+    source: str
+
+
+class ConfigView(BaseModel):
+    """A plugin's configuration in force (secrets masked), and where each value came from."""
+
+    plugin_id: str
+    values: dict[str, Any]
+    origins: dict[str, Origin] = Field(description="dotted path -> where its value came from.")
+
+
+class CommandRequest(BaseModel):
+    """A command line for a plugin's command: positional arguments and --options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    args: list[str] = []
+
+
+class RoutedAnswer(BaseModel):
+    """Who answered a message, how sure it was, and the answer."""
+
+    plugin_id: str | None
+    handled: bool
+    confidence: float
+    response: MessageResponse
+    scores: dict[str, float]
+    errors: dict[str, str]
+
+
+class AuditPage(BaseModel):
+    """A page of the audit log, oldest first."""
+
+    entries: list[dict[str, Any]]
+    total: int = Field(description="Entries that match the filters, on every page.")
+    offset: int
+    limit: int
+    unreadable: int = Field(description="Lines of the log that could not be read.")
+
+
+class ServerHealth(BaseModel):
+    """Whether the server's host is up (answered without a token)."""
+
+    status: str = Field(description="`ok`, `starting`, or `failed` (the host did not start).")
+    plugins: int
+    active: int
+    detail: str | None = None

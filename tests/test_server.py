@@ -1,0 +1,392 @@
+"""The management server, run as ``acp-plugins serve`` on 127.0.0.1, with real clients.
+
+One server per module (the sample plugins and the gauge fixture installed), driven
+over HTTP with httpx and over WebSocket with websockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from conftest import fixture_plugin, sample
+
+ADMIN_TOKEN = "admin-token-for-tests"
+READ_TOKEN = "read-token-for-tests"
+
+#: Every route of the API and the scope it needs (None: none). A new route fails
+#: test_every_route_is_listed_here until it is listed with its scope.
+ROUTES: dict[tuple[str, str], str | None] = {
+    ("GET", "/api/v1/health"): None,
+    ("GET", "/api/v1/plugins"): "read",
+    ("GET", "/api/v1/plugins/{plugin_id}"): "read",
+    ("GET", "/api/v1/plugins/{plugin_id}/status"): "read",
+    ("GET", "/api/v1/plugins/{plugin_id}/health"): "read",
+    ("GET", "/api/v1/plugins/{plugin_id}/config"): "read",
+    ("PUT", "/api/v1/plugins/{plugin_id}/config"): "admin",
+    ("GET", "/api/v1/plugins/{plugin_id}/config/schema"): "read",
+    ("DELETE", "/api/v1/plugins/{plugin_id}/config/{key}"): "admin",
+    ("POST", "/api/v1/plugins/{plugin_id}/suspend"): "admin",
+    ("POST", "/api/v1/plugins/{plugin_id}/resume"): "admin",
+    ("POST", "/api/v1/plugins/{plugin_id}/reload"): "admin",
+    ("POST", "/api/v1/messages"): "admin",
+    ("GET", "/api/v1/commands"): "read",
+    ("POST", "/api/v1/commands/{name}"): "admin",
+    ("GET", "/api/v1/sources"): "read",
+    ("POST", "/api/v1/sources/{source}/query"): "read",
+    ("GET", "/api/v1/report"): "read",
+    ("GET", "/api/v1/telemetry"): "read",
+    ("GET", "/api/v1/audit"): "read",
+    ("GET", "/metrics"): "read",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[str]
+    data: Path
+
+    def client(self, token: str | None = ADMIN_TOKEN) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+def _start(plugins: Path, data: Path, **env: str) -> Server:
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "acp_plugins", "serve", "--port", str(port), "--json",
+         "--plugin-path", str(plugins), "--data-dir", str(data), "--trust", "echo"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=data.parent,
+        env={**os.environ, **env},
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/api/v1/health").json()["status"] == "ok":
+                return Server(url, process, data)
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.1)
+    process.kill()
+    raise AssertionError(f"the server did not come up: {process.communicate()}")
+
+
+@pytest.fixture(scope="module")
+def installed(install_plugins: Callable[..., Path]) -> Path:
+    return install_plugins(sample("acp-echo"), sample("acp-tools"), fixture_plugin("acp-fx-gauge"))
+
+
+@pytest.fixture(scope="module")
+def server(installed: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data = tmp_path_factory.mktemp("server") / "data"
+    running = _start(installed, data, ACP_SERVER_TOKEN=ADMIN_TOKEN,
+                     ACP_SERVER_READ_TOKEN=READ_TOKEN)  # fmt: skip
+    yield running
+    running.process.send_signal(signal.SIGTERM)
+    running.process.wait(timeout=60)
+
+
+def _example_path(path: str) -> str:
+    return (path.replace("{plugin_id}", "gauge").replace("{key}", "prefix")
+            .replace("{name}", "tick").replace("{source}", "nothing"))  # fmt: skip
+
+
+# -- the schema and authentication --------------------------------------------------
+
+
+def test_every_route_is_listed_here_with_its_models(server: Server) -> None:
+    schema = httpx.get(f"{server.url}/api/v1/openapi.json").json()
+    found = {(method.upper(), path) for path, item in schema["paths"].items() for method in item}
+    assert found == set(ROUTES)
+    models = schema["components"]["schemas"]
+    expected = (
+        "PluginView",
+        "PluginStatus",
+        "PluginHealth",
+        "ReloadOutcome",
+        "ConfigView",
+        "ConfigChange",
+        "Message",
+        "RoutedAnswer",
+        "TelemetryReport",
+        "AuditPage",
+    )
+    for name in expected:
+        assert name in models, name
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(k for k, v in ROUTES.items() if v))
+def test_no_token_is_401_and_a_read_token_on_an_admin_route_is_403(
+    server: Server, method: str, path: str
+) -> None:
+    url = _example_path(path)
+    anonymous = server.client(token=None).request(method, url)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["content-type"] == "application/problem+json"
+    assert anonymous.headers["www-authenticate"] == "Bearer"
+    wrong = server.client(token="not-" + ADMIN_TOKEN).request(method, url)
+    assert wrong.status_code == 401
+    read = server.client(token=READ_TOKEN).request(method, url)
+    if ROUTES[(method, path)] == "admin":
+        assert read.status_code == 403
+        assert read.json()["detail"] == "this needs the admin token; the read token may only read"
+    else:
+        assert read.status_code not in (401, 403), read.text
+
+
+def test_the_health_route_answers_without_a_token(server: Server) -> None:
+    answer = server.client(token=None).get("/api/v1/health").json()
+    assert answer["status"] == "ok" and answer["plugins"] == 4 and answer["active"] == 4
+
+
+# -- plugins --------------------------------------------------------------------------
+
+
+def test_plugins_list_detail_status_and_health(server: Server) -> None:
+    client = server.client(READ_TOKEN)
+    listed = client.get("/api/v1/plugins").json()
+    assert [p["plugin_id"] for p in listed] == ["echo", "gauge", "gauge-user", "tools"]
+    detail = client.get("/api/v1/plugins/echo").json()
+    assert detail["state"] == "active" and detail["isolation"]["mode"] == "in-process"
+    status = client.get("/api/v1/plugins/gauge/status").json()
+    assert (status["state"], status["mode"]) == ("active", "isolated")
+    health = client.get("/api/v1/plugins/gauge/health").json()
+    assert health["status"] == "healthy"
+
+
+def test_an_unknown_plugin_is_a_404_problem(server: Server) -> None:
+    routes = [("GET", "/api/v1/plugins/nobody"), ("POST", "/api/v1/plugins/nobody/reload"),
+              ("GET", "/api/v1/plugins/nobody/health")]  # fmt: skip
+    for method, path in routes:
+        answer = server.client().request(method, path)
+        assert answer.status_code == 404, (path, answer.text)
+        problem = answer.json()
+        assert problem["status"] == 404 and problem["title"] == "Not found"
+        assert problem["detail"].startswith("no plugin 'nobody' is installed (installed: echo,")
+        assert problem["plugin_id"] == "nobody"
+
+
+def test_a_bad_body_is_422_and_a_bad_config_value_is_400_and_changes_nothing(
+    server: Server,
+) -> None:
+    client = server.client()
+    bad_body = client.put("/api/v1/plugins/echo/config", json={"value": "x"})
+    assert bad_body.status_code == 422
+    assert "key" in bad_body.json()["detail"]
+    before = client.get("/api/v1/plugins/echo/config").json()
+    bad_value = client.put("/api/v1/plugins/echo/config", json={"key": "prefix", "value": 12})
+    assert bad_value.status_code == 400, bad_value.text
+    assert "prefix" in bad_value.json()["detail"]
+    assert client.get("/api/v1/plugins/echo/config").json() == before
+    not_json = client.post(
+        "/api/v1/messages", content=b"{", headers={"content-type": "application/json"}
+    )
+    assert not_json.status_code == 422
+
+
+def test_a_config_change_reaches_the_plugin_and_the_event_stream(server: Server) -> None:
+    client = server.client()
+
+    async def scenario() -> list[dict[str, Any]]:
+        uri = server.url.replace("http", "ws") + f"/api/v1/events?token={READ_TOKEN}"
+        async with connect(uri) as stream:
+            first = json.loads(await stream.recv())
+            assert first["type"] == "snapshot"
+            assert {p["plugin_id"]: p["state"] for p in first["plugins"]}["echo"] == "active"
+            changed = await asyncio.to_thread(
+                client.put, "/api/v1/plugins/echo/config", json={"key": "prefix", "value": "api> "}
+            )
+            assert changed.status_code == 200, changed.text
+            assert changed.json()["values"]["prefix"] == "api> "
+            assert changed.json()["origins"]["prefix"]["layer"] == "runtime"
+            return [json.loads(await asyncio.wait_for(stream.recv(), 10))]
+
+    (event,) = asyncio.run(scenario())
+    assert event["type"] == "event" and event["topic"] == "plugin:configured"
+    assert event["data"] == {"plugin_id": "echo", "key": "prefix", "action": "set"}
+    answer = client.post("/api/v1/messages", json={"type": "echo", "content": "hi"}).json()
+    assert answer["plugin_id"] == "echo" and answer["response"]["content"] == "api> hi"
+    reset = client.delete("/api/v1/plugins/echo/config/prefix")
+    assert reset.status_code == 200
+    assert reset.json()["origins"]["prefix"]["layer"] != "runtime"
+
+
+def test_suspend_and_resume_show_in_the_status_and_the_event_stream(server: Server) -> None:
+    client = server.client()
+
+    async def scenario() -> list[str]:
+        uri = server.url.replace("http", "ws") + "/api/v1/events?topic=plugin:*"
+        async with connect(
+            uri, additional_headers={"Authorization": f"Bearer {READ_TOKEN}"}
+        ) as stream:
+            await stream.recv()  # the snapshot
+            suspended = await asyncio.to_thread(client.post, "/api/v1/plugins/tools/suspend")
+            assert suspended.json()["state"] == "suspended"
+            resumed = await asyncio.to_thread(client.post, "/api/v1/plugins/tools/resume")
+            assert resumed.json()["state"] == "active"
+            topics = []
+            while len(topics) < 2:
+                topics.append(json.loads(await asyncio.wait_for(stream.recv(), 10))["topic"])
+            return topics
+
+    assert asyncio.run(scenario()) == ["plugin:deactivated", "plugin:activated"]
+    again = client.post("/api/v1/plugins/tools/resume")
+    assert again.status_code == 409 and again.json()["plugin_id"] == "tools"
+
+
+def test_the_event_stream_refuses_a_missing_token_and_a_bad_topic(server: Server) -> None:
+    async def open_stream(query: str) -> Any:
+        uri = server.url.replace("http", "ws") + "/api/v1/events" + query
+        async with connect(uri) as stream:
+            return await stream.recv()
+
+    with pytest.raises(InvalidStatus) as refused:
+        asyncio.run(open_stream(""))
+    assert refused.value.response.status_code == 403
+    with pytest.raises((InvalidStatus, ConnectionClosed)):
+        asyncio.run(open_stream(f"?token={READ_TOKEN}&topic=bad..topic"))
+
+
+def test_commands_sources_and_messages(server: Server) -> None:
+    client = server.client()
+    names = {c["name"] for c in client.get("/api/v1/commands").json()}
+    assert {"add", "upper", "tick"} <= names
+    added = client.post("/api/v1/commands/add", json={"args": ["2", "40"]}).json()
+    assert added["success"] is True and added["output"] == "42"
+    bad_args = client.post("/api/v1/commands/add", json={"args": ["two"]})
+    assert bad_args.status_code == 400 and bad_args.json()["kind"] == "CommandUsageError"
+    unknown = client.post("/api/v1/commands/nope")
+    assert unknown.status_code == 404
+    failed = client.post("/api/v1/messages", json={"type": "gauge", "content": "fail"}).json()
+    assert failed["handled"] is False and "told to fail" in failed["errors"]["gauge"]
+    assert client.get("/api/v1/sources").json() == []
+    assert client.post("/api/v1/sources/nothing/query", json={}).status_code == 404
+
+
+def test_reload_through_the_api_and_a_second_one_at_once_is_409(server: Server) -> None:
+    client = server.client()
+    done = client.post("/api/v1/plugins/gauge/reload").json()
+    assert done["ok"] is True and done["outcome"] == "reloaded"
+
+    async def twice() -> list[int]:
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        async with httpx.AsyncClient(base_url=server.url, timeout=60, headers=admin) as c:
+            answers = await asyncio.gather(
+                c.post("/api/v1/plugins/gauge/reload"), c.post("/api/v1/plugins/gauge/reload")
+            )
+            return sorted(a.status_code for a in answers)
+
+    assert asyncio.run(twice()) == [200, 409]
+
+
+def test_telemetry_audit_and_metrics(server: Server) -> None:
+    client = server.client(READ_TOKEN)
+    server.client().post("/api/v1/messages", json={"type": "gauge", "content": "ok"})
+    report = client.get("/api/v1/telemetry", params={"since_seconds": 3600}).json()
+    assert any(h["plugin_id"] == "gauge" and h["hook"] == "handle_message" for h in report["hooks"])
+    page = client.get("/api/v1/audit", params={"limit": 2, "action": "grant"}).json()
+    assert (
+        page["limit"] == 2 and len(page["entries"]) <= 2 and page["total"] >= len(page["entries"])
+    )
+    assert all(e["action"] == "grant" for e in page["entries"])
+    metrics = client.get("/metrics")
+    assert metrics.headers["content-type"].startswith("text/plain")
+    assert 'acp_plugin_up{plugin="gauge"} 1.0' in metrics.text
+    too_long = client.get("/api/v1/telemetry", params={"since_seconds": -1})
+    assert too_long.status_code == 422
+
+
+# -- starting and stopping ------------------------------------------------------------
+
+
+def test_tokens_are_generated_0600_and_sigterm_stops_cleanly(
+    installed: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACP_SERVER_")}
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "acp_plugins", "serve", "--port", str(port), "--json",
+         "--plugin-path", str(installed), "--data-dir", str(data)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert process.stdout is not None
+    started = json.loads(process.stdout.readline())
+    assert started["serving"] == f"http://127.0.0.1:{port}"
+    token_file = data / "server.token"
+    assert started["tokens"]["admin"] == str(token_file)
+    assert (token_file.stat().st_mode & 0o777) == 0o600
+    token = token_file.read_text().strip()
+    url = started["serving"]
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/api/v1/health").json()["status"] == "ok":
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    admin = {"Authorization": f"Bearer {token}"}
+    listed = httpx.get(f"{url}/api/v1/plugins", headers=admin).json()
+    # the samples wait for their first use; gauge and gauge-user start with the host
+    running = [p["isolation"] for p in listed if p["isolation"]]
+    workers = [i["pid"] for i in running if i["mode"] == "isolated"]
+    assert len(workers) >= 2 and all(_alive(pid) for pid in workers)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert json.loads(out.splitlines()[-1]) == {"stopped": url}
+    assert "Traceback" not in err
+    assert not [pid for pid in workers if _alive(pid)]
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{url}/api/v1/health")
+
+
+def _alive(pid: int) -> bool:
+    """A process that exists and is not a zombie (gone, but not yet reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_port_in_use_is_one_line_and_exit_1(installed: Path, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "acp_plugins", "serve", "--port", str(port),
+             "--plugin-path", str(installed), "--data-dir", str(tmp_path / "data")],
+            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(f"error: could not serve on http://127.0.0.1:{port}: ")
+    assert "Address already in use" in done.stderr and len(done.stderr.splitlines()) == 1
+    assert "Traceback" not in done.stderr
