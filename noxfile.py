@@ -34,6 +34,7 @@ LOWEST = [
     "uvicorn==0.30.0",
     "httpx==0.27.0",
     "websockets==14.0",
+    "selenium==4.20.0",
 ]
 
 nox.options.sessions = ["lint", "tests", "tests_lowest"]

@@ -26,11 +26,12 @@ from benchmarks import env
 from benchmarks.cli_send import measure_send
 from benchmarks.dispatch import measure_dispatch, measure_telemetry, profile_dispatch
 from benchmarks.isolation import measure_isolation, summary
+from benchmarks.server import CONCURRENCY, measure_server
 from benchmarks.startup import measure_startup, profile_startup
 
 BENCHMARKS = (
     "dispatch", "telemetry", "discover", "discover-stevedore", "start", "start-large",
-    "isolation", "send",
+    "isolation", "send", "server",
 )  # fmt: skip
 
 
@@ -291,6 +292,32 @@ def _bench_send(args: argparse.Namespace) -> Result:
     )
 
 
+def _bench_server(args: argparse.Namespace) -> tuple[list[Result], dict[str, Any]]:
+    count = max(500, args.messages // 5)
+    _log(f"[server] {count} requests per route, {CONCURRENCY} at once ...")
+    load = measure_server(count=count)
+    floor = load.latencies["floor"]
+    results = [
+        Result(
+            name=f"server-{route}",
+            description=f"acp-plugins serve: {label}, {CONCURRENCY} connections",
+            baseline_name="a bare FastAPI route on uvicorn answering constant JSON",
+            unit="ms",
+            ours=load.latencies[route],
+            baseline=floor,
+            goal=None,
+        )
+        for route, label in (("plugins", "GET /api/v1/plugins"),
+                             ("messages", "POST /api/v1/messages (echo, trusted)"))
+    ]  # fmt: skip
+    notes = {
+        f"server {route}": f"{load.per_second(route):.0f} requests/s, p50 "
+        f"{load.quantile(route, 0.5) * 1000:.2f} ms, p99 {load.quantile(route, 0.99) * 1000:.2f} ms"
+        for route in ("floor", "plugins", "messages")
+    }
+    return results, notes
+
+
 def _table(results: Sequence[Result], args: argparse.Namespace, elapsed: float) -> str:
     header = ("benchmark", "acp-plugins", "baseline", "ratio", "goal", "ok")
     rows = []
@@ -396,6 +423,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.extend(isolated)
     if "send" in selected:
         results.append(_bench_send(args))
+    if "server" in selected:
+        served, served_notes = _bench_server(args)
+        results.extend(served)
+        notes.update(served_notes)
     elapsed = time.perf_counter() - started
     if args.json:
         document = {

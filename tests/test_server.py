@@ -44,6 +44,8 @@ ROUTES: dict[tuple[str, str], str | None] = {
     ("POST", "/api/v1/plugins/{plugin_id}/suspend"): "admin",
     ("POST", "/api/v1/plugins/{plugin_id}/resume"): "admin",
     ("POST", "/api/v1/plugins/{plugin_id}/reload"): "admin",
+    ("POST", "/api/v1/plugins/{plugin_id}/install"): "admin",
+    ("DELETE", "/api/v1/plugins/{plugin_id}"): "admin",
     ("POST", "/api/v1/messages"): "admin",
     ("GET", "/api/v1/commands"): "read",
     ("POST", "/api/v1/commands/{name}"): "admin",

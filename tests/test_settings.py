@@ -62,6 +62,7 @@ def test_the_defaults(tmp_path: Path) -> None:
         *(f"telemetry.{key}" for key in ("enabled", "interval", "retention_days", "database",
                                          "error_window", "degraded_error_rate",
                                          "failing_error_rate")),
+        "server.indexes", "server.install_target", "server.pip_timeout",
     }  # fmt: skip
     assert settings.drain_timeout == 10.0
     assert (settings.telemetry.enabled, settings.telemetry.interval) == (True, 10.0)
@@ -264,7 +265,7 @@ def test_unknown_and_bad_host_settings_are_all_reported(tmp_path: Path) -> None:
 
     known = (
         "known: audit_log, data_dir, default_grants, disabled, drain_timeout, grants, isolation, "
-        "on_demand, overrides_file, plugin_path, publish_topics, subscribe_topics, "
+        "on_demand, overrides_file, plugin_path, publish_topics, server, subscribe_topics, "
         "sync_in_thread, telemetry, timeout"
     )
     global_file = tmp_path / "global.toml"

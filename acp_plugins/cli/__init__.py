@@ -82,7 +82,26 @@ def _main(argv: list[str]) -> int:
 
 
 async def _dispatch(args: Any) -> int:
+    server = getattr(args, "server", None) or os.environ.get("ACP_SERVER_URL")
+    if args.needs_host and server:
+        return await _remote(args, server)
     if args.needs_host:
         return await with_host(args.handler, args)
     result: int = await args.handler(args)
+    return result
+
+
+async def _remote(args: Any, server: str) -> int:
+    """Run a command against the server at ``server`` instead of a host of its own."""
+    from acp_plugins.cli.hosting import host_settings
+    from acp_plugins.cli.remote import REMOTE_COMMANDS, RemoteHost, server_token
+
+    if args.name not in REMOTE_COMMANDS:
+        raise CliError(
+            f"'{args.name}' does not go through --server yet (only "
+            f"{', '.join(sorted(REMOTE_COMMANDS))}); run it without --server and ACP_SERVER_URL",
+            EXIT_USAGE,
+        )
+    settings, _ = host_settings(args)
+    result: int = await args.handler(RemoteHost(server, server_token(settings.data_dir)), args)
     return result

@@ -9,7 +9,7 @@ import sys
 from types import FrameType
 
 from acp_plugins.cli.exits import EXIT_FAILED, EXIT_OK, CliError
-from acp_plugins.cli.hosting import build_host
+from acp_plugins.cli.hosting import build_host, host_settings
 from acp_plugins.cli.output import print_json
 
 __all__ = ["DEFAULT_PORT", "cmd_serve"]
@@ -31,9 +31,10 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         ) from None
     url = f"http://{args.host}:{args.port}"
     listening = _bind(args.host, args.port, url)
+    settings, _ = host_settings(args)
     host = build_host(args)
     tokens = ServerTokens.load(host.data_root)
-    app = create_app(host, tokens)
+    app = create_app(host, tokens, settings.server)
     config = uvicorn.Config(
         app, host=args.host, port=args.port, log_level="warning", lifespan="on",
         timeout_graceful_shutdown=30,

@@ -26,6 +26,7 @@ from acp_plugins.topics import check_pattern
 __all__ = [
     "HostSettings",
     "IsolationSettings",
+    "ServerSettings",
     "TelemetrySettings",
     "WorkerLimitSettings",
     "default_data_root",
@@ -166,6 +167,28 @@ class TelemetrySettings(BaseModel):
     failing_error_rate: float = Field(default=0.5, gt=0, le=1)
 
 
+class ServerSettings(BaseModel):
+    """What ``acp-plugins serve`` may install, from where, and into which folder."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: The PEP 503 package indexes an install may name (the first is the default).
+    indexes: list[str] = Field(default_factory=lambda: ["https://pypi.org/simple"])
+    #: The folder pip installs plugins into (default: the first plugin_path, else the
+    #: environment the host runs in).
+    install_target: Path | None = None
+    #: Seconds one pip run may take.
+    pip_timeout: float = Field(default=300.0, gt=0, le=3600, allow_inf_nan=False)
+
+    @field_validator("indexes")
+    @classmethod
+    def _indexes_are_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://", "file://")):
+                raise ValueError(f"{url!r} is not an http(s) or file URL of a package index")
+        return [url.rstrip("/") for url in value]
+
+
 class HostSettings(BaseSettings):
     """What the host is configured with: timeouts, where things are, what plugins may do.
 
@@ -207,6 +230,8 @@ class HostSettings(BaseSettings):
     drain_timeout: float = Field(10.0, gt=0, le=3600, allow_inf_nan=False)
     #: Latency histograms, worker readings, usage, health thresholds, the database.
     telemetry: TelemetrySettings = Field(default_factory=lambda: TelemetrySettings())
+    #: The management server's package indexes and install folder.
+    server: ServerSettings = Field(default_factory=lambda: ServerSettings())
 
     @field_validator("default_grants", "disabled", mode="before")
     @classmethod

@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib.metadata import version
+from importlib.resources import files
 
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import HTMLResponse
 
+from acp_plugins.config.settings import ServerSettings
 from acp_plugins.host import PluginHost
 from acp_plugins.server import events, host_routes, plugin_routes
 from acp_plugins.server.problems import install_problem_handlers, problem
@@ -23,12 +26,14 @@ from acp_plugins.server.tokens import ServerTokens
 __all__ = ["create_app"]
 
 #: Routes answered before the host is up.
-_ALWAYS = frozenset({"/api/v1/health", "/api/v1/openapi.json", "/api/v1/docs"})
+_ALWAYS = frozenset({"/", "/api/v1/health", "/api/v1/openapi.json", "/api/v1/docs"})
 
 
-def create_app(host: PluginHost, tokens: ServerTokens) -> FastAPI:
+def create_app(
+    host: PluginHost, tokens: ServerTokens, settings: ServerSettings | None = None
+) -> FastAPI:
     """The server's application over ``host`` (not started: the server's lifespan does it)."""
-    state = ServerState(host=host, tokens=tokens)
+    state = ServerState(host=host, tokens=tokens, settings=settings or ServerSettings())
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -62,4 +67,11 @@ def create_app(host: PluginHost, tokens: ServerTokens) -> FastAPI:
     app.include_router(plugin_routes.router)
     app.include_router(host_routes.metrics_router)
     app.include_router(events.router)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def dashboard() -> HTMLResponse:
+        """The dashboard: the plugins, live, and buttons (it asks for the token)."""
+        page = files("acp_plugins.server").joinpath("static/dashboard.html").read_text("utf-8")
+        return HTMLResponse(page)
+
     return app

@@ -5,15 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
 
+from acp_plugins.server.install import PackageInstaller
 from acp_plugins.server.problems import Problem
 from acp_plugins.server.schemas import (
     ConfigChange,
     ConfigView,
+    InstallOutcome,
+    InstallRequest,
     Origin,
     PluginStatus,
     PluginView,
     ReloadOutcome,
+    UninstallOutcome,
 )
 from acp_plugins.server.state import ServerState, require, server_state
 from acp_plugins.server.tokens import ADMIN, READ
@@ -30,15 +35,16 @@ def _view(state: ServerState, plugin_id: str) -> dict[str, Any]:
 
 
 @router.get("", response_model=list[PluginView], dependencies=[require(READ)])
-async def list_plugins(state: ServerState = State) -> list[dict[str, Any]]:
+async def list_plugins(state: ServerState = State) -> JSONResponse:
     """Every installed plugin, with its state and, if refused, why (``acp-plugins list``)."""
-    return [record.to_dict() for _, record in sorted(state.host.records.items())]
+    # as the command line prints it, field for field and in its order
+    return JSONResponse([record.to_dict() for _, record in sorted(state.host.records.items())])
 
 
 @router.get("/{plugin_id}", response_model=PluginView, dependencies=[require(READ)])
-async def plugin_detail(plugin_id: str, state: ServerState = State) -> dict[str, Any]:
+async def plugin_detail(plugin_id: str, state: ServerState = State) -> JSONResponse:
     """Everything known about one plugin (``acp-plugins info ID``)."""
-    return _view(state, plugin_id)
+    return JSONResponse(_view(state, plugin_id))
 
 
 @router.get("/{plugin_id}/status", response_model=PluginStatus, dependencies=[require(READ)])
@@ -135,3 +141,24 @@ async def reload(
     work = state.host.reload(plugin_id, suspend_dependents=suspend_dependents)
     result = await state.single_flight(plugin_id, "reload", work)
     return result.to_dict()
+
+
+@router.post("/{plugin_id}/install", response_model=InstallOutcome, dependencies=[require(ADMIN)])
+async def install(
+    plugin_id: str, request: InstallRequest | None = None, state: ServerState = State
+) -> dict[str, Any]:
+    """Install (or upgrade to) the newest version in range from an allowed index, validate
+    its manifest before any of its code runs, and start it; 409 while one of it runs."""
+    wanted = request or InstallRequest()
+    installer = PackageInstaller(state.host, state.settings)
+    work = installer.install(plugin_id, version=wanted.version, index_url=wanted.index_url,
+                             distribution=wanted.distribution)  # fmt: skip
+    return await state.single_flight(plugin_id, "install", work)
+
+
+@router.delete("/{plugin_id}", response_model=UninstallOutcome, dependencies=[require(ADMIN)])
+async def uninstall(plugin_id: str, state: ServerState = State) -> dict[str, Any]:
+    """Unload the plugin, then uninstall its distribution."""
+    state.host.record(plugin_id)
+    work = PackageInstaller(state.host, state.settings).uninstall(plugin_id)
+    return await state.single_flight(plugin_id, "uninstall", work)

@@ -16,11 +16,14 @@ __all__ = [
     "CommandRequest",
     "ConfigChange",
     "ConfigView",
+    "InstallOutcome",
+    "InstallRequest",
     "PluginStatus",
     "PluginView",
     "ReloadOutcome",
     "RoutedAnswer",
     "ServerHealth",
+    "UninstallOutcome",
 ]
 
 
@@ -105,6 +108,42 @@ class ConfigView(BaseModel):
     plugin_id: str
     values: dict[str, Any]
     origins: dict[str, Origin] = Field(description="dotted path -> where its value came from.")
+
+
+class InstallRequest(BaseModel):
+    """What to install: a version range, from which allowed index, which distribution."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = Field(default="*", description="npm-style or PEP 440 range; the newest in it.")
+    index_url: str | None = Field(
+        default=None, description="One of server.indexes (default the first)."
+    )
+    distribution: str | None = Field(
+        default=None, description="The distribution (default: the id)."
+    )
+
+
+class InstallOutcome(BaseModel):
+    """What an install did: the version chosen, where, the rescan, pip's output."""
+
+    plugin_id: str
+    distribution: str
+    version: str
+    index_url: str
+    target: str | None = Field(description="The folder installed into (None: the environment).")
+    state: str
+    rescan: dict[str, Any] = Field(description="added, removed, reloads (upgrades).")
+    pip_output: str
+
+
+class UninstallOutcome(BaseModel):
+    """What an uninstall removed."""
+
+    plugin_id: str
+    distribution: str
+    rescan: dict[str, Any]
+    pip_output: str
 
 
 class CommandRequest(BaseModel):

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 
+from acp_plugins.config.settings import ServerSettings
 from acp_plugins.host import PluginHost
 from acp_plugins.server.problems import Problem
 from acp_plugins.server.tokens import ADMIN, Scope, ServerTokens
@@ -37,6 +38,8 @@ class ServerState:
     failed: str | None = None
     #: plugin id -> the operation (install, reload...) running on it now.
     running: dict[str, str] = field(default_factory=dict)
+    #: What may be installed, from where, into which folder.
+    settings: ServerSettings = field(default_factory=ServerSettings)
 
     async def single_flight(self, plugin_id: str, operation: str, work: Awaitable[T]) -> T:
         """Run ``work`` unless an operation on ``plugin_id`` is running: then 409."""

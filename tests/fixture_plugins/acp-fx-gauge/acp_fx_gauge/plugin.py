@@ -1,12 +1,13 @@
 """Does what a message of type ``gauge`` says, to be measured.
 
-``ok``; ``fail`` (raises); ``stall SECONDS`` (sleeps); ``metric NAME VALUE``
+``ok``; ``fail`` (raises); ``stall SECONDS`` (sleeps); ``spin SECONDS`` (uses the CPU); ``metric NAME VALUE``
 (``context.record_metric``); ``write BYTES`` (into its data directory);
 ``sick`` / ``well`` (what its ``health_check`` answers from then on). Its command
 ``tick`` answers ``tock``.
 """
 
 import asyncio
+import time
 
 from acp_plugins import AcpPluginsError, CommandDefinition, CommandResult, Plugin, hookimpl
 
@@ -35,6 +36,10 @@ class Gauge(Plugin):
                 context.record_metric(name, float(value) if value != "text" else value)
             except AcpPluginsError as error:
                 return f"refused: {error}"
+        elif word == "spin":
+            until = time.process_time() + float(rest)
+            while time.process_time() < until:
+                pass
         elif word == "write":
             (context.data_dir / "written.bin").write_bytes(b"x" * int(rest))
         elif word in ("sick", "well"):

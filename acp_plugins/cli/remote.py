@@ -1,0 +1,181 @@
+"""The command line as a client of a running ``acp-plugins serve``.
+
+With ``--server URL`` (or ``ACP_SERVER_URL``), the commands in :data:`REMOTE_COMMANDS`
+ask that server instead of starting a host of their own: the same handlers run
+against :class:`RemoteHost`, which offers the part of ``PluginHost`` they use over
+the REST API, so the output and the exit statuses are the same. A server's error
+comes back as the library error it was (its ``kind``), or, for the server's own
+errors, as one line with the status that fits. The token is ``ACP_SERVER_TOKEN``,
+else the server's token file in the data directory (``server.token``).
+
+Only the standard library is used (``urllib``): the client needs no extra.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from acp_plugins import errors
+from acp_plugins.cli.exits import (
+    EXIT_FAILED,
+    EXIT_NOT_FOUND,
+    EXIT_PLUGIN_ERROR,
+    EXIT_USAGE,
+    CliError,
+)
+from acp_plugins.models import Message, MessageResponse, TimeRange
+from acp_plugins.runtime.lifecycle import PluginState
+from acp_plugins.runtime.reload import ReloadResult
+from acp_plugins.runtime.routing import RoutedMessage
+from acp_plugins.telemetry import PluginHealth, TelemetryReport
+
+__all__ = ["REMOTE_COMMANDS", "RemoteHost", "server_token"]
+
+#: The commands that go to a server with ``--server``.
+REMOTE_COMMANDS = frozenset({"list", "send", "health", "telemetry", "reload"})
+
+#: Library errors a server's problem may name, raised again here as they were.
+_KINDS: dict[str, type[errors.AcpPluginsError]] = {
+    kind.__name__: kind
+    for kind in (
+        errors.PluginNotFound, errors.PluginNotActive, errors.UnknownCommand,
+        errors.UnknownDataSource, errors.CommandUsageError, errors.CommandConflictError,
+        errors.DataSourceConflictError, errors.UnsupportedReportFormat, errors.IllegalTransition,
+    )
+}  # fmt: skip
+_STATUS = {400: EXIT_USAGE, 404: EXIT_NOT_FOUND, 422: EXIT_USAGE, 502: EXIT_PLUGIN_ERROR,
+           504: EXIT_PLUGIN_ERROR}  # fmt: skip
+
+
+def server_token(data_dir: Path, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The admin token: ``ACP_SERVER_TOKEN``, else the server's token file."""
+    given = environ.get("ACP_SERVER_TOKEN", "").strip()
+    if given:
+        return given
+    try:
+        return (data_dir / "server.token").read_text(encoding="ascii").strip() or None
+    except OSError:
+        return None
+
+
+@dataclass
+class RemoteRecord:
+    """A plugin as the server describes it: what the command handlers read of a record."""
+
+    data: dict[str, Any]
+    plugin_id: str = field(init=False)
+    version: str = field(init=False)
+    state: PluginState = field(init=False)
+    waiting: bool = field(init=False)
+    reason: str | None = field(init=False)
+    interfaces: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.plugin_id = str(self.data["plugin_id"])
+        self.version = str(self.data["version"])
+        self.state = PluginState(self.data["state"])
+        self.waiting = bool(self.data.get("waiting"))
+        self.reason = self.data.get("reason")
+        self.interfaces = list(self.data.get("interfaces") or [])
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+class RemoteHost:
+    """The part of ``PluginHost`` the remote commands use, answered by a server."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.telemetry = _RemoteTelemetry(self)
+        self._records: dict[str, RemoteRecord] | None = None
+
+    def request(self, method: str, path: str, body: Any = None, *, raw: bool = False) -> Any:
+        """One call to the server; its problem raised as a library error or a CliError."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=600) as answer:
+                payload = answer.read()
+        except urllib.error.HTTPError as error:
+            raise _problem(error) from None
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise CliError(f"cannot reach the server at {self.url}: {reason}; is `acp-plugins "
+                           "serve` running there?", EXIT_FAILED) from None  # fmt: skip
+        return payload if raw else json.loads(payload)
+
+    @property
+    def records(self) -> dict[str, RemoteRecord]:
+        if self._records is None:
+            listed = self.request("GET", "/api/v1/plugins")
+            self._records = {item["plugin_id"]: RemoteRecord(item) for item in listed}
+        return self._records
+
+    def record(self, plugin_id: str) -> RemoteRecord:
+        quoted = urllib.parse.quote(plugin_id, safe="")
+        return RemoteRecord(self.request("GET", f"/api/v1/plugins/{quoted}"))
+
+    async def start_plugin(self, plugin_id: str) -> None:
+        """Nothing to do: the server starts what it is asked about."""
+
+    async def send(self, message: Message) -> RoutedMessage:
+        answer = self.request("POST", "/api/v1/messages", message.model_dump(mode="json"))
+        return RoutedMessage(
+            plugin_id=answer["plugin_id"], confidence=answer["confidence"],
+            response=MessageResponse.model_validate(answer["response"]),
+            scores=answer["scores"], errors=answer["errors"],
+        )  # fmt: skip
+
+    async def reload(self, plugin_id: str, *, suspend_dependents: bool = False) -> ReloadResult:
+        quoted = urllib.parse.quote(plugin_id, safe="")
+        flag = "true" if suspend_dependents else "false"
+        answer = self.request("POST", f"/api/v1/plugins/{quoted}/reload?suspend_dependents={flag}")
+        answer.pop("ok", None)
+        return ReloadResult(**answer)
+
+
+class _RemoteTelemetry:
+    def __init__(self, host: RemoteHost) -> None:
+        self.host = host
+
+    async def get_plugin_health(self, plugin_id: str) -> PluginHealth:
+        quoted = urllib.parse.quote(plugin_id, safe="")
+        return PluginHealth.model_validate(
+            self.host.request("GET", f"/api/v1/plugins/{quoted}/health")
+        )
+
+    async def generate_telemetry_report(self, time_range: TimeRange) -> TelemetryReport:
+        seconds = max(1.0, (time_range.end - time_range.start).total_seconds())
+        answer = self.host.request("GET", f"/api/v1/telemetry?since_seconds={seconds:g}")
+        return TelemetryReport.model_validate(answer)
+
+    def prometheus(self) -> bytes:
+        payload: bytes = self.host.request("GET", "/metrics", raw=True)
+        return payload
+
+
+def _problem(error: urllib.error.HTTPError) -> Exception:
+    try:
+        body = json.loads(error.read())
+    except (ValueError, OSError):
+        body = {}
+    detail = str(body.get("detail") or error.reason)
+    kind = _KINDS.get(str(body.get("kind")))
+    if kind is not None:
+        return kind(detail, plugin_id=body.get("plugin_id"))
+    return CliError(f"the server answered {error.code}: {detail}",
+                    _STATUS.get(error.code, EXIT_FAILED))  # fmt: skip
