@@ -392,3 +392,15 @@ def test_a_port_in_use_is_one_line_and_exit_1(installed: Path, tmp_path: Path) -
     assert done.stderr.startswith(f"error: could not serve on http://127.0.0.1:{port}: ")
     assert "Address already in use" in done.stderr and len(done.stderr.splitlines()) == 1
     assert "Traceback" not in done.stderr
+
+
+def test_the_listening_socket_says_it_is_tcp_so_replies_are_not_held_back() -> None:
+    # asyncio sets TCP_NODELAY on accepted sockets only when the listening one says
+    # IPPROTO_TCP; without it every reply waited 40 ms for Nagle and delayed ACKs
+    from acp_plugins.cli.serve_command import _bind
+
+    listening = _bind("127.0.0.1", 0, "http://127.0.0.1:0")
+    try:
+        assert listening.proto == socket.IPPROTO_TCP
+    finally:
+        listening.close()

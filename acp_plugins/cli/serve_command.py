@@ -70,7 +70,8 @@ def _bind(address: str, port: int, url: str) -> socket.socket:
     """The listening socket, bound here so that a port in use is one clear line."""
     try:
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        listening = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say they are TCP
+        listening = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listening.bind((address, port))
     except (OSError, OverflowError) as error:

@@ -100,11 +100,11 @@ class Dispatcher:
         if self.on_demand is not None and self.on_demand.pending:
             await self.on_demand.for_message(message.type)
         routed = await self.router.route(message, _context_of)
-        if self.usage is not None:
-            declared = any(
-                message.type in r.message_types for r in self.router.eligible(message.type)
-            )
-            self.usage.count("messages", message.type if declared else OTHER)
+        if (usage := self.usage) is not None:  # inline: it runs for every message
+            kind = message.type
+            label = kind if self.router.declares(kind) else OTHER
+            counts = usage.messages
+            counts[label] = counts.get(label, 0) + 1
         if not routed.handled:
             hint = why_unavailable(self.catalog, Interface.MESSAGE_HANDLER)
             routed.response.content += hint

@@ -99,7 +99,7 @@ SCORING_PAUSE = 30.0
 class MessageRouter:
     """Routes messages among message handler plugins."""
 
-    __slots__ = ("_by_type", "_guard", "_handlers", "_paused_until", "_timeouts")
+    __slots__ = ("_by_type", "_declared", "_guard", "_handlers", "_paused_until", "_timeouts")
 
     #: How many message types' candidate lists are remembered at once.
     MAX_CACHED_TYPES = 1024
@@ -108,6 +108,8 @@ class MessageRouter:
         self._guard = guard
         self._handlers: list[PluginRecord] = []
         self._by_type: dict[str, list[PluginRecord]] = {}
+        #: message type -> whether a handler names it (not only "*"): usage labels.
+        self._declared: dict[str, bool] = {}
         self._timeouts: dict[str, int] = {}  # can_handle timeouts in a row, by plugin id
         self._paused_until: dict[str, float] = {}  # left out of routing until (monotonic)
 
@@ -154,11 +156,13 @@ class MessageRouter:
         """Route to one more (just activated) handler."""
         bisect.insort(self._handlers, record, key=lambda r: r.plugin_id)
         self._by_type.clear()
+        self._declared.clear()
 
     def reset(self, records: Iterable[PluginRecord]) -> None:
         """Route to exactly ``records`` from now on."""
         self._handlers = sorted(records, key=lambda r: r.plugin_id)
         self._by_type.clear()
+        self._declared.clear()
 
     def eligible(self, message_type: str) -> list[PluginRecord]:
         """The handlers that accept ``message_type``, in plugin id order."""
@@ -172,6 +176,17 @@ class MessageRouter:
                 if message_type in record.message_types or "*" in record.message_types
             ]
         return found
+
+    def declares(self, message_type: str) -> bool:
+        """Whether an active handler names ``message_type`` among its types (``*`` does not)."""
+        known = self._declared.get(message_type)
+        if known is None:  # once per type between changes of the handlers
+            if len(self._declared) >= self.MAX_CACHED_TYPES:
+                self._declared.clear()
+            known = self._declared[message_type] = any(
+                message_type in record.message_types for record in self._handlers
+            )
+        return known
 
     async def route(
         self,

@@ -24,14 +24,17 @@ USAGE_KINDS = ("messages", "commands", "queries")
 class UsageCounts:
     """Counts of what the host was asked, by kind and name, since the host started."""
 
-    __slots__ = ("counts",)
+    __slots__ = ("counts", "messages")
 
     def __init__(self) -> None:
         self.counts: dict[str, Counter[str]] = {kind: Counter() for kind in USAGE_KINDS}
+        #: ``counts["messages"]``, for the dispatcher's every message.
+        self.messages = self.counts["messages"]
 
     def count(self, kind: str, name: str) -> None:
         """One more ``kind`` (one of :data:`USAGE_KINDS`) called ``name``."""
-        self.counts[kind][name] += 1
+        counter = self.counts[kind]
+        counter[name] = counter.get(name, 0) + 1
 
     def snapshot(self) -> dict[str, dict[str, int]]:
         """A copy of every count, by kind then name."""

@@ -8,13 +8,14 @@ until it is up) and stops when the server stops. The OpenAPI schema is at
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 from importlib.resources import files
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from acp_plugins.config.settings import ServerSettings
 from acp_plugins.host import PluginHost
@@ -27,6 +28,25 @@ __all__ = ["create_app"]
 
 #: Routes answered before the host is up.
 _ALWAYS = frozenset({"/", "/api/v1/health", "/api/v1/openapi.json", "/api/v1/docs"})
+
+
+class _WaitForTheHost:
+    """Answer 503 until the host is up (a plain ASGI middleware: Starlette's
+    ``BaseHTTPMiddleware`` streams every response in pieces, which costs each
+    request Nagle's and delayed ACK's 40 ms)."""
+
+    def __init__(self, app: ASGIApp, state: ServerState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = self.state
+        if scope["type"] == "http" and not state.ready.is_set() and scope["path"] not in _ALWAYS:
+            response = problem(503, state.failed or "the host is starting; try again in a moment")
+            response.headers["Retry-After"] = "1"
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def create_app(
@@ -52,16 +72,7 @@ def create_app(
     app.state.acp = state
     install_problem_handlers(app)
 
-    @app.middleware("http")
-    async def wait_for_the_host(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        if not state.ready.is_set() and request.url.path not in _ALWAYS:
-            detail = state.failed or "the host is starting; try again in a moment"
-            response = problem(503, detail)
-            response.headers["Retry-After"] = "1"
-            return response
-        return await call_next(request)
+    app.add_middleware(_WaitForTheHost, state=state)
 
     app.include_router(host_routes.router)
     app.include_router(plugin_routes.router)
