@@ -94,8 +94,10 @@ def test_errors_through_the_server_keep_their_exit_status(
     unknown = _acp(plain_server, installed, "health", "nobody")
     assert unknown.returncode == 3
     assert unknown.stderr.startswith("error: no plugin 'nobody' is installed")
-    not_yet = _acp(plain_server, installed, "info", "gauge")
-    assert not_yet.returncode == 2 and "does not go through --server yet" in not_yet.stderr
+    for command in (["info", "gauge"], ["audit"], ["config", "schema", "echo"]):
+        not_yet = _acp(plain_server, installed, *command)
+        assert not_yet.returncode == 2, command
+        assert "does not go through --server yet" in not_yet.stderr
     port = _free_port()
     nobody = subprocess.run(
         [sys.executable, "-m", "acp_plugins", "list", "--server", f"http://127.0.0.1:{port}"],
@@ -109,3 +111,29 @@ def test_errors_through_the_server_keep_their_exit_status(
     )  # fmt: skip
     assert wrong.returncode == 1 and "the server answered 401" in wrong.stderr
     assert "Traceback" not in wrong.stderr + nobody.stderr + unknown.stderr
+
+
+def test_config_set_through_the_server_takes_effect_live(
+    plain_server: Server,
+    installed: Path,  # noqa: F811
+) -> None:
+    changed = _acp(plain_server, installed, "config", "set", "echo", "prefix", "live> ", "--json")
+    assert changed.returncode == 0, changed.stderr
+    result = json.loads(changed.stdout)
+    assert result["settings"]["prefix"]["value"] == "live> "
+    assert result["settings"]["prefix"]["layer"] == "runtime"
+    assert result["overrides_file"] == str(plain_server.data / "overrides.json")
+    # the running plugin answers with it at once: no restart, no new host
+    answer = _acp(plain_server, installed, "send", "--type", "echo", "hi")
+    assert answer.stdout.strip().endswith("live> hi")
+    shown = _acp(plain_server, installed, "config", "get", "echo", "prefix")
+    assert "live> " in shown.stdout and "runtime" in shown.stdout
+    bad = _acp(plain_server, installed, "config", "set", "echo", "prefix", "12")
+    assert bad.returncode == 2 and "prefix" in bad.stderr, bad.stderr
+    removed = _acp(plain_server, installed, "config", "unset", "echo", "prefix")
+    assert removed.returncode == 0, removed.stderr
+    assert (
+        not _acp(plain_server, installed, "send", "--type", "echo", "hi")
+        .stdout.strip()
+        .endswith("live> hi")
+    )

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from acp_plugins.cli.exits import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, CliError, status_of
-from acp_plugins.cli.hosting import with_host
+from acp_plugins.cli.hosting import server_url, with_host
 from acp_plugins.cli.output import PrintableStream, print_json
 from acp_plugins.cli.parser import build_parser, parse_command_line
 from acp_plugins.errors import AcpPluginsError
@@ -82,26 +82,11 @@ def _main(argv: list[str]) -> int:
 
 
 async def _dispatch(args: Any) -> int:
-    server = getattr(args, "server", None) or os.environ.get("ACP_SERVER_URL")
-    if args.needs_host and server:
-        return await _remote(args, server)
+    if server_url(args):
+        from acp_plugins.cli.remote import check_remote
+
+        check_remote(args)  # a command that cannot go to the server says so, whatever it is
     if args.needs_host:
         return await with_host(args.handler, args)
     result: int = await args.handler(args)
-    return result
-
-
-async def _remote(args: Any, server: str) -> int:
-    """Run a command against the server at ``server`` instead of a host of its own."""
-    from acp_plugins.cli.hosting import host_settings
-    from acp_plugins.cli.remote import REMOTE_COMMANDS, RemoteHost, server_token
-
-    if args.name not in REMOTE_COMMANDS:
-        raise CliError(
-            f"'{args.name}' does not go through --server yet (only "
-            f"{', '.join(sorted(REMOTE_COMMANDS))}); run it without --server and ACP_SERVER_URL",
-            EXIT_USAGE,
-        )
-    settings, _ = host_settings(args)
-    result: int = await args.handler(RemoteHost(server, server_token(settings.data_dir)), args)
     return result

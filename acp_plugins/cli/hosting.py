@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,11 @@ def build_host(args: argparse.Namespace) -> PluginHost:
     )
 
 
+def server_url(args: argparse.Namespace) -> str | None:
+    """The server the command line asks (``--server``, else ``ACP_SERVER_URL``), if any."""
+    return getattr(args, "server", None) or os.environ.get("ACP_SERVER_URL") or None
+
+
 async def with_host(
     handler: HostCommand, args: argparse.Namespace, needs: Sequence[str] = ()
 ) -> int:
@@ -121,6 +127,11 @@ async def with_host(
     What the host recovered from on the way (a corrupt overrides file moved aside,
     audit records it could not write) is said on standard error at the end.
     """
+    server = server_url(args)
+    if server:  # --server: the running server's host answers instead
+        from acp_plugins.cli.remote import run_remote
+
+        return await run_remote(handler, args, server)
     host = build_host(args)
     try:
         await host.start()

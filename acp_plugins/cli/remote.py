@@ -31,16 +31,38 @@ from acp_plugins.cli.exits import (
     EXIT_USAGE,
     CliError,
 )
+from acp_plugins.config.origins import DEFAULT_ORIGIN, Layer, ValueOrigin
+from acp_plugins.config.trees import leaves
 from acp_plugins.models import Message, MessageResponse, TimeRange
 from acp_plugins.runtime.lifecycle import PluginState
 from acp_plugins.runtime.reload import ReloadResult
 from acp_plugins.runtime.routing import RoutedMessage
 from acp_plugins.telemetry import PluginHealth, TelemetryReport
 
-__all__ = ["REMOTE_COMMANDS", "RemoteHost", "server_token"]
+__all__ = ["REMOTE_COMMANDS", "RemoteHost", "check_remote", "run_remote", "server_token"]
 
-#: The commands that go to a server with ``--server``.
-REMOTE_COMMANDS = frozenset({"list", "send", "health", "telemetry", "reload"})
+#: The commands that go to a server with ``--server`` (config ones with their action).
+REMOTE_COMMANDS = frozenset({
+    "list", "send", "health", "telemetry", "reload", "config show", "config get", "config set",
+    "config unset",
+})  # fmt: skip
+
+
+def command_key(args: Any) -> str:
+    """``list``, or ``config set``: how :data:`REMOTE_COMMANDS` names a command line."""
+    return f"{args.name} {args.action}" if args.name == "config" else str(args.name)
+
+
+def check_remote(args: Any) -> None:
+    """Refuse, in one line, a command that does not go through ``--server``."""
+    if command_key(args) not in REMOTE_COMMANDS:
+        shown = ", ".join(sorted(REMOTE_COMMANDS))
+        raise CliError(
+            f"'{command_key(args)}' does not go through --server yet (only {shown}); run it "
+            "without --server and ACP_SERVER_URL",
+            EXIT_USAGE,
+        )
+
 
 #: Library errors a server's problem may name, raised again here as they were.
 _KINDS: dict[str, type[errors.AcpPluginsError]] = {
@@ -90,6 +112,26 @@ class RemoteRecord:
         return dict(self.data)
 
 
+@dataclass(frozen=True)
+class RemoteConfig:
+    """A plugin's configuration as the server shows it: what ``config`` commands read."""
+
+    values: dict[str, Any]
+    origins: dict[str, ValueOrigin]
+
+    def explain(self) -> list[tuple[str, Any, ValueOrigin]]:
+        """``(dotted path, masked value, origin)`` of every value, sorted by path."""
+        return sorted(
+            (path, value, self.origins.get(path, DEFAULT_ORIGIN))
+            for path, value in leaves(self.values)
+        )
+
+
+@dataclass(frozen=True)
+class _Overrides:
+    path: str
+
+
 class RemoteHost:
     """The part of ``PluginHost`` the remote commands use, answered by a server."""
 
@@ -97,7 +139,32 @@ class RemoteHost:
         self.url = url.rstrip("/")
         self.token = token
         self.telemetry = _RemoteTelemetry(self)
+        self.overrides = _Overrides("(the server's)")
         self._records: dict[str, RemoteRecord] | None = None
+
+    def _config(self, view: dict[str, Any]) -> RemoteConfig:
+        self.overrides = _Overrides(str(view.get("overrides_file") or self.overrides.path))
+        origins = {
+            path: ValueOrigin(Layer(origin["layer"]), str(origin["source"]))
+            for path, origin in view["origins"].items()
+        }
+        return RemoteConfig(values=view["values"], origins=origins)
+
+    def config_of(self, plugin_id: str) -> RemoteConfig:
+        quoted = urllib.parse.quote(plugin_id, safe="")
+        return self._config(self.request("GET", f"/api/v1/plugins/{quoted}/config"))
+
+    async def set_config(self, plugin_id: str, path: str, value: Any) -> RemoteConfig:
+        """Put the change in force in the server's running plugin (saved there)."""
+        quoted = urllib.parse.quote(plugin_id, safe="")
+        view = self.request(
+            "PUT", f"/api/v1/plugins/{quoted}/config", {"key": path, "value": value}
+        )
+        return self._config(view)
+
+    async def unset_config(self, plugin_id: str, path: str) -> RemoteConfig:
+        quoted, key = urllib.parse.quote(plugin_id, safe=""), urllib.parse.quote(path, safe="")
+        return self._config(self.request("DELETE", f"/api/v1/plugins/{quoted}/config/{key}"))
 
     def request(self, method: str, path: str, body: Any = None, *, raw: bool = False) -> Any:
         """One call to the server; its problem raised as a library error or a CliError."""
@@ -179,3 +246,13 @@ def _problem(error: urllib.error.HTTPError) -> Exception:
         return kind(detail, plugin_id=body.get("plugin_id"))
     return CliError(f"the server answered {error.code}: {detail}",
                     _STATUS.get(error.code, EXIT_FAILED))  # fmt: skip
+
+
+async def run_remote(handler: Any, args: Any, server: str) -> int:
+    """Run a command's handler against the server at ``server``."""
+    from acp_plugins.cli.hosting import host_settings
+
+    check_remote(args)
+    settings, _ = host_settings(args)
+    result: int = await handler(RemoteHost(server, server_token(settings.data_dir)), args)
+    return result

@@ -75,6 +75,7 @@ def _config_view(state: ServerState, plugin_id: str) -> ConfigView:
             path: Origin(layer=origin.layer.value, source=origin.source)
             for path, _, origin in explained
         },
+        overrides_file=str(state.host.overrides.path),
     )
 
 

@@ -108,6 +108,7 @@ class ConfigView(BaseModel):
     plugin_id: str
     values: dict[str, Any]
     origins: dict[str, Origin] = Field(description="dotted path -> where its value came from.")
+    overrides_file: str = Field(description="Where the server keeps runtime overrides.")
 
 
 class InstallRequest(BaseModel):
