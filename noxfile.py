@@ -87,7 +87,7 @@ def tests_lowest(session: nox.Session) -> None:
 @nox.session(python=PYTHONS[-1:] or None)
 def lint(session: nox.Session) -> None:
     """ruff (lint and format), mypy --strict, and the layering contract (import-linter)."""
-    session.install("-e", ".", "ruff", "mypy", "import-linter")
+    session.install("-e", ".[server]", "ruff", "mypy", "import-linter")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy", "acp_plugins")

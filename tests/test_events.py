@@ -116,3 +116,53 @@ def test_the_host_publishes_its_lifecycle_messages_and_commands(
     assert topics[0] == ("plugin:deactivated", "activity-analytics")
     assert sorted(pid for topic, pid in topics if topic == "plugin:unloaded") == sorted(activated)
     assert all(isinstance(e, Event) for e in [message, command])
+
+
+def test_a_handover_gives_the_new_instance_what_the_old_had_not_started(tmp_path: Path) -> None:
+    """The old instance keeps the event in its hands; what was queued for it moves on."""
+    from packaging.version import Version
+
+    from acp_plugins import AuditLog, PermissionPolicy, PluginRecord, PluginState
+    from acp_plugins.runtime.calls import CallGuard
+    from acp_plugins.runtime.catalog import PluginCatalog
+    from acp_plugins.runtime.subscriptions import PluginFeeds
+
+    async def scenario() -> tuple[list[int], list[int]]:
+        audit = AuditLog(tmp_path / "audit.jsonl")
+        catalog = PluginCatalog(
+            policy=PermissionPolicy(), audit=audit, core_version=Version("2.0.0"),
+            python=(3, 11), search_path=[tmp_path],
+        )  # fmt: skip
+        record = PluginRecord("p", "p", "p", "1.0.0", None, None, state=PluginState.ACTIVE)
+        catalog.records["p"] = record
+        bus = EventBus()
+        feeds = PluginFeeds(catalog, CallGuard(5.0), bus, audit)
+        old_owner, new_owner = object(), object()
+        record.context = old_owner  # type: ignore[assignment]
+        release = asyncio.Event()
+        old_got: list[int] = []
+        new_got: list[int] = []
+
+        async def old_handler(event: Event) -> None:
+            old_got.append(event.data["n"])
+            await release.wait()  # holds the first event while the rest queue up
+
+        feeds.subscribe("p", old_owner, "t.*", old_handler)
+        for n in range(5):
+            bus.publish("t.n", {"n": n})
+        await asyncio.sleep(0.05)
+        feeds.subscribe("p", new_owner, "t.*", lambda e: new_got.append(e.data["n"]))
+        for n in range(5, 10):
+            bus.publish("t.n", {"n": n})
+        await asyncio.sleep(0.05)
+        record.context = new_owner  # type: ignore[assignment]  # the switch
+        feeds.handover("p", old_owner, new_owner)
+        bus.publish("t.n", {"n": 10})
+        await asyncio.sleep(0.05)
+        release.set()
+        await feeds.drained("p", 5.0)
+        return old_got, new_got
+
+    old_got, new_got = asyncio.run(scenario())
+    assert old_got == [0]  # the one it had in hand
+    assert new_got == list(range(1, 11))  # the queued ones, the held ones, the new one: once each

@@ -27,6 +27,10 @@ class EventFeed(Protocol):
         ``StopAsyncIteration`` once closed and empty."""
         ...
 
+    def pending(self) -> list[Any]:
+        """Take every queued event at once, without waiting."""
+        ...
+
     def requeue(self, events: Sequence[Any]) -> None:
         """Put ``events`` back at the front of the queue, in their order."""
         ...

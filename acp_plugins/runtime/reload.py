@@ -319,6 +319,8 @@ class Reloader:
             },
         )
         result.abandoned = await self.guard.drained(old.handle, self.drain_timeout)
+        if self.feeds is not None:  # and the events the old one has in hand
+            await self.feeds.drained(plugin_id, self.drain_timeout)
         await self._retire(old)
         result.detail = (
             f"'{plugin_id}' {result.from_version} -> {result.to_version}: the new instance "

@@ -77,6 +77,8 @@ class PluginFeeds:
         self.bus = bus
         self.audit = audit
         self._tokens: dict[str, list[FeedToken]] = {}
+        #: plugin id -> the old instance's subscriptions at a reload, until they are drained.
+        self._retiring: dict[str, list[FeedToken]] = {}
 
     # -- what a plugin's context asks for (permission-checked) -------------------------
 
@@ -142,21 +144,39 @@ class PluginFeeds:
             tokens.remove(token)
 
     def handover(self, plugin_id: str, old: object, new: object) -> None:
-        """At a reload's switch: the old instance's subscriptions end, the new one's start."""
+        """At a reload's switch: the old instance's subscriptions end, the new one's start.
+
+        The old instance keeps only the event it is handling now; what was queued for it
+        and not yet handed to it goes to the new instance, in order of publication, with
+        what the new one held since it subscribed (each event once).
+        """
         tokens = self._tokens.get(plugin_id, [])
         retiring = [t for t in tokens if t.owner is old]
+        undelivered: list[Any] = []
         for token in retiring:
             token.retiring = True
-            token.subscription.close()  # nothing new; what is queued still goes to the old one
+            token.subscription.close()  # nothing new; the event in hand still goes to the old
+            undelivered.extend(token.subscription.pending())
             tokens.remove(token)
+        self._retiring.setdefault(plugin_id, []).extend(retiring)
         for token in (t for t in tokens if t.owner is new):
+            taken = {id(event) for event in undelivered}
             fresh = [
                 event
                 for event in token.held
-                if not any(r.subscription.matches(event.topic) for r in retiring)
+                if id(event) in taken
+                or not any(r.subscription.matches(event.topic) for r in retiring)
             ]
+            mine = [e for e in undelivered if token.subscription.matches(e.topic)]
+            merged = {id(event): event for event in (*mine, *fresh)}
             token.held.clear()
-            token.subscription.requeue(fresh)
+            token.subscription.requeue(sorted(merged.values(), key=lambda e: e.sequence))
+
+    async def drained(self, plugin_id: str, seconds: float) -> None:
+        """Wait up to ``seconds`` for the old instance to finish the events in its hands."""
+        tasks = [t.task for t in self._retiring.pop(plugin_id, []) if t.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=seconds)
 
     def subscriptions(self, plugin_id: str) -> list[dict[str, Any]]:
         """The plugin's subscriptions, for listings."""
