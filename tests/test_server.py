@@ -75,26 +75,38 @@ class Server:
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
 
-def _start(plugins: Path, data: Path, **env: str) -> Server:
+def wait_until_up(url: str, process: subprocess.Popen[Any] | None = None) -> None:
+    """Wait (up to 60 s) until GET ``url`` answers 200, or ``process`` exits."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            answer = httpx.get(url)
+            json_body = answer.headers.get("content-type", "").startswith("application/json")
+            if answer.status_code == 200 and (not json_body or answer.json()["status"] == "ok"):
+                return
+        except (httpx.TransportError, ValueError):
+            pass
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the server exited: {process.communicate()}")
+        if time.monotonic() > deadline:
+            if process is not None:
+                process.kill()
+            raise AssertionError(f"{url} did not come up")
+        time.sleep(0.1)
+
+
+def _start(plugins: Path, data: Path, *, trust: tuple[str, ...] = ("echo",), **env: str) -> Server:
     port = _free_port()
+    trusted = [arg for plugin_id in trust for arg in ("--trust", plugin_id)]
     process = subprocess.Popen(
         [sys.executable, "-m", "acp_plugins", "serve", "--port", str(port), "--json",
-         "--plugin-path", str(plugins), "--data-dir", str(data), "--trust", "echo"],
+         "--plugin-path", str(plugins), "--data-dir", str(data), *trusted],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=data.parent,
         env={**os.environ, **env},
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/api/v1/health").json()["status"] == "ok":
-                return Server(url, process, data)
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None, process.communicate()
-        time.sleep(0.1)
-    process.kill()
-    raise AssertionError(f"the server did not come up: {process.communicate()}")
+    wait_until_up(f"{url}/api/v1/health", process)
+    return Server(url, process, data)
 
 
 @pytest.fixture(scope="module")
@@ -344,15 +356,7 @@ def test_tokens_are_generated_0600_and_sigterm_stops_cleanly(
     assert (token_file.stat().st_mode & 0o777) == 0o600
     token = token_file.read_text().strip()
     url = started["serving"]
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/api/v1/health").json()["status"] == "ok":
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_until_up(f"{url}/api/v1/health", process)
     admin = {"Authorization": f"Bearer {token}"}
     listed = httpx.get(f"{url}/api/v1/plugins", headers=admin).json()
     # the samples wait for their first use; gauge and gauge-user start with the host

@@ -2,25 +2,24 @@
 
 The index is a static PEP 503 folder served over HTTP (``python -m http.server``)
 holding wheels this test builds: ``acp-live`` 1.0.0, 1.1.0 and 2.0.0 (2.0.0 asks for
-a permission the host does not grant), and ``acp-live-bad`` 1.0.0 (the same).
+a permission the host does not grant), ``acp-live-bad`` 1.0.0 (the same), and
+``acp-live-broken`` 1.0.0, a file that is not a wheel at all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from test_server import ADMIN_TOKEN, Server, _free_port
+from test_server import ADMIN_TOKEN, Server, _free_port, _start, wait_until_up
 from websockets.asyncio.client import connect
 
 from benchmarks.env import write_wheel
@@ -69,7 +68,8 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     _wheel(files, "acp-live", "live", "1.1.0", [])
     _wheel(files, "acp-live", "live", "2.0.0", ["execute-commands"])
     _wheel(files, "acp-live-bad", "live-bad", "1.0.0", ["execute-commands"])
-    for project in ("acp-live", "acp-live-bad"):
+    (files / "acp_live_broken-1.0.0-py3-none-any.whl").write_bytes(b"not a zip archive")
+    for project in ("acp-live", "acp-live-bad", "acp-live-broken"):
         page = root / "simple" / project
         page.mkdir(parents=True)
         links = "".join(
@@ -84,15 +84,7 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/simple"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/acp-live/").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "the index did not come up"
-        time.sleep(0.1)
+    wait_until_up(f"{url}/acp-live/", process)
     yield url
     process.terminate()
     process.wait(timeout=10)
@@ -104,28 +96,11 @@ def live_server(index: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     target, data = base / "plugins", base / "data"
     target.mkdir()
     target.chmod(0o755)
-    port = _free_port()
-    env = {**os.environ, "ACP_SERVER_TOKEN": ADMIN_TOKEN,
-           "ACP_HOST_SERVER__INDEXES": json.dumps([index])}  # fmt: skip
-    process = subprocess.Popen(
-        [sys.executable, "-m", "acp_plugins", "serve", "--port", str(port), "--json",
-         "--plugin-path", str(target), "--data-dir", str(data)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=base, env=env,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/api/v1/health").json()["status"] == "ok":
-                break
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    yield Server(url, process, data)
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=60)
+    running = _start(target, data, trust=(), ACP_SERVER_TOKEN=ADMIN_TOKEN,
+                     ACP_HOST_SERVER__INDEXES=json.dumps([index]))  # fmt: skip
+    yield running
+    running.process.send_signal(signal.SIGTERM)
+    running.process.wait(timeout=60)
 
 
 def _target(server: Server) -> Path:
@@ -226,3 +201,21 @@ def test_bad_installs_are_clear_4xx(live_server: Server) -> None:
     unknown = client.post("/api/v1/plugins/nothing/install", json={})
     assert unknown.status_code == 404 and "no distribution 'nothing'" in unknown.json()["detail"]
     assert client.delete("/api/v1/plugins/nothing").status_code == 404
+
+
+def test_a_wheel_pip_cannot_install_is_a_502_with_pip_s_output_and_audited(
+    live_server: Server, index: str
+) -> None:
+    client = live_server.client()
+    client.timeout = httpx.Timeout(120)
+    failed = client.post("/api/v1/plugins/live-broken/install",
+                         json={"distribution": "acp-live-broken"})  # fmt: skip
+    assert failed.status_code == 502
+    problem = failed.json()
+    assert problem["detail"] == f"pip could not install acp-live-broken 1.0.0 from {index}"
+    assert "acp_live_broken-1.0.0-py3-none-any.whl" in problem["pip_output"]
+    audit = client.get("/api/v1/audit", params={"action": "install", "plugin": "live-broken"})
+    assert [(e["outcome"], e["detail"]) for e in audit.json()["entries"]] == [
+        ("failed", "acp-live-broken 1.0.0: pip failed")
+    ]
+    assert client.get("/api/v1/plugins").json() == []

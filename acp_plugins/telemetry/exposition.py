@@ -123,20 +123,16 @@ class TelemetryCollector(Collector):
 
     def _workers(self) -> Iterator[Metric]:
         readings = worker_readings(self.telemetry.catalog.records)
-        for field, name, text in _WORKER_GAUGES:
-            gauge = GaugeMetricFamily(name, text, labels=["plugin"])
+        kinds: list[tuple[type[GaugeMetricFamily | CounterMetricFamily], tuple[str, str, str]]]
+        kinds = [(GaugeMetricFamily, spec) for spec in _WORKER_GAUGES]
+        kinds += [(CounterMetricFamily, spec) for spec in _WORKER_COUNTERS]
+        for family, (field, name, text) in kinds:
+            metric = family(name, text, labels=["plugin"])
             for reading in readings:
                 value = getattr(reading.usage, field)
                 if value is not None:
-                    gauge.add_metric([reading.plugin_id], value)
-            yield gauge
-        for field, name, text in _WORKER_COUNTERS:
-            counter = CounterMetricFamily(name, text, labels=["plugin"])
-            for reading in readings:
-                value = getattr(reading.usage, field)
-                if value is not None:
-                    counter.add_metric([reading.plugin_id], value)
-            yield counter
+                    metric.add_metric([reading.plugin_id], value)
+            yield metric
         restarts = CounterMetricFamily(
             "acp_worker_restarts", "Restarts of the plugin's worker.", labels=["plugin"]
         )
