@@ -23,6 +23,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect as connect_sync
 
 from conftest import fixture_plugin, sample
 
@@ -363,8 +364,15 @@ def test_tokens_are_generated_0600_and_sigterm_stops_cleanly(
     running = [p["isolation"] for p in listed if p["isolation"]]
     workers = [i["pid"] for i in running if i["mode"] == "isolated"]
     assert len(workers) >= 2 and all(_alive(pid) for pid in workers)
-    process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=60)
+    # an open event stream does not hold the stop back: it is closed ("going away")
+    with connect_sync(f"ws://127.0.0.1:{port}/api/v1/events", additional_headers=admin) as stream:
+        assert json.loads(stream.recv(timeout=10))["type"] == "snapshot"
+        asked = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+        assert time.monotonic() - asked < 10
+        with pytest.raises(ConnectionClosed):
+            stream.recv(timeout=10)
     assert process.returncode == 0, err
     assert json.loads(out.splitlines()[-1]) == {"stopped": url}
     assert "Traceback" not in err

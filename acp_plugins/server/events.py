@@ -74,11 +74,21 @@ async def events(websocket: WebSocket) -> None:
         while True:
             await merged.put(await feed.get())  # full: the feed fills, then drops
 
+    async def until_closed() -> None:
+        # the client's messages are not read, but its close (or the server's, at
+        # shutdown) must end this handler at once, not at the next event
+        with contextlib.suppress(Exception):  # a receive after the close: closed too
+            while (await websocket.receive())["type"] != "websocket.disconnect":
+                pass
+
     pumps = [asyncio.ensure_future(pump(feed)) for feed in feeds]
+    closed = asyncio.ensure_future(until_closed())
     try:
         await websocket.send_json(snapshot(state))
         while True:
-            event = await merged.get()
+            event = await _next_event(merged, closed)
+            if event is None:
+                return
             dropped = sum(feed.dropped for feed in feeds)
             if dropped:
                 await websocket.close(code=TRY_AGAIN_LATER,
@@ -96,7 +106,17 @@ async def events(websocket: WebSocket) -> None:
     except (WebSocketDisconnect, RuntimeError, StopAsyncIteration):
         return  # the client went away, or the host is stopping
     finally:
-        for task in pumps:
+        for task in (*pumps, closed):
             task.cancel()
         for feed in feeds:
             feed.close()
+
+
+async def _next_event(merged: asyncio.Queue[Any], closed: asyncio.Future[None]) -> Any:
+    """The next event for the client, or None once the connection has closed."""
+    getting = asyncio.ensure_future(merged.get())
+    await asyncio.wait({getting, closed}, return_when=asyncio.FIRST_COMPLETED)
+    if getting.done():
+        return getting.result()
+    getting.cancel()
+    return None
