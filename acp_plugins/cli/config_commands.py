@@ -8,7 +8,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from acp_plugins.cli.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError
-from acp_plugins.cli.hosting import flags, host_settings, sources, with_host, with_host_result
+from acp_plugins.cli.hosting import (
+    flags,
+    host_settings,
+    sources,
+    views_of,
+    with_host,
+    with_host_result,
+)
 from acp_plugins.cli.output import print_json, table
 from acp_plugins.config.layers import Layer, ValueOrigin
 from acp_plugins.config.settings import HostSettings, load_host_settings
@@ -161,7 +168,7 @@ async def cmd_config_set(args: argparse.Namespace) -> int:
 
 
 async def _config_schema(host: PluginHost, args: argparse.Namespace) -> int:
-    print_json(await host.config_schema(args.plugin_id))
+    print_json(await views_of(host).config_schema(args.plugin_id))
     return EXIT_OK
 
 

@@ -16,6 +16,7 @@ from acp_plugins.config.overrides import OverrideStore
 from acp_plugins.config.settings import HostSettings, load_host_settings
 from acp_plugins.errors import ConfigError
 from acp_plugins.host import PluginHost
+from acp_plugins.views import HostViews, Views
 
 __all__ = [
     "HostCommand",
@@ -110,6 +111,12 @@ def build_host(args: argparse.Namespace) -> PluginHost:
         drain_timeout=settings.drain_timeout,
         telemetry=settings.telemetry,
     )
+
+
+def views_of(host: PluginHost) -> Views:
+    """The views of ``host``: its own, or the server's when it is a remote one."""
+    remote: Views | None = getattr(host, "views", None)
+    return remote if remote is not None else HostViews(host)
 
 
 def server_url(args: argparse.Namespace) -> str | None:

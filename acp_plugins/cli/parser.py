@@ -48,8 +48,8 @@ _HOST_OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
     (("--user-config",), {"metavar": "FILE", "help": "the per-user config file "
      "(default $ACP_USER_CONFIG or ~/.config/acp-plugins/config.toml)"}),
     (("--server",), {"metavar": "URL", "help": "ask the acp-plugins serve running at URL "
-     "instead of starting a host (list, send, health, telemetry, reload, config; default "
-     "$ACP_SERVER_URL)"}),
+     "instead of starting a host (every command but serve, dev, validate ID and config "
+     "validate; default $ACP_SERVER_URL)"}),
     (("--debug",), {"action": "store_true", "help": "log everything; show tracebacks"}),
     (("-v", "--verbose"), {"action": "store_true", "help": "log plugin warnings"}),
 )  # fmt: skip

@@ -13,16 +13,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from acp_plugins.audit import read_audit_log
+from acp_plugins.audit import AuditEntry
 from acp_plugins.cli.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError
-from acp_plugins.cli.hosting import build_host, host_settings
+from acp_plugins.cli.hosting import build_host, host_settings, server_url, views_of
 from acp_plugins.cli.output import one_line, print_json, table
 from acp_plugins.host import CORE_VERSION, PluginHost
-from acp_plugins.loading.interfaces import Interface
 from acp_plugins.loading.manifest import manifest_json_schema
 from acp_plugins.loading.project import ProjectCheck, check_project
 from acp_plugins.models import DataQuery, Message, TimeRange
 from acp_plugins.runtime.lifecycle import PluginState
+from acp_plugins.views import audit_page
 
 
 async def cmd_list(host: PluginHost, args: argparse.Namespace) -> int:
@@ -88,57 +88,53 @@ def _subscriptions(subscriptions: list[dict[str, Any]]) -> str:
 
 
 async def cmd_info(host: PluginHost, args: argparse.Namespace) -> int:
-    await host.start_plugin(args.plugin_id)  # what it is once started: its layers, its pid
-    record = host.record(args.plugin_id)
-    info = record.to_dict()
-    info["subscriptions"] = host.feeds.subscriptions(record.plugin_id)
-    status = EXIT_OK if record.state is PluginState.ACTIVE else EXIT_FAILED
+    info = await views_of(host).plugin_info(args.plugin_id)
+    status = EXIT_OK if info["state"] == PluginState.ACTIVE.value else EXIT_FAILED
     if args.json:
         print_json(info)
-    else:
-        manifest = record.manifest
-        fields = [
-            ("id", record.plugin_id),
-            ("name", info["name"]),
-            ("version", record.version),
-            ("state", record.state.value),
-            ("reason", record.reason),
-            ("description", info["description"]),
-            ("author", manifest.author if manifest else None),
-            ("license", manifest.license if manifest else None),
-            ("homepage", manifest.homepage if manifest else None),
-            ("distribution", f"{record.distribution} {record.distribution_version}"),
-            ("entry point", record.entry_point),
-            ("manifest", info["manifest_path"]),
-            ("interfaces", ", ".join(info["interfaces"])),
-            ("permissions", ", ".join(info["permissions"])),
-            ("dependencies", ", ".join(f"{k} {v}" for k, v in info["dependencies"].items())),
-            ("tags", ", ".join(info["tags"])),
-            ("message types", ", ".join(info["message_types"])),
-            ("commands", ", ".join(info["commands"])),
-            ("data sources", ", ".join(info["data_sources"])),
-            ("runs", _runs(info["isolation"])),
-            ("layers", _layers(info["isolation"])),
-            ("subscriptions", _subscriptions(info["subscriptions"])),
-            ("missed events", info["missed_events"] or None),
-        ]
-        width = max(len(name) for name, _ in fields)
-        for name, value in fields:
-            if value not in (None, ""):
-                print(f"{name.ljust(width)}  {value}")
-        if record.resolved_config is not None:
-            for path, value, origin in record.resolved_config.explain():
-                shown = json.dumps(value, default=str)
-                print(f"{'setting'.ljust(width)}  {path} = {shown}  [{origin}]")
-        for failure in record.failures:
-            print(f"{'failure'.ljust(width)}  [{failure.stage}] {failure.message}")
-        for hook, stats in info["metrics"].items():
-            counts = f"{stats['calls']} calls, {stats['errors']} errors"
-            counts += f", {stats['timeouts']} timeouts"
-            latency = f"mean {stats['mean_ms']} ms, max {stats['max_ms']} ms"
-            if "p99_ms" in stats:
-                latency = f"p50 {stats['p50_ms']} ms, p99 {stats['p99_ms']} ms, " + latency
-            print(f"{'calls'.ljust(width)}  {hook}: {counts}, {latency}")
+        return status
+    fields = [
+        ("id", info["plugin_id"]),
+        ("name", info["name"]),
+        ("version", info["version"]),
+        ("state", info["state"]),
+        ("reason", info["reason"]),
+        ("description", info["description"]),
+        ("author", info["author"]),
+        ("license", info["license"]),
+        ("homepage", info["homepage"]),
+        ("distribution", f"{info['distribution']} {info['distribution_version']}"),
+        ("entry point", info["entry_point"]),
+        ("manifest", info["manifest_path"]),
+        ("interfaces", ", ".join(info["interfaces"])),
+        ("permissions", ", ".join(info["permissions"])),
+        ("dependencies", ", ".join(f"{k} {v}" for k, v in info["dependencies"].items())),
+        ("tags", ", ".join(info["tags"])),
+        ("message types", ", ".join(info["message_types"])),
+        ("commands", ", ".join(info["commands"])),
+        ("data sources", ", ".join(info["data_sources"])),
+        ("runs", _runs(info["isolation"])),
+        ("layers", _layers(info["isolation"])),
+        ("subscriptions", _subscriptions(info["subscriptions"])),
+        ("missed events", info["missed_events"] or None),
+    ]
+    width = max(len(name) for name, _ in fields)
+    for name, value in fields:
+        if value not in (None, ""):
+            print(f"{name.ljust(width)}  {value}")
+    for setting in info["settings"]:
+        shown = json.dumps(setting["value"], default=str)
+        origin = f"{setting['layer']} ({setting['source']})"
+        print(f"{'setting'.ljust(width)}  {setting['path']} = {shown}  [{origin}]")
+    for failure in info["failures"]:
+        print(f"{'failure'.ljust(width)}  [{failure['stage']}] {failure['message']}")
+    for hook, stats in info["metrics"].items():
+        counts = f"{stats['calls']} calls, {stats['errors']} errors"
+        counts += f", {stats['timeouts']} timeouts"
+        latency = f"mean {stats['mean_ms']} ms, max {stats['max_ms']} ms"
+        if "p99_ms" in stats:
+            latency = f"p50 {stats['p50_ms']} ms, p99 {stats['p99_ms']} ms, " + latency
+        print(f"{'calls'.ljust(width)}  {hook}: {counts}, {latency}")
     return status
 
 
@@ -181,11 +177,17 @@ AUDIT_ACTIONS = (
 
 
 async def cmd_audit(args: argparse.Namespace) -> int:
-    settings, _ = host_settings(args)
-    path = settings.effective_audit_log
-    entries, unreadable = read_audit_log(path, plugin_id=args.plugin, actions=args.action)
-    if args.last is not None:
-        entries = entries[-args.last :] if args.last > 0 else []
+    server = server_url(args)
+    if server:
+        from acp_plugins.cli.remote import remote_audit
+
+        page = remote_audit(args, server)
+    else:
+        settings, _ = host_settings(args)
+        page = audit_page(settings.effective_audit_log, plugin_id=args.plugin,
+                          actions=args.action, last=args.last)  # fmt: skip
+    entries = [AuditEntry.from_dict(entry) for entry in page["entries"]]
+    path = page["path"]
     if args.json:
         print_json([entry.to_dict() for entry in entries])
     elif not entries:
@@ -203,8 +205,9 @@ async def cmd_audit(args: argparse.Namespace) -> int:
             for e in entries
         ]
         print(table(["AT", "PLUGIN", "ACTION", "OUTCOME", "PERMISSION", "DETAIL"], rows))
-    if unreadable:
-        print(f"warning: {unreadable} unreadable lines in {path} were skipped", file=sys.stderr)
+    if page["unreadable"]:
+        print(f"warning: {page['unreadable']} unreadable lines in {path} were skipped",
+              file=sys.stderr)  # fmt: skip
     return EXIT_OK
 
 
@@ -235,14 +238,12 @@ def _end_of_options(tokens: Sequence[str]) -> int:
 
 async def _command_help(host: PluginHost, name: str) -> int:
     """``run COMMAND --help``: the command's usage, arguments and options."""
-    if host.on_demand is not None:
-        await host.on_demand.for_command(name)
-    record, definition = host.commands.resolve(name)
-    print(f"usage: acp-plugins run {record.plugin_id}:{definition.usage}")
-    if definition.description:
-        print(f"\n{definition.description}")
-    rows = [(a.name.upper(), a.type, a.help) for a in definition.arguments]
-    rows += [(f"--{o.name}", o.type, o.help) for o in definition.options]
+    definition = await views_of(host).command(name)
+    print(f"usage: acp-plugins run {definition['plugin_id']}:{definition['usage']}")
+    if definition["description"]:
+        print(f"\n{definition['description']}")
+    rows = [(a["name"].upper(), a["type"], a["help"]) for a in definition["arguments"]]
+    rows += [(f"--{o['name']}", o["type"], o["help"]) for o in definition["options"]]
     if rows:
         print()
         print(table(["ARGUMENT", "TYPE", "HELP"], rows, wrap_last=True))
@@ -252,19 +253,20 @@ async def _command_help(host: PluginHost, name: str) -> int:
 async def cmd_run(host: PluginHost, args: argparse.Namespace) -> int:
     if any(token in ("-h", "--help") for token in args.args[: _end_of_options(args.args)]):
         return await _command_help(host, args.command)
-    result = await host.run_command(args.command, args.args)
-    record, _ = host.commands.resolve(args.command)
+    result = await views_of(host).run_command(args.command, args.args)
     if args.json:
-        print_json({"plugin_id": record.plugin_id, **result.model_dump(mode="json")})
+        print_json(result)
     else:
-        if result.output:
-            print(result.output)
-        if not result.success:
-            print(f"error: {args.command} failed (exit code {result.exit_code})", file=sys.stderr)
-    if result.success:
+        if result["output"]:
+            print(result["output"])
+        if not result["success"]:
+            print(f"error: {args.command} failed (exit code {result['exit_code']})",
+                  file=sys.stderr)  # fmt: skip
+    if result["success"]:
         return EXIT_OK
     # the plugin's own exit code where a shell can tell it from a signal's (126 and up)
-    return result.exit_code if 0 < result.exit_code < 126 else EXIT_FAILED
+    code: int = result["exit_code"]
+    return code if 0 < code < 126 else EXIT_FAILED
 
 
 #: The longest window a duration may give (a century): a moment before year 1 cannot be.
@@ -327,79 +329,59 @@ async def cmd_query(host: PluginHost, args: argparse.Namespace) -> int:
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
         )
         raise CliError(f"bad query: {problems}", EXIT_USAGE) from None
-    result = await host.query(args.source, query)
+    result = await views_of(host).query(args.source, query)
     if args.json:
-        print_json(result.model_dump(mode="json"))
+        print_json(result)
         return EXIT_OK
-    if not result.rows:
-        print(f"no rows from {result.source_id}")
+    rows: list[dict[str, Any]] = result["rows"]
+    if not rows:
+        print(f"no rows from {result['source_id']}")
         return EXIT_OK
-    columns = list(dict.fromkeys(key for row in result.rows for key in row))
-    print(table(columns, [[row.get(c) for c in columns] for row in result.rows]))
-    total = f" of {result.total}" if result.total is not None else ""
-    print(f"\n{len(result.rows)}{total} rows from {result.source_id}")
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    print(table(columns, [[row.get(c) for c in columns] for row in rows]))
+    total = f" of {result['total']}" if result["total"] is not None else ""
+    print(f"\n{len(rows)}{total} rows from {result['source_id']}")
     return EXIT_OK
 
 
 async def cmd_report(host: PluginHost, args: argparse.Namespace) -> int:
-    await host.start_waiting(Interface.ANALYTICS_PROVIDER)
-    providers = [args.plugin] if args.plugin else [r.plugin_id for r in host.analytics_providers()]
-    if not providers:
+    reports = await views_of(host).reports(args.plugin, args.format, TimeRange.last(args.since))
+    if not reports:
         raise CliError("no active analytics provider; install one (see `acp-plugins list`)")
-    window = TimeRange.last(args.since)
-    reports = [await host.report(pid, args.format, window) for pid in providers]
     if args.json:
-        print_json(
-            [{"plugin_id": p, **r.model_dump()} for p, r in zip(providers, reports, strict=True)]
-        )
+        print_json(reports)
     else:
-        print("\n".join(report.content.rstrip("\n") for report in reports))
+        print("\n".join(report["content"].rstrip("\n") for report in reports))
     return EXIT_OK
 
 
 async def cmd_commands(host: PluginHost, args: argparse.Namespace) -> int:
-    await host.start_waiting(Interface.COMMAND_HANDLER)
-    entries = host.command_entries()
-    conflicts = host.commands.conflicts
+    entries = await views_of(host).commands()
     if args.json:
-        print_json(
-            [
-                {
-                    "name": e.definition.name,
-                    "qualified_name": e.qualified_name,
-                    "plugin_id": e.plugin_id,
-                    "usage": e.definition.usage,
-                    "description": e.definition.description,
-                    "conflict": e.definition.name in conflicts,
-                }
-                for e in entries
-            ]
-        )
+        print_json(entries)
         return EXIT_OK
     rows = [
-        (
-            e.qualified_name if e.definition.name in conflicts else e.definition.name,
-            e.plugin_id,
-            e.definition.usage,
-            e.definition.description,
-        )
+        (e["qualified_name"] if e["conflict"] else e["name"], e["plugin_id"], e["usage"],
+         e["description"])
         for e in entries
-    ]
+    ]  # fmt: skip
     print(table(["COMMAND", "PLUGIN", "USAGE", "DESCRIPTION"], rows) if rows else "no commands")
-    for name, owners in conflicts.items():
-        print(f"conflict: '{name}' is offered by {', '.join(owners)}; use PLUGIN:{name}")
+    conflicts: dict[str, list[str]] = {}
+    for e in entries:
+        if e["conflict"]:
+            conflicts.setdefault(e["name"], []).append(e["plugin_id"])
+    for name, owners in sorted(conflicts.items()):
+        print(f"conflict: '{name}' is offered by {', '.join(sorted(owners))}; use PLUGIN:{name}")
     return EXIT_OK
 
 
 async def cmd_sources(host: PluginHost, args: argparse.Namespace) -> int:
-    await host.start_waiting(Interface.DATA_PROVIDER)
-    owners = host.sources.owners()
-    sources = host.data_sources()
+    sources = await views_of(host).sources()
     if args.json:
-        print_json([{**s.model_dump(), "plugin_ids": owners.get(s.source_id, [])} for s in sources])
+        print_json(sources)
         return EXIT_OK
     rows = [
-        (s.source_id, ",".join(owners.get(s.source_id, [])), ", ".join(s.fields), s.description)
+        (s["source_id"], ",".join(s["plugin_ids"]), ", ".join(s["fields"]), s["description"])
         for s in sources
     ]
     print(table(["SOURCE", "PLUGIN", "FIELDS", "DESCRIPTION"], rows) if rows else "no data sources")
@@ -407,11 +389,15 @@ async def cmd_sources(host: PluginHost, args: argparse.Namespace) -> int:
 
 
 async def cmd_metrics(host: PluginHost, args: argparse.Namespace) -> int:
-    found = await host.metric_definitions()
+    found = await views_of(host).metric_definitions()
     if args.json:
-        print_json({pid: [m.model_dump() for m in metrics] for pid, metrics in found.items()})
+        print_json(found)
         return EXIT_OK
-    rows = [(m.name, pid, m.kind, m.unit, m.description) for pid, ms in found.items() for m in ms]
+    rows = [
+        (m["name"], pid, m["kind"], m["unit"], m["description"])
+        for pid, ms in found.items()
+        for m in ms
+    ]
     print(
         table(["METRIC", "PLUGIN", "KIND", "UNIT", "DESCRIPTION"], rows) if rows else "no metrics"
     )

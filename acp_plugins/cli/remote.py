@@ -18,7 +18,7 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,19 +33,39 @@ from acp_plugins.cli.exits import (
 )
 from acp_plugins.config.origins import DEFAULT_ORIGIN, Layer, ValueOrigin
 from acp_plugins.config.trees import leaves
-from acp_plugins.models import Message, MessageResponse, TimeRange
+from acp_plugins.models import DataQuery, Message, MessageResponse, TimeRange
 from acp_plugins.runtime.lifecycle import PluginState
 from acp_plugins.runtime.reload import ReloadResult
 from acp_plugins.runtime.routing import RoutedMessage
 from acp_plugins.telemetry import PluginHealth, TelemetryReport
 
-__all__ = ["REMOTE_COMMANDS", "RemoteHost", "check_remote", "run_remote", "server_token"]
+__all__ = [
+    "LOCAL_COMMANDS",
+    "REMOTE_COMMANDS",
+    "RemoteHost",
+    "RemoteViews",
+    "check_remote",
+    "remote_audit",
+    "run_remote",
+    "server_token",
+]
 
 #: The commands that go to a server with ``--server`` (config ones with their action).
 REMOTE_COMMANDS = frozenset({
-    "list", "send", "health", "telemetry", "reload", "config show", "config get", "config set",
-    "config unset",
+    "list", "info", "send", "run", "commands", "query", "sources", "report", "metrics",
+    "audit", "health", "telemetry", "reload", "config show", "config get", "config set",
+    "config unset", "config schema",
 })  # fmt: skip
+#: Commands that never ask a host (they read files here): the same with ``--server``.
+LOCAL_COMMANDS = frozenset({"schema"})
+#: Why the rest cannot go to a server.
+_WHY_NOT = {
+    "serve": "it runs a host of its own",
+    "dev": "it watches this machine's plugin folders with a host of its own",
+    "validate": "checking an installed plugin by its id starts a host here; give a project "
+    "folder instead",
+    "config validate": "it checks a config file on this machine against the plugins installed here",
+}
 
 
 def command_key(args: Any) -> str:
@@ -55,24 +75,31 @@ def command_key(args: Any) -> str:
 
 def check_remote(args: Any) -> None:
     """Refuse, in one line, a command that does not go through ``--server``."""
-    if command_key(args) not in REMOTE_COMMANDS:
-        shown = ", ".join(sorted(REMOTE_COMMANDS))
-        raise CliError(
-            f"'{command_key(args)}' does not go through --server yet (only {shown}); run it "
-            "without --server and ACP_SERVER_URL",
-            EXIT_USAGE,
-        )
-
-
-#: Library errors a server's problem may name, raised again here as they were.
-_KINDS: dict[str, type[errors.AcpPluginsError]] = {
-    kind.__name__: kind
-    for kind in (
-        errors.PluginNotFound, errors.PluginNotActive, errors.UnknownCommand,
-        errors.UnknownDataSource, errors.CommandUsageError, errors.CommandConflictError,
-        errors.DataSourceConflictError, errors.UnsupportedReportFormat, errors.IllegalTransition,
+    key = command_key(args)
+    if key in LOCAL_COMMANDS or (key == "validate" and Path(args.target).exists()):
+        return
+    if key in REMOTE_COMMANDS and not (
+        key in ("config show", "config get") and args.plugin_id == "host"
+    ):
+        return
+    why = _WHY_NOT.get(key, "the server does not show its host's own settings")
+    raise CliError(
+        f"'{key}' does not go through --server ({why}); run it without --server and ACP_SERVER_URL",
+        EXIT_USAGE,
     )
-}  # fmt: skip
+
+
+def _library_kinds() -> dict[str, type[errors.AcpPluginsError]]:
+    """Every library error by name: what a server's problem may name as its ``kind``."""
+    found: dict[str, type[errors.AcpPluginsError]] = {}
+    pending: list[type[errors.AcpPluginsError]] = [errors.AcpPluginsError]
+    while pending:
+        kind = pending.pop()
+        found[kind.__name__] = kind
+        pending += kind.__subclasses__()
+    return found
+
+
 _STATUS = {400: EXIT_USAGE, 404: EXIT_NOT_FOUND, 422: EXIT_USAGE, 502: EXIT_PLUGIN_ERROR,
            504: EXIT_PLUGIN_ERROR}  # fmt: skip
 
@@ -139,6 +166,7 @@ class RemoteHost:
         self.url = url.rstrip("/")
         self.token = token
         self.telemetry = _RemoteTelemetry(self)
+        self.views = RemoteViews(self)
         self.overrides = _Overrides("(the server's)")
         self._records: dict[str, RemoteRecord] | None = None
 
@@ -215,6 +243,102 @@ class RemoteHost:
         return ReloadResult(**answer)
 
 
+def _quote(text: str) -> str:
+    return urllib.parse.quote(text, safe="")
+
+
+class RemoteViews:
+    """The server's answers for ``info``, ``commands``, ``run``, ``query``... (see
+    :class:`acp_plugins.views.HostViews`, which makes them on the server)."""
+
+    def __init__(self, host: RemoteHost) -> None:
+        self.host = host
+
+    async def plugin_info(self, plugin_id: str) -> dict[str, Any]:
+        answer: dict[str, Any] = self.host.request("GET", f"/api/v1/plugins/{_quote(plugin_id)}")
+        return answer
+
+    async def commands(self) -> list[dict[str, Any]]:
+        answer: list[dict[str, Any]] = self.host.request("GET", "/api/v1/commands")
+        return answer
+
+    async def command(self, name: str) -> dict[str, Any]:
+        answer: dict[str, Any] = self.host.request("GET", f"/api/v1/commands/{_quote(name)}")
+        return answer
+
+    async def run_command(self, name: str, args: Sequence[str]) -> dict[str, Any]:
+        body = {"args": list(args)}
+        answer: dict[str, Any] = self.host.request("POST", f"/api/v1/commands/{_quote(name)}", body)
+        return answer
+
+    async def sources(self) -> list[dict[str, Any]]:
+        answer: list[dict[str, Any]] = self.host.request("GET", "/api/v1/sources")
+        return answer
+
+    async def query(self, source: str, query: DataQuery | None) -> dict[str, Any]:
+        body = query.model_dump(mode="json") if query is not None else None
+        answer: dict[str, Any] = self.host.request(
+            "POST", f"/api/v1/sources/{_quote(source)}/query", body
+        )
+        return answer
+
+    async def reports(
+        self, plugin_id: str | None, format: str, window: TimeRange
+    ) -> list[dict[str, Any]]:
+        seconds = max(1.0, (window.end - window.start).total_seconds())
+        asked = {"format": format, "since_seconds": f"{seconds:g}"}
+        if plugin_id is not None:
+            asked["plugin"] = plugin_id
+        answer: list[dict[str, Any]] = self.host.request(
+            "GET", f"/api/v1/reports?{urllib.parse.urlencode(asked)}"
+        )
+        return answer
+
+    async def metric_definitions(self) -> dict[str, list[dict[str, Any]]]:
+        answer: dict[str, list[dict[str, Any]]] = self.host.request(
+            "GET", "/api/v1/analytics/metrics"
+        )
+        return answer
+
+    async def config_schema(self, plugin_id: str) -> dict[str, Any]:
+        path = f"/api/v1/plugins/{_quote(plugin_id)}/config/schema"
+        answer: dict[str, Any] = self.host.request("GET", path)
+        return answer
+
+    def audit(self, plugin_id: str | None, actions: Sequence[str], last: int | None) -> Any:
+        """The audit page ``acp-plugins audit`` prints, fetched 1,000 entries at a time."""
+        asked: list[tuple[str, str]] = [("action", action) for action in actions]
+        if plugin_id is not None:
+            asked.append(("plugin", plugin_id))
+
+        def page(offset: int) -> dict[str, Any]:
+            query = urllib.parse.urlencode([*asked, ("offset", str(offset)), ("limit", "1000")])
+            answer: dict[str, Any] = self.host.request("GET", f"/api/v1/audit?{query}")
+            return answer
+
+        first = page(0)
+        total = int(first["total"])
+        offset = max(0, total - last) if last is not None else 0
+        entries: list[dict[str, Any]] = []
+        while offset < total:
+            current = first if offset == 0 else page(offset)
+            if not current["entries"]:
+                break
+            entries += current["entries"]
+            offset += len(current["entries"])
+        return {**first, "entries": entries}
+
+
+def remote_audit(args: Any, server: str) -> dict[str, Any]:
+    """``acp-plugins audit`` through the server at ``server``."""
+    from acp_plugins.cli.hosting import host_settings
+
+    settings, _ = host_settings(args)
+    views = RemoteHost(server, server_token(settings.data_dir)).views
+    page: dict[str, Any] = views.audit(args.plugin, args.action, args.last)
+    return page
+
+
 class _RemoteTelemetry:
     def __init__(self, host: RemoteHost) -> None:
         self.host = host
@@ -241,9 +365,13 @@ def _problem(error: urllib.error.HTTPError) -> Exception:
     except (ValueError, OSError):
         body = {}
     detail = str(body.get("detail") or error.reason)
-    kind = _KINDS.get(str(body.get("kind")))
+    kind = _library_kinds().get(str(body.get("kind")))
     if kind is not None:
-        return kind(detail, plugin_id=body.get("plugin_id"))
+        # raised again as it was on the server: the same message and the same exit status
+        # (built without its own __init__, whose arguments differ from kind to kind)
+        again = kind.__new__(kind)
+        errors.AcpPluginsError.__init__(again, detail, plugin_id=body.get("plugin_id"))
+        return again
     return CliError(f"the server answered {error.code}: {detail}",
                     _STATUS.get(error.code, EXIT_FAILED))  # fmt: skip
 

@@ -8,10 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
-from acp_plugins.audit import read_audit_log
-from acp_plugins.models import CommandResult, DataQuery, DataResult, Message, Report, TimeRange
+from acp_plugins.models import DataQuery, DataResult, Message, TimeRange
 from acp_plugins.server.schemas import (
     AuditPage,
+    CommandAnswer,
+    CommandInfo,
     CommandRequest,
     RoutedAnswer,
     ServerHealth,
@@ -20,6 +21,7 @@ from acp_plugins.server.state import ServerState, require, server_state
 from acp_plugins.server.tokens import ADMIN, READ
 from acp_plugins.telemetry import TelemetryReport
 from acp_plugins.telemetry.exposition import CONTENT_TYPE
+from acp_plugins.views import HostViews, audit_page
 
 __all__ = ["router"]
 
@@ -49,55 +51,60 @@ async def send_message(message: Message, state: ServerState = State) -> dict[str
 @router.get("/commands", tags=["calls"], dependencies=[require(READ)])
 async def list_commands(state: ServerState = State) -> list[dict[str, Any]]:
     """Every command of every active plugin (``acp-plugins commands``)."""
-    await state.host.start_waiting()
-    conflicts = state.host.commands.conflicts
-    return [
-        {"name": e.definition.name, "qualified_name": e.qualified_name,
-         "plugin_id": e.plugin_id, "usage": e.definition.usage,
-         "description": e.definition.description, "conflict": e.definition.name in conflicts}
-        for e in state.host.command_entries()
-    ]  # fmt: skip
+    return await HostViews(state.host).commands()
 
 
-@router.post("/commands/{name}", response_model=CommandResult, tags=["calls"],
+@router.get("/commands/{name}", response_model=CommandInfo, tags=["calls"],
+            dependencies=[require(READ)])  # fmt: skip
+async def command_detail(name: str, state: ServerState = State) -> dict[str, Any]:
+    """One command (plain name or ``plugin_id:command``): usage, arguments, options."""
+    return await HostViews(state.host).command(name)
+
+
+@router.post("/commands/{name}", response_model=CommandAnswer, tags=["calls"],
              dependencies=[require(ADMIN)])  # fmt: skip
 async def run_command(
     name: str, request: CommandRequest | None = None, state: ServerState = State
-) -> CommandResult:
+) -> dict[str, Any]:
     """Run a command (plain name or ``plugin_id:command``) with a command line."""
-    return await state.host.run_command(name, (request or CommandRequest()).args)
+    return await HostViews(state.host).run_command(name, (request or CommandRequest()).args)
 
 
 @router.get("/sources", tags=["calls"], dependencies=[require(READ)])
 async def list_sources(state: ServerState = State) -> list[dict[str, Any]]:
-    """Every data source of every active plugin (``acp-plugins sources``)."""
-    await state.host.start_waiting()
-    return [source.model_dump(mode="json") for source in state.host.data_sources()]
+    """Every data source of every active plugin, with who offers it (``acp-plugins sources``)."""
+    return await HostViews(state.host).sources()
 
 
 @router.post("/sources/{source}/query", response_model=DataResult, tags=["calls"],
              dependencies=[require(READ)])  # fmt: skip
 async def query_source(
     source: str, query: DataQuery | None = None, state: ServerState = State
-) -> DataResult:
+) -> dict[str, Any]:
     """Query a data source (plain id or ``plugin_id:source_id``)."""
-    return await state.host.query(source, query)
+    return await HostViews(state.host).query(source, query)
 
 
 def _last(seconds: float) -> TimeRange:
     return TimeRange.last(timedelta(seconds=seconds))
 
 
-@router.get("/report", response_model=Report, tags=["telemetry"], dependencies=[require(READ)])
-async def report(
-    plugin: str,
+@router.get("/reports", tags=["telemetry"], dependencies=[require(READ)])
+async def reports(
+    plugin: str | None = None,
     format: str = "markdown",
     since_seconds: float = Query(7 * 86400.0, gt=0, le=_LONGEST),
     state: ServerState = State,
-) -> Report:
-    """One analytics plugin's report over the last ``since_seconds`` (``acp-plugins report``)."""
-    await state.host.start_plugin(plugin)
-    return await state.host.report(plugin, format, _last(since_seconds))
+) -> list[dict[str, Any]]:
+    """The report of one analytics plugin, or of every active one, over the last
+    ``since_seconds`` (``acp-plugins report``)."""
+    return await HostViews(state.host).reports(plugin, format, _last(since_seconds))
+
+
+@router.get("/analytics/metrics", tags=["telemetry"], dependencies=[require(READ)])
+async def metric_definitions(state: ServerState = State) -> dict[str, list[dict[str, Any]]]:
+    """The metrics each analytics plugin offers (``acp-plugins metrics``)."""
+    return await HostViews(state.host).metric_definitions()
 
 
 @router.get("/telemetry", response_model=TelemetryReport, tags=["telemetry"],
@@ -115,16 +122,12 @@ async def audit(
     action: Annotated[list[str] | None, Query()] = None,
     offset: int = Query(0, ge=0),
     limit: int = Query(100, ge=1, le=1000),
+    last: int | None = Query(None, ge=0, le=1000, description="The last N entries instead."),
     state: ServerState = State,
-) -> AuditPage:
+) -> dict[str, Any]:
     """The audit log, filtered by plugin and action, a page at a time, oldest first."""
-    path = state.host.audit.path
-    entries, unreadable = (
-        read_audit_log(path, plugin_id=plugin, actions=action or ()) if path else ([], 0)
-    )
-    page = entries[offset : offset + limit]
-    return AuditPage(entries=[e.to_dict() for e in page], total=len(entries), offset=offset,
-                     limit=limit, unreadable=unreadable)  # fmt: skip
+    return audit_page(state.host.audit.path, plugin_id=plugin, actions=action or (),
+                      offset=offset, limit=limit, last=last)  # fmt: skip
 
 
 metrics_router = APIRouter()

@@ -15,6 +15,7 @@ from acp_plugins.server.schemas import (
     InstallOutcome,
     InstallRequest,
     Origin,
+    PluginDetail,
     PluginStatus,
     PluginView,
     ReloadOutcome,
@@ -23,6 +24,7 @@ from acp_plugins.server.schemas import (
 from acp_plugins.server.state import ServerState, require, server_state
 from acp_plugins.server.tokens import ADMIN, READ
 from acp_plugins.telemetry import PluginHealth
+from acp_plugins.views import HostViews
 
 __all__ = ["router"]
 
@@ -41,10 +43,10 @@ async def list_plugins(state: ServerState = State) -> JSONResponse:
     return JSONResponse([record.to_dict() for _, record in sorted(state.host.records.items())])
 
 
-@router.get("/{plugin_id}", response_model=PluginView, dependencies=[require(READ)])
+@router.get("/{plugin_id}", response_model=PluginDetail, dependencies=[require(READ)])
 async def plugin_detail(plugin_id: str, state: ServerState = State) -> JSONResponse:
-    """Everything known about one plugin (``acp-plugins info ID``)."""
-    return JSONResponse(_view(state, plugin_id))
+    """Everything known about one plugin, started if it waited (``acp-plugins info ID``)."""
+    return JSONResponse(await HostViews(state.host).plugin_info(plugin_id))
 
 
 @router.get("/{plugin_id}/status", response_model=PluginStatus, dependencies=[require(READ)])
@@ -88,7 +90,7 @@ async def get_config(plugin_id: str, state: ServerState = State) -> ConfigView:
 @router.get("/{plugin_id}/config/schema", dependencies=[require(READ)])
 async def config_schema(plugin_id: str, state: ServerState = State) -> dict[str, Any]:
     """The JSON Schema of the plugin's settings (``{}`` when it declares none)."""
-    return await state.host.config_schema(plugin_id)
+    return await HostViews(state.host).config_schema(plugin_id)
 
 
 @router.put("/{plugin_id}/config", response_model=ConfigView, dependencies=[require(ADMIN)])

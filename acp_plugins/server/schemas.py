@@ -13,11 +13,14 @@ from acp_plugins.models import MessageResponse
 
 __all__ = [
     "AuditPage",
+    "CommandAnswer",
+    "CommandInfo",
     "CommandRequest",
     "ConfigChange",
     "ConfigView",
     "InstallOutcome",
     "InstallRequest",
+    "PluginDetail",
     "PluginStatus",
     "PluginView",
     "ReloadOutcome",
@@ -55,6 +58,17 @@ class PluginView(_Out):
     call_errors: list[dict[str, Any]]
     metrics: dict[str, dict[str, float | int]]
     isolation: dict[str, Any] | None
+
+
+class PluginDetail(PluginView):
+    """One plugin once started, with its settings and subscriptions (``info ID --json``)."""
+
+    author: str | None
+    license: str | None
+    homepage: str | None
+    distribution_version: str
+    subscriptions: list[dict[str, Any]]
+    settings: list[dict[str, Any]] = Field(description="path, value (masked), layer, source.")
 
 
 class PluginStatus(_Out):
@@ -155,6 +169,27 @@ class CommandRequest(BaseModel):
     args: list[str] = []
 
 
+class CommandInfo(_Out):
+    """One command: its plugin, usage, arguments and options (``run NAME --help``)."""
+
+    plugin_id: str
+    name: str
+    usage: str
+    description: str
+    arguments: list[dict[str, Any]]
+    options: list[dict[str, Any]]
+
+
+class CommandAnswer(_Out):
+    """What a command said, and the plugin that ran it (``run NAME --json``)."""
+
+    plugin_id: str
+    success: bool
+    output: str
+    data: Any
+    exit_code: int
+
+
 class RoutedAnswer(BaseModel):
     """Who answered a message, how sure it was, and the answer."""
 
@@ -172,8 +207,9 @@ class AuditPage(BaseModel):
     entries: list[dict[str, Any]]
     total: int = Field(description="Entries that match the filters, on every page.")
     offset: int
-    limit: int
+    limit: int | None = Field(description="None: every entry from `offset` on.")
     unreadable: int = Field(description="Lines of the log that could not be read.")
+    path: str | None = Field(description="The server's audit log file.")
 
 
 class ServerHealth(BaseModel):
