@@ -98,12 +98,16 @@ def wait_until_up(url: str, process: subprocess.Popen[Any] | None = None) -> Non
         time.sleep(0.1)
 
 
-def _start(plugins: Path, data: Path, *, trust: tuple[str, ...] = ("echo",), **env: str) -> Server:
+def _start(
+    plugins: Path | list[Path], data: Path, *, trust: tuple[str, ...] = ("echo",), **env: str
+) -> Server:
     port = _free_port()
     trusted = [arg for plugin_id in trust for arg in ("--trust", plugin_id)]
+    folders = plugins if isinstance(plugins, list) else [plugins]
+    searched = [arg for folder in folders for arg in ("--plugin-path", str(folder))]
     process = subprocess.Popen(
         [sys.executable, "-m", "acp_plugins", "serve", "--port", str(port), "--json",
-         "--plugin-path", str(plugins), "--data-dir", str(data), *trusted],
+         *searched, "--data-dir", str(data), *trusted],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=data.parent,
         env={**os.environ, **env},
     )  # fmt: skip
@@ -412,6 +416,53 @@ def test_a_port_in_use_is_one_line_and_exit_1(installed: Path, tmp_path: Path) -
     assert done.stderr.startswith(f"error: could not serve on http://127.0.0.1:{port}: ")
     assert "Address already in use" in done.stderr and len(done.stderr.splitlines()) == 1
     assert "Traceback" not in done.stderr
+
+
+def test_a_metrics_port_serves_metrics_alone_without_a_token(
+    installed: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    metrics_port = _free_port()
+    running = _start(installed, data, ACP_SERVER_TOKEN=ADMIN_TOKEN,
+                     ACP_HOST_SERVER__METRICS_PORT=str(metrics_port))  # fmt: skip
+    try:
+        scraper = f"http://127.0.0.1:{metrics_port}"
+        scraped = httpx.get(f"{scraper}/metrics")
+        assert scraped.status_code == 200
+        assert 'acp_plugin_up{plugin="gauge"} 1.0' in scraped.text
+        # nothing else on that port, not even with a token; the API's port is as it was
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        assert httpx.get(f"{scraper}/api/v1/plugins", headers=admin).status_code == 404
+        assert httpx.get(f"{scraper}/", headers=admin).status_code == 404
+        assert httpx.post(f"{scraper}/metrics").status_code == 405
+        assert httpx.get(f"{running.url}/metrics").status_code == 401
+        with pytest.raises(InvalidStatus):
+            asyncio.run(_handshake(f"ws://127.0.0.1:{metrics_port}/api/v1/events"))
+        assert httpx.get(f"{running.url}/metrics", headers=admin).status_code == 200
+    finally:
+        running.process.send_signal(signal.SIGTERM)
+        running.process.wait(timeout=60)
+    # the same port as the API's, or one in use: one line, exit 1
+    api_port = _free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        in_use = taken.getsockname()[1]
+        for port, said in ((api_port, "is the port the API serves on"),
+                           (in_use, "choose another server.metrics_port")):  # fmt: skip
+            done = subprocess.run(
+                [sys.executable, "-m", "acp_plugins", "serve", "--port", str(api_port),
+                 "--plugin-path", str(installed), "--data-dir", str(data)],
+                capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                env={**os.environ, "ACP_HOST_SERVER__METRICS_PORT": str(port)},
+            )  # fmt: skip
+            assert done.returncode == 1 and said in done.stderr, done.stderr
+            assert len(done.stderr.splitlines()) == 1
+
+
+async def _handshake(url: str) -> None:
+    async with connect(url):
+        pass
 
 
 def test_the_listening_socket_says_it_is_tcp_so_replies_are_not_held_back() -> None:

@@ -219,3 +219,43 @@ def test_a_wheel_pip_cannot_install_is_a_502_with_pip_s_output_and_audited(
         ("failed", "acp-live-broken 1.0.0: pip failed")
     ]
     assert client.get("/api/v1/plugins").json() == []
+
+
+def test_the_install_target_setting_picks_the_folder_and_must_be_searched(
+    index: str, tmp_path: Path
+) -> None:
+    first, second, elsewhere = tmp_path / "first", tmp_path / "second", tmp_path / "elsewhere"
+    for folder in (first, second, elsewhere):
+        folder.mkdir()
+    running = _start([first, second], tmp_path / "data", trust=(), ACP_SERVER_TOKEN=ADMIN_TOKEN,
+                     ACP_HOST_SERVER__INDEXES=json.dumps([index]),
+                     ACP_HOST_SERVER__INSTALL_TARGET=str(second))  # fmt: skip
+    try:
+        client = running.client()
+        client.timeout = httpx.Timeout(120)
+        done = client.post("/api/v1/plugins/live/install", json={"distribution": "acp-live",
+                                                                  "version": "~1.0.0"})  # fmt: skip
+        assert done.status_code == 200, done.text
+        assert done.json()["target"] == str(second)
+        assert [p.name for p in second.glob("acp_live-*.dist-info")] == ["acp_live-1.0.0.dist-info"]
+        assert list(first.iterdir()) == []
+        assert _say(client) == "live 1.0.0"
+    finally:
+        running.process.send_signal(signal.SIGTERM)
+        running.process.wait(timeout=60)
+    # a target the host does not search: refused before pip runs, nothing installed
+    running = _start(first, tmp_path / "data2", trust=(), ACP_SERVER_TOKEN=ADMIN_TOKEN,
+                     ACP_HOST_SERVER__INDEXES=json.dumps([index]),
+                     ACP_HOST_SERVER__INSTALL_TARGET=str(elsewhere))  # fmt: skip
+    try:
+        refused = running.client().post("/api/v1/plugins/live/install",
+                                        json={"distribution": "acp-live"})  # fmt: skip
+        assert refused.status_code == 400
+        assert (
+            f"server.install_target {elsewhere} is not a folder the host searches"
+            in (refused.json()["detail"])
+        )
+        assert list(elsewhere.iterdir()) == []
+    finally:
+        running.process.send_signal(signal.SIGTERM)
+        running.process.wait(timeout=60)

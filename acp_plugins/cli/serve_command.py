@@ -30,8 +30,24 @@ async def cmd_serve(args: argparse.Namespace) -> int:
             EXIT_FAILED,
         ) from None
     url = f"http://{args.host}:{args.port}"
-    listening = _bind(args.host, args.port, url)
     settings, _ = host_settings(args)
+    sockets = [_bind(args.host, args.port, url)]
+    metrics_port, metrics_host = settings.server.metrics_port, settings.server.metrics_host
+    metrics_url = f"http://{metrics_host}:{metrics_port}/metrics" if metrics_port else None
+    if metrics_port is not None:
+        if metrics_port == args.port:
+            sockets[0].close()
+            raise CliError(
+                f"server.metrics_port {metrics_port} is the port the API serves on; choose "
+                "another one, or leave it unset to serve /metrics with the read token",
+                EXIT_FAILED,
+            )
+        try:
+            hint = "choose another server.metrics_port or server.metrics_host"
+            sockets.append(_bind(metrics_host, metrics_port, metrics_url or "", hint))
+        except CliError:
+            sockets[0].close()
+            raise
     host = build_host(args)
     tokens = ServerTokens.load(host.data_root)
     app = create_app(host, tokens, settings.server)
@@ -44,6 +60,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         "serving": url,
         "tokens": dict(tokens.origins),
         "docs": f"{url}/api/v1/docs",
+        "metrics": metrics_url or f"{url}/metrics",
     }
     stopped: list[int] = []
 
@@ -53,20 +70,24 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     previous = {n: signal.signal(n, remember) for n in (signal.SIGINT, signal.SIGTERM)}
     try:
         origins = tokens.origins
-        _say(args, started, f"serving {url} (admin token: {origins['admin']}, read token: "
-                            f"{origins['read']}); Ctrl-C or SIGTERM stops")  # fmt: skip
-        await server.serve(sockets=[listening])
+        text = f"serving {url} (admin token: {origins['admin']}, read token: {origins['read']})"
+        text += f"; {metrics_url} without a token" if metrics_url else ""
+        _say(args, started, f"{text}; Ctrl-C or SIGTERM stops")
+        await server.serve(sockets=sockets)
     except SystemExit as failed:  # uvicorn's own way of saying it could not start
         raise CliError(f"could not serve on {url} (status {failed.code})", EXIT_FAILED) from None
     finally:
-        listening.close()
+        for listening in sockets:
+            listening.close()
         for number, handler in previous.items():
             signal.signal(number, handler)
     _say(args, {"stopped": url}, "stopped: no new requests, plugins unloaded, workers gone")
     return EXIT_OK
 
 
-def _bind(address: str, port: int, url: str) -> socket.socket:
+def _bind(
+    address: str, port: int, url: str, hint: str = "choose another --port or --host"
+) -> socket.socket:
     """The listening socket, bound here so that a port in use is one clear line."""
     try:
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
@@ -76,9 +97,7 @@ def _bind(address: str, port: int, url: str) -> socket.socket:
         listening.bind((address, port))
     except (OSError, OverflowError) as error:
         reason = getattr(error, "strerror", None) or str(error)
-        raise CliError(
-            f"could not serve on {url}: {reason}; choose another --port or --host", EXIT_FAILED
-        ) from None
+        raise CliError(f"could not serve on {url}: {reason}; {hint}", EXIT_FAILED) from None
     listening.listen(2048)
     listening.set_inheritable(True)
     return listening

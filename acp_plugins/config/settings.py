@@ -168,7 +168,8 @@ class TelemetrySettings(BaseModel):
 
 
 class ServerSettings(BaseModel):
-    """What ``acp-plugins serve`` may install, from where, and into which folder."""
+    """What ``acp-plugins serve`` may install, from where, into which folder; where it
+    exposes ``/metrics`` without a token."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -179,6 +180,11 @@ class ServerSettings(BaseModel):
     install_target: Path | None = None
     #: Seconds one pip run may take.
     pip_timeout: float = Field(default=300.0, gt=0, le=3600, allow_inf_nan=False)
+    #: A second port that serves ``GET /metrics`` alone, without a token, for a
+    #: Prometheus scraper (default: none; ``/metrics`` then needs the read token).
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    #: The address the metrics port listens on.
+    metrics_host: str = "127.0.0.1"
 
     @field_validator("indexes")
     @classmethod

@@ -14,7 +14,7 @@ from importlib.metadata import version
 from importlib.resources import files
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from acp_plugins.config.settings import ServerSettings
@@ -23,6 +23,7 @@ from acp_plugins.server import events, host_routes, plugin_routes
 from acp_plugins.server.problems import install_problem_handlers, problem
 from acp_plugins.server.state import ServerState, running_host
 from acp_plugins.server.tokens import ServerTokens
+from acp_plugins.telemetry.exposition import CONTENT_TYPE
 
 __all__ = ["create_app"]
 
@@ -49,6 +50,35 @@ class _WaitForTheHost:
         await self.app(scope, receive, send)
 
 
+class _MetricsPort:
+    """On the metrics port (``server.metrics_port``), ``GET /metrics`` without a token and
+    nothing else; the main port is left as it is."""
+
+    def __init__(self, app: ASGIApp, state: ServerState) -> None:
+        self.app = app
+        self.state = state
+        self.port = state.settings.metrics_port
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        local = scope.get("server")
+        if self.port is None or scope["type"] == "lifespan" or not local or local[1] != self.port:
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        response: Response
+        if scope["path"] != "/metrics":
+            response = problem(404, f"only GET /metrics is served on port {self.port}")
+        elif scope["method"] not in ("GET", "HEAD"):
+            response = problem(405, "GET /metrics")
+        elif not self.state.ready.is_set():
+            response = problem(503, self.state.failed or "the host is starting")
+        else:
+            response = Response(self.state.host.telemetry.prometheus(), media_type=CONTENT_TYPE)
+        await response(scope, receive, send)
+
+
 def create_app(
     host: PluginHost, tokens: ServerTokens, settings: ServerSettings | None = None
 ) -> FastAPI:
@@ -73,6 +103,7 @@ def create_app(
     install_problem_handlers(app)
 
     app.add_middleware(_WaitForTheHost, state=state)
+    app.add_middleware(_MetricsPort, state=state)  # added last: it runs first
 
     app.include_router(host_routes.router)
     app.include_router(plugin_routes.router)

@@ -80,6 +80,20 @@ class PackageInstaller:
         search = self.host.search_path
         return Path(search[0]) if search else None
 
+    def _check_target(self) -> None:
+        """Refuse an ``install_target`` the host does not search: what pip put there would
+        never be found (and never be started)."""
+        target = self.settings.install_target
+        if target is None:
+            return
+        search = self.host.search_path
+        searched = [Path(p) for p in search] if search is not None else [Path(p) for p in sys.path]
+        if target.resolve() not in {p.resolve() for p in searched if str(p)}:
+            where = "plugin_path" if search is not None else "the environment's sys.path"
+            shown = ", ".join(str(p) for p in searched if str(p)) or "nothing"
+            raise Problem(400, f"server.install_target {target} is not a folder the host "
+                               f"searches ({where}: {shown}); add it to plugin_path")  # fmt: skip
+
     def _index(self, index_url: str | None) -> str:
         allowed = self.settings.indexes
         if not allowed:
@@ -146,6 +160,7 @@ class PackageInstaller:
         except VersionRangeError as error:
             raise Problem(400, f"version {version!r}: {error}") from None
         index = self._index(index_url)
+        self._check_target()
         offered = await asyncio.to_thread(self._versions, index, dist)
         fitting = [v for v in offered if wanted.contains(v)]
         if not fitting:
