@@ -62,7 +62,8 @@ def test_the_defaults(tmp_path: Path) -> None:
         *(f"telemetry.{key}" for key in ("enabled", "interval", "retention_days", "database",
                                          "error_window", "degraded_error_rate",
                                          "failing_error_rate")),
-        "server.indexes", "server.install_target", "server.pip_timeout",
+        "server.indexes", "server.install_target", "server.pip_timeout", "server.metrics_port",
+        "server.metrics_host",
     }  # fmt: skip
     assert settings.drain_timeout == 10.0
     assert (settings.telemetry.enabled, settings.telemetry.interval) == (True, 10.0)
