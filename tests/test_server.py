@@ -330,6 +330,49 @@ def test_reload_through_the_api_and_a_second_one_at_once_is_409(server: Server) 
     assert asyncio.run(twice()) == [200, 409]
 
 
+def test_messages_sent_while_plugins_reload_through_the_api_are_all_answered(
+    server: Server,
+) -> None:
+    # eight clients send without pause while echo (in-process) and gauge (a worker) are
+    # reloaded through the API, twice each: every message gets its plugin's answer
+    async def load() -> tuple[list[tuple[str, int, dict[str, Any]]], list[dict[str, Any]]]:
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        async with httpx.AsyncClient(base_url=server.url, timeout=60, headers=admin) as c:
+            stop = asyncio.Event()
+            answers: list[tuple[str, int, dict[str, Any]]] = []
+
+            async def send(kind: str) -> None:
+                n = 0
+                while not stop.is_set():
+                    sent = {"type": kind, "content": f"{kind} {n}"}
+                    answer = await c.post("/api/v1/messages", json=sent)
+                    answers.append((kind, answer.status_code, answer.json()))
+                    n += 1
+
+            senders = [asyncio.ensure_future(send(k)) for k in ("echo", "gauge") * 4]
+            await asyncio.sleep(0.3)
+            outcomes = []
+            for plugin_id in ("echo", "gauge", "echo", "gauge"):
+                outcomes.append((await c.post(f"/api/v1/plugins/{plugin_id}/reload")).json())
+            await asyncio.sleep(0.3)
+            stop.set()
+            await asyncio.gather(*senders)
+            return answers, outcomes
+
+    before = {
+        p["plugin_id"]: p["generation"] for p in server.client().get("/api/v1/plugins").json()
+    }
+    answers, outcomes = asyncio.run(load())
+    assert [(o["plugin_id"], o["outcome"], o["ok"]) for o in outcomes] == [
+        ("echo", "reloaded", True), ("gauge", "reloaded", True),
+    ] * 2  # fmt: skip
+    assert len(answers) > 100
+    lost = [a for a in answers if a[1] != 200 or a[2]["plugin_id"] != a[0] or a[2]["errors"]]
+    assert lost == []
+    after = {p["plugin_id"]: p["generation"] for p in server.client().get("/api/v1/plugins").json()}
+    assert (after["echo"] - before["echo"], after["gauge"] - before["gauge"]) == (2, 2)
+
+
 def test_telemetry_audit_and_metrics(server: Server) -> None:
     client = server.client(READ_TOKEN)
     server.client().post("/api/v1/messages", json={"type": "gauge", "content": "ok"})
