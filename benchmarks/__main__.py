@@ -350,8 +350,7 @@ def _table(results: Sequence[Result], args: argparse.Namespace, elapsed: float) 
         "",
     ]
     for r in results:
-        spread = ", ".join(f"{r.scaled(v):.2f}" for v in r.ours)
-        base = ", ".join(f"{r.scaled(v):.2f}" for v in r.baseline)
+        spread, base = _spread(r, r.ours), _spread(r, r.baseline)
         out.append(f"{r.name}: {r.description}")
         out.append(f"    acp-plugins runs: {spread}")
         out.append(f"    baseline ({r.baseline_name}) runs: {base}")
@@ -455,3 +454,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _spread(result: Any, values: list[float]) -> str:
+    """Every run, or, for many (one per request), the quartiles and the extremes."""
+    if len(values) <= 20:
+        return ", ".join(f"{result.scaled(v):.2f}" for v in values)
+    ordered = sorted(values)
+    at = {name: ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+          for name, q in (("min", 0.0), ("p25", 0.25), ("p50", 0.5), ("p75", 0.75),
+                          ("p99", 0.99))}  # fmt: skip
+    shown = ", ".join(f"{name} {result.scaled(v):.2f}" for name, v in at.items())
+    return f"{len(values)} samples: {shown}, max {result.scaled(ordered[-1]):.2f}"

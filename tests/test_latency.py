@@ -79,3 +79,44 @@ def test_a_record_counts_into_histograms_unless_telemetry_is_off() -> None:
     assert 0.25 <= shown["p99_ms"] / 1000 <= 0.4  # the two slow calls are the top 2 %
     assert "p99_ms" not in off.stats("handle_message").to_dict()
     assert off.stats("handle_message").quantile(0.99) is None
+
+
+class _Answers:
+    """A handle whose hook answers at once (the clock below says how long it took)."""
+
+    def invoke(self, hook: str, kwargs: object) -> float:
+        return 1.0
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(LATENCY_BOUNDS),  # on a bound: counted in that bound's bucket
+            st.floats(min_value=0.0, max_value=100.0, allow_nan=False, allow_infinity=False),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_a_fan_out_counts_each_call_in_the_bucket_of_its_latency(durations: list[float]) -> None:
+    # the fan-out counts without a search when a call falls in the last call's bucket: it
+    # must count exactly what bucket_of would, whatever the sequence of latencies
+    import asyncio
+    from unittest import mock
+
+    from acp_plugins.runtime import calls
+
+    records = [PluginRecord(f"p{i}", "p", "p", "1.0.0", None, None) for i in range(len(durations))]
+    for record in records:
+        record.handle = _Answers()  # type: ignore[assignment]
+    clock = [0.0]
+    for duration in durations:
+        clock.append(clock[-1] + duration)
+    ticks = iter(clock)
+    # perf_counter is read once before the calls and once after each: the scripted clock
+    with mock.patch.object(calls, "perf_counter", lambda: next(ticks)):
+        asyncio.run(calls.CallGuard(timeout=3600.0).call_many(records, "can_handle", {}))
+    for position, record in enumerate(records):
+        expected = empty_buckets()
+        expected[bucket_of(clock[position + 1] - clock[position])] += 1
+        assert record.stats("can_handle").buckets == expected, durations[position]
