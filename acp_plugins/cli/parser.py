@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from acp_plugins import __version__
 from acp_plugins.cli import config_commands as config
+from acp_plugins.cli import kit_commands as kit
 from acp_plugins.cli import plugin_commands as plugins
 from acp_plugins.cli import reload_commands as reloading
 from acp_plugins.cli import serve_command
@@ -24,6 +25,8 @@ from acp_plugins.cli.exits import EXIT_TEXT, EXIT_USAGE, CliError
 from acp_plugins.cli.hosting import HostCommand
 from acp_plugins.host import CORE_VERSION
 from acp_plugins.runtime.reports import REPORT_FORMATS
+from acp_plugins.testing.conformance import DEFAULT_BUDGET_MS
+from acp_plugins.testing.harness import MODES
 
 __all__ = ["build_parser", "parse_command_line"]
 
@@ -59,7 +62,7 @@ _VALUED = frozenset(f for flags, o in _HOST_OPTIONS if "action" not in o or o["a
                     for f in flags)  # fmt: skip
 _ALL_HOST_FLAGS = frozenset(f for flags, _ in _HOST_OPTIONS for f in flags)
 #: Commands that work without starting a host.
-_WITHOUT_HOST = frozenset({"schema", "validate", "audit", "serve"})
+_WITHOUT_HOST = frozenset({"schema", "validate", "audit", "serve", "test"})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -211,6 +214,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = command("dev", reloading.cmd_dev, text)
     p.add_argument("path", metavar="PATH", help="the plugin project's folder")
+    text = (
+        "Run the conformance suite against a plugin project: unit, integration, performance, "
+        "security and compatibility checks, each with its verdict and reason; exit 1 if one "
+        "fails."
+    )
+    p = command("test", kit.cmd_test, text)
+    p.add_argument("path", metavar="PATH", help="the plugin project's folder")
+    with_text = "a project of a plugin it depends on, installed beside it; repeatable"
+    p.add_argument("--with", dest="with_projects", action="append", default=[],
+                   metavar="PATH", help=with_text)  # fmt: skip
+    budget_text = f"p99 latency budget per hook call (default {DEFAULT_BUDGET_MS:g})"
+    p.add_argument("--budget-ms", type=float, default=DEFAULT_BUDGET_MS, metavar="MS",
+                   help=budget_text)  # fmt: skip
+    p.add_argument("--mode", action="append", choices=MODES,
+                   help="only this mode (default: trusted and isolated); repeatable")  # fmt: skip
     _config_parser(sub, late)
     return parser
 

@@ -57,7 +57,7 @@ REMOTE_COMMANDS = frozenset({
     "config unset", "config schema",
 })  # fmt: skip
 #: Commands that never ask a host (they read files here): the same with ``--server``.
-LOCAL_COMMANDS = frozenset({"schema"})
+LOCAL_COMMANDS = frozenset({"schema", "test"})
 #: Why the rest cannot go to a server.
 _WHY_NOT = {
     "serve": "it runs a host of its own",
@@ -65,6 +65,8 @@ _WHY_NOT = {
     "validate": "checking an installed plugin by its id starts a host here; give a project "
     "folder instead",
     "config validate": "it checks a config file on this machine against the plugins installed here",
+    "config show": "the server does not show its host's own settings",
+    "config get": "the server does not show its host's own settings",
 }
 
 
@@ -82,7 +84,7 @@ def check_remote(args: Any) -> None:
         key in ("config show", "config get") and args.plugin_id == "host"
     ):
         return
-    why = _WHY_NOT.get(key, "the server does not show its host's own settings")
+    why = _WHY_NOT.get(key, "it needs a host of its own")
     raise CliError(
         f"'{key}' does not go through --server ({why}); run it without --server and ACP_SERVER_URL",
         EXIT_USAGE,

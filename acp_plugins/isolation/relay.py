@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from acp_plugins.errors import AcpPluginsError, PermissionDenied
 from acp_plugins.isolation.protocol import decode_value, encode_value
+from acp_plugins.loading.permissions import Permission
 from acp_plugins.models import DataQuery, Message
 
 __all__ = ["ContextRelay", "encode_kwargs"]
@@ -70,6 +71,12 @@ class ContextRelay:
             with contextlib.suppress(AcpPluginsError, KeyError, TypeError):
                 if self.context is not None:
                     self.context.check_topic(str(args["pattern"]), str(args["action"]))
+            return None
+        if method == "permission_refused":  # refused in the worker already: audited here
+            args = decode_value(frame.get("args")) or {}
+            with contextlib.suppress(AcpPluginsError, KeyError, TypeError, ValueError):
+                if self.context is not None:
+                    self.context.require(Permission(args["permission"]), str(args["operation"]))
             return None
         if method == "record_metric":  # checked in the worker already: not answered
             self._record_metric(frame.get("args"))

@@ -59,10 +59,9 @@ from acp_plugins.models import (
     Message,
     MessageResponse,
 )
-from acp_plugins.runtime.context import json_data
+from acp_plugins.runtime.context import json_data, topic_syntax_error
 from acp_plugins.runtime.figures import check_figure
 from acp_plugins.runtime.handle import HookRegistry, InProcessHandle
-from acp_plugins.topics import check_pattern, check_topic
 
 #: Hooks the worker takes part in itself (configuration, the context): never inline.
 _WORKER_HOOKS = frozenset(
@@ -117,6 +116,10 @@ class WorkerContext:
 
     def require(self, permission: Permission, operation: str) -> None:
         if permission not in self.permissions:
+            # refused here at once; the host checks again and audit-logs it (not awaited)
+            args = encode_value({"permission": permission.value, "operation": operation})
+            self._worker.send_soon({"op": "context", "id": 0, "method": "permission_refused",
+                                    "args": args})  # fmt: skip
             raise PermissionDenied(self.plugin_id, permission.value, operation)
 
     async def query_data(self, source_id: str, query: DataQuery | None = None) -> DataResult:
@@ -164,11 +167,9 @@ class WorkerContext:
         return self._worker.events.subscribe(pattern, handler)
 
     def _check_topic(self, pattern: str, action: str) -> None:
-        try:
-            (check_pattern if action == "subscribe" else check_topic)(pattern)
-        except ValueError as error:
-            message = f"'{self.plugin_id}' cannot {action}: {error}"
-            raise AcpPluginsError(message, plugin_id=self.plugin_id) from None
+        syntax = topic_syntax_error(self.plugin_id, pattern, action)
+        if syntax is not None:
+            raise syntax
         denial = self.topics.topic_denial(self.plugin_id, self.permissions, pattern, action)
         if denial is not None:  # the host decides and audit-logs it; not awaited
             args = encode_value({"pattern": pattern, "action": action})

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from acp_plugins.errors import AcpPluginsError, PermissionDenied
 from acp_plugins.loading.permissions import Permission
+from acp_plugins.topics import check_pattern, check_topic
 
 if TYPE_CHECKING:
     from acp_plugins.loading.manifest import Manifest
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
         MessageResponse,
     )
 
-__all__ = ["HostServices", "PluginContext"]
+__all__ = ["HostServices", "PluginContext", "topic_syntax_error"]
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
@@ -47,6 +48,15 @@ def json_data(value: Any, what: str, plugin_id: str) -> Any:
         raise AcpPluginsError(
             f"{what} that is not JSON data ({error})", plugin_id=plugin_id
         ) from None
+
+
+def topic_syntax_error(caller: str, name: str, action: str) -> AcpPluginsError | None:
+    """The error for a pattern (``subscribe``) or topic (``publish``) that is not one."""
+    try:
+        (check_pattern if action == "subscribe" else check_topic)(name)
+    except ValueError as error:
+        return AcpPluginsError(f"'{caller}' cannot {action}: {error}", plugin_id=caller)
+    return None
 
 
 class HostServices(Protocol):

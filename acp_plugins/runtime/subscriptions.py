@@ -28,14 +28,13 @@ from time import perf_counter
 from typing import Any
 
 from acp_plugins.audit import AuditLog
-from acp_plugins.errors import AcpPluginsError
 from acp_plugins.printable import printable
 from acp_plugins.runtime.calls import CallGuard
 from acp_plugins.runtime.catalog import PluginCatalog
+from acp_plugins.runtime.context import topic_syntax_error
 from acp_plugins.runtime.event_sink import EventFeed, EventSink
 from acp_plugins.runtime.lifecycle import PluginState
 from acp_plugins.runtime.record import PluginFailure
-from acp_plugins.topics import check_pattern, check_topic
 
 __all__ = ["FeedToken", "PluginFeeds"]
 
@@ -86,23 +85,12 @@ class PluginFeeds:
         self, caller: str, owner: object, pattern: str, handler: Callable[[Any], Any]
     ) -> FeedToken:
         """:meth:`subscribe`, once the pattern and the host's policy allow it."""
-        try:
-            check_pattern(pattern)
-        except ValueError as error:
-            raise AcpPluginsError(
-                f"'{caller}' cannot subscribe: {error}", plugin_id=caller
-            ) from None
-        self.check(caller, pattern, "subscribe")
+        self._refuse(caller, pattern, "subscribe")
         return self.subscribe(caller, owner, pattern, handler)
 
     def publish(self, caller: str, topic: str, data: Any) -> int:
         """Publish ``data`` on ``topic`` for ``caller``, once the topic and policy allow it."""
-        try:
-            check_topic(topic)
-        except ValueError as error:
-            message = f"'{caller}' cannot publish: {error}"
-            raise AcpPluginsError(message, plugin_id=caller) from None
-        self.check(caller, topic, "publish")
+        self._refuse(caller, topic, "publish")
         payload = data if isinstance(data, dict) else {"value": data}
         return self.bus.publish(topic, payload, publisher=caller)
 
@@ -116,6 +104,12 @@ class PluginFeeds:
                 caller, "deny", "denied", permission=denial.permission, detail=denial.message
             )
             raise denial
+
+    def _refuse(self, caller: str, name: str, action: str) -> None:
+        syntax = topic_syntax_error(caller, name, action)
+        if syntax is not None:
+            raise syntax
+        self.check(caller, name, action)
 
     def topic_rules(self) -> dict[str, dict[str, list[str]]]:
         """The host's per-topic grants (a worker checks against them for early refusals)."""
