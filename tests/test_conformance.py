@@ -128,7 +128,7 @@ SLOW = (
     GREEDY.replace("class GreedyPlugin", "class SlowPlugin")
     .replace(
         SPOKE + "  # write-messaging\n",
-        "        import asyncio\n        await asyncio.sleep(0.02)\n",
+        "        import asyncio\n        await asyncio.sleep(0.006)\n",
     )
     .replace('["greedy"]', '["slow"]')
 )
