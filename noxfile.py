@@ -6,6 +6,7 @@ nox -s lint           # ruff, mypy --strict and the layering contract
 nox -s demo           # install the sample plugins and drive them through the CLI
 nox -s bench          # the benchmarks (not part of the tests)
 nox -s soak           # the reload soak: messages at 1,000/s across upgrades (not part of the tests)
+nox -s template       # a generated project per interface, its own nox matrix (not in the tests)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ LOWEST = [
     "httpx==0.27.0",
     "websockets==14.0",
     "selenium==4.20.0",
+    "copier==9.4.1",
 ]
 
 nox.options.sessions = ["lint", "tests", "tests_lowest"]
@@ -87,7 +89,7 @@ def tests_lowest(session: nox.Session) -> None:
 @nox.session(python=PYTHONS[-1:] or None)
 def lint(session: nox.Session) -> None:
     """ruff (lint and format), mypy --strict, and the layering contract (import-linter)."""
-    session.install("-e", ".[server]", "ruff", "mypy", "import-linter")
+    session.install("-e", ".[server,testing]", "ruff", "mypy", "import-linter")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy", "acp_plugins")
@@ -152,3 +154,19 @@ def soak(session: nox.Session) -> None:
     """The reload soak: 1,000 messages/s for 60 s with 10 upgrades and reloads, both modes."""
     session.install("-e", ".")
     session.run("python", "-m", "benchmarks.soak", *session.posargs)
+
+
+@nox.session(python=PYTHONS[-1:] or None)
+def template(session: nox.Session) -> None:
+    """Generate one project per interface with `acp-plugins new` and run its own nox matrix
+    (its tests and the conformance suite on each Python found, against this checkout)."""
+    session.install("-e", ".[testing]", "nox")
+    work = Path(session.create_tmp()).resolve()
+    for interface in ("message", "command", "data", "analytics"):
+        project = work / f"acp-kit-{interface}"
+        if project.exists():
+            shutil.rmtree(project)
+        session.run("acp-plugins", "new", f"kit-{interface}", "--interface", interface,
+                    "--dir", str(project))  # fmt: skip
+        with session.chdir(project):
+            session.run("nox", env={"ACP_PLUGINS_SOURCE": str(ROOT)})

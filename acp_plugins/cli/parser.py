@@ -62,7 +62,7 @@ _VALUED = frozenset(f for flags, o in _HOST_OPTIONS if "action" not in o or o["a
                     for f in flags)  # fmt: skip
 _ALL_HOST_FLAGS = frozenset(f for flags, _ in _HOST_OPTIONS for f in flags)
 #: Commands that work without starting a host.
-_WITHOUT_HOST = frozenset({"schema", "validate", "audit", "serve", "test"})
+_WITHOUT_HOST = frozenset({"schema", "validate", "audit", "serve", "test", "new"})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -227,6 +227,20 @@ def build_parser() -> argparse.ArgumentParser:
     budget_text = f"p99 latency budget per hook call (default {DEFAULT_BUDGET_MS:g})"
     p.add_argument("--budget-ms", type=float, default=DEFAULT_BUDGET_MS, metavar="MS",
                    help=budget_text)  # fmt: skip
+    text = (
+        "Create a plugin project from the template (copier): pyproject with the entry point, "
+        "manifest, plugin module with the chosen interfaces' hooks, settings, tests that use "
+        "acp-plugins' fixtures, a noxfile with the compatibility matrix, a README."
+    )
+    q = command("new", kit.cmd_new, text)
+    q.add_argument("name", metavar="NAME", help="the plugin id (e.g. weather-alerts)")
+    q.add_argument("--interface", action="append", choices=kit.INTERFACES,
+                   help="an interface it implements (default: message); repeatable")  # fmt: skip
+    q.add_argument("--dir", metavar="DIR", help="where to create it (default: acp-NAME)")
+    q.add_argument("--description", help="one line about it")
+    q.add_argument("--author", help="who wrote it")
+    q.add_argument("--template", metavar="SRC", help="another copy of the template (a folder "
+                   "or git URL; one in git lets copier update bring its fixes later)")  # fmt: skip
     p.add_argument("--mode", action="append", choices=MODES,
                    help="only this mode (default: trusted and isolated); repeatable")  # fmt: skip
     _config_parser(sub, late)

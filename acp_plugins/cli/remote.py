@@ -57,7 +57,7 @@ REMOTE_COMMANDS = frozenset({
     "config unset", "config schema",
 })  # fmt: skip
 #: Commands that never ask a host (they read files here): the same with ``--server``.
-LOCAL_COMMANDS = frozenset({"schema", "test"})
+LOCAL_COMMANDS = frozenset({"schema", "test", "new"})
 #: Why the rest cannot go to a server.
 _WHY_NOT = {
     "serve": "it runs a host of its own",
