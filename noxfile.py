@@ -3,6 +3,7 @@
 nox -s tests          # the suite on every Python found but the oldest, newest dependencies
 nox -s tests_lowest   # the suite on the oldest Python, lowest declared dependency versions
 nox -s lint           # ruff, mypy --strict and the layering contract
+nox -s docs           # the documentation site (mkdocs, warnings as errors), reference generated
 nox -s demo           # install the sample plugins and drive them through the CLI
 nox -s bench          # the benchmarks (not part of the tests)
 nox -s soak           # the reload soak: messages at 1,000/s across upgrades (not part of the tests)
@@ -39,7 +40,7 @@ LOWEST = [
     "copier==9.4.1",
 ]
 
-nox.options.sessions = ["lint", "tests", "tests_lowest"]
+nox.options.sessions = ["lint", "docs", "tests", "tests_lowest"]
 nox.options.reuse_existing_virtualenvs = False
 
 
@@ -94,6 +95,17 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
     session.run("mypy", "acp_plugins")
     session.run("lint-imports")
+
+
+@nox.session(python=PYTHONS[-1:] or None)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site with mkdocs, warnings as errors: the author's guide,
+    the architecture, and reference pages generated from the hookspecs and models."""
+    session.install("-e", ".[docs]")
+    session.run("python", "docs/generate_reference.py", "--check")
+    session.run(
+        "mkdocs", "build", "--strict", "--site-dir", str(Path(session.create_tmp()) / "site")
+    )
 
 
 @nox.session(python=PYTHONS[:1] or None)

@@ -83,7 +83,8 @@ def _constraints(field: FieldInfo) -> str:
         for name in ("ge", "gt", "le", "lt", "min_length", "max_length", "pattern"):
             value = getattr(item, name, None)
             if value is not None:
-                parts.append(f"{name} {value}")
+                shown = f"`{value}`" if name == "pattern" else value  # not a link: code
+                parts.append(f"{name} {shown}")
     return "; ".join(parts)
 
 
