@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import shutil
-import subprocess
-import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from acp_plugins.testing.packaging import install_projects
 
 # The suite runs four test files at a time, on machines with as few as two CPUs: how
 # fast an example is drawn or run says nothing about its correctness, so hypothesis
@@ -42,30 +41,6 @@ def fixture_plugin(name: str) -> Path:
     return FIXTURE_PLUGINS / name
 
 
-def pip_install_target(projects: Sequence[Path], target: Path) -> None:
-    """Install plugin projects (and nothing else) into ``target`` with pip.
-
-    Each project is copied first: pip builds in the source tree, and a stale
-    ``build/`` folder left there could leak old files into the installation.
-    """
-    sources = target.parent / (target.name + "-src")
-    copies = []
-    for project in projects:
-        copy = sources / project.name
-        shutil.copytree(
-            project, copy, ignore=shutil.ignore_patterns("build", "*.egg-info", "tests")
-        )
-        copies.append(copy)
-    command = [
-        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-        "--no-deps", "--no-build-isolation", "--no-compile", "--target", str(target),
-        *(str(copy) for copy in copies),
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"pip install failed:\n{result.stdout}\n{result.stderr}")
-
-
 @pytest.fixture(scope="session")
 def install_plugins(
     tmp_path_factory: pytest.TempPathFactory,
@@ -79,7 +54,7 @@ def install_plugins(
             digest = hashlib.sha1("\n".join(key).encode()).hexdigest()[:10]
             target = tmp_path_factory.mktemp(f"plugins-{digest}")
             target.chmod(0o755)  # isolated workers run as uids of their own: they read it
-            pip_install_target(projects, target)
+            install_projects(projects, target)
             cache[key] = target
         return cache[key]
 

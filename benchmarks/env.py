@@ -2,7 +2,7 @@
 
 Each plugin is a genuine wheel (``{pkg}/__init__.py``, ``{pkg}/plugin.py``,
 ``{pkg}/manifest.json`` and a ``.dist-info`` with ``METADATA``, ``WHEEL``,
-``entry_points.txt`` and a sha256 ``RECORD``) written with :mod:`zipfile`, and a
+``entry_points.txt`` and a sha256 ``RECORD``, by the testing kit's ``write_wheel``), and a
 whole set is installed with ONE ``pip install --no-deps --no-index --target``.
 
 Built environments are cached under ``/tmp/acp-plugins-bench-<hash>`` where the
@@ -12,7 +12,6 @@ directory per set (``plugins-<N>``, ``dispatch-sync``, ``dispatch-async``).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -20,9 +19,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from acp_plugins.testing.packaging import write_wheel
 
 __all__ = [
     "DISPATCH_HANDLERS",
@@ -37,7 +37,6 @@ __all__ = [
 DISPATCH_HANDLERS = 10
 
 _VERSION = "1.0.0"
-_ZIP_DATE = (2024, 1, 1, 0, 0, 0)
 _COMPLETE = ".complete"
 
 _PLUGIN_TEMPLATE = '''\
@@ -129,53 +128,6 @@ class PluginSpec:
             entry_point=f"{self.plugin_id} = {self.package}.plugin:BenchPlugin",
             files=self.files(),
         )
-
-
-def write_wheel(
-    directory: Path,
-    *,
-    dist_name: str,
-    package: str,
-    version: str,
-    entry_point: str,
-    files: dict[str, bytes],
-) -> Path:
-    """Write a pure-Python wheel of ``files`` with one ``acp.plugins`` entry point."""
-    dist_info = f"{package}-{version}.dist-info"
-    files = dict(files)
-    files[f"{dist_info}/METADATA"] = (
-        "Metadata-Version: 2.1\n"
-        f"Name: {dist_name}\n"
-        f"Version: {version}\n"
-        "Summary: Generated acp-plugins benchmark plugin.\n"
-        "Requires-Python: >=3.10\n"
-        "Requires-Dist: acp-plugins\n"
-    ).encode()
-    files[f"{dist_info}/WHEEL"] = (
-        b"Wheel-Version: 1.0\n"
-        b"Generator: acp-plugins-benchmarks\n"
-        b"Root-Is-Purelib: true\n"
-        b"Tag: py3-none-any\n"
-    )
-    files[f"{dist_info}/entry_points.txt"] = f"[acp.plugins]\n{entry_point}\n".encode()
-    files[f"{dist_info}/top_level.txt"] = f"{package}\n".encode()
-    record_name = f"{dist_info}/RECORD"
-    record = "".join(f"{name},{_record_hash(data)},{len(data)}\n" for name, data in files.items())
-    files[record_name] = (record + f"{record_name},,\n").encode()
-
-    path = directory / f"{package}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, data in files.items():
-            info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
-            info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, data)
-    return path
-
-
-def _record_hash(data: bytes) -> str:
-    digest = hashlib.sha256(data).digest()
-    return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 def generator_hash() -> str:

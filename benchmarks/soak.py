@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from acp_plugins import TRUST_ALL, IsolationPolicy, Message, PluginHost, WorkerLimits
-from benchmarks.env import write_wheel
+from acp_plugins.testing.packaging import write_wheel
 
 __all__ = ["SoakResult", "main", "run_soak"]
 

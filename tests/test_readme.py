@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from acp_plugins.cli import main
-from conftest import ROOT, pip_install_target
+from acp_plugins.testing.packaging import install_projects
+from conftest import ROOT
 
 FENCE = re.compile(r"^```\w+ (?P<path>[\w./-]+)\n(?P<body>.*?)^```$", re.MULTILINE | re.DOTALL)
 
@@ -65,7 +66,7 @@ def test_the_readme_example_validates_installs_and_answers(
     assert capsys.readouterr().out.startswith("ok    greeter:")
 
     installed = tmp_path / "installed"
-    pip_install_target([project], installed)
+    install_projects([project], installed)
     common = ["--plugin-path", str(installed), "--data-dir", str(tmp_path / "data")]
     assert main(["send", *common, "hello", "there"]) == 0
     assert capsys.readouterr().out.strip() == "greeter (confidence 0.90): Hello, cli!"

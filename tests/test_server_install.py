@@ -22,7 +22,7 @@ import pytest
 from test_server import ADMIN_TOKEN, Server, _free_port, _start, wait_until_up
 from websockets.asyncio.client import connect
 
-from benchmarks.env import write_wheel
+from acp_plugins.testing.packaging import write_wheel
 
 PLUGIN = """
 from acp_plugins import Plugin, hookimpl

@@ -22,7 +22,13 @@ from typing import Any
 
 from acp_plugins.errors import AcpPluginsError
 
-__all__ = ["build_plugin_wheel", "install_projects", "install_wheels", "write_wheel"]
+__all__ = [
+    "build_plugin_wheel",
+    "install_projects",
+    "install_wheels",
+    "read_pyproject",
+    "write_wheel",
+]
 
 #: Zip entries carry this date, so that a wheel's bytes depend on its contents alone.
 _ZIP_DATE = (2020, 1, 1, 0, 0, 0)
@@ -158,15 +164,23 @@ def install_projects(projects: Sequence[Path], target: Path) -> Path:
     return target
 
 
-def _backend_here(project: Path) -> bool:
-    """Whether the project's build backend can be imported by this interpreter."""
+def read_pyproject(project: Path) -> dict[str, Any] | None:
+    """The project's ``pyproject.toml`` as a table (``None``: missing or unreadable)."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
     try:
-        table = tomllib.loads((project / "pyproject.toml").read_text("utf-8"))
+        table: dict[str, Any] = tomllib.loads((project / "pyproject.toml").read_text("utf-8"))
     except (OSError, ValueError):
+        return None
+    return table
+
+
+def _backend_here(project: Path) -> bool:
+    """Whether the project's build backend can be imported by this interpreter."""
+    table = read_pyproject(project)
+    if table is None:
         return False
     backend = str(table.get("build-system", {}).get("build-backend", "setuptools.build_meta"))
     return importlib.util.find_spec(backend.split(".")[0]) is not None

@@ -32,7 +32,12 @@ import pytest
 from acp_plugins.loading.discovery import add_search_path
 from acp_plugins.testing.harness import MODES, Mode, PluginHarness
 from acp_plugins.testing.mock_context import MockPluginContext
-from acp_plugins.testing.packaging import build_plugin_wheel, install_projects, install_wheels
+from acp_plugins.testing.packaging import (
+    build_plugin_wheel,
+    install_projects,
+    install_wheels,
+    read_pyproject,
+)
 
 __all__ = [
     "acp_host",
@@ -87,14 +92,7 @@ def acp_project_dir(pytestconfig: pytest.Config) -> Path | None:
 
 
 def _declares_plugins(project: Path) -> bool:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
-    try:
-        table = tomllib.loads((project / "pyproject.toml").read_text("utf-8"))
-    except (OSError, ValueError):
-        return False
+    table = read_pyproject(project) or {}
     return bool(table.get("project", {}).get("entry-points", {}).get("acp.plugins"))
 
 
