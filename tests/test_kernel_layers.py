@@ -8,12 +8,14 @@ reason, only where this machine's kernel or packages lack the feature.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from acp_plugins.isolation.cgroups import WorkerCgroup, cgroup_name
+from acp_plugins.isolation import cgroups
+from acp_plugins.isolation.cgroups import WorkerCgroup, cgroup_name, sweep_stale
 from acp_plugins.isolation.confinement import bubblewrap_problem, confine, worker_uid
 from acp_plugins.isolation.landlock import landlock_abi
 from acp_plugins.isolation.launch import PACKAGE_ROOT, describe_exit, sandbox_spec
@@ -271,6 +274,63 @@ print(len(children), (time.process_time() - start_cpu) / (time.monotonic() - sta
         assert float(share) < 0.35  # a spinning loop would take a whole CPU
     finally:
         cgroup.remove()
+
+
+_HOST_THAT_LEAVES_CGROUPS = """
+import json, subprocess, sys
+from acp_plugins.isolation.cgroups import WorkerCgroup, cgroup_name
+from acp_plugins.loading.trust import WorkerLimits
+empty = WorkerCgroup.create(cgroup_name("gone"), WorkerLimits(cpu_share=None))
+held = WorkerCgroup.create(cgroup_name("held"), WorkerLimits(cpu_share=None))
+occupant = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+for path in held.procs_files:
+    open(path, "w").write(str(occupant.pid))
+print(json.dumps({"empty": [str(d) for d in empty.directories],
+                  "held": [str(d) for d in held.directories], "occupant": occupant.pid}))
+"""
+
+
+def test_the_cgroups_a_dead_host_left_are_swept_but_not_one_in_use(tmp_path: Path) -> None:
+    _cgroup(WorkerLimits(cpu_share=None)).remove()  # skips where no cgroup can be made
+    done = _run([], _HOST_THAT_LEAVES_CGROUPS, cwd=tmp_path)  # ends without removing them
+    assert done.returncode == 0, done.stderr
+    left = json.loads(done.stdout)
+    empty, held = [Path(d) for d in left["empty"]], [Path(d) for d in left["held"]]
+    parents = {d.parent for d in empty}
+    try:
+        assert all(d.is_dir() for d in empty + held)
+        for parent in parents:  # too young: its worker might be about to join it
+            assert sweep_stale(parent) == []
+        swept = {name for parent in parents for name in sweep_stale(parent, min_age_s=0)}
+        assert swept == {d.name for d in empty}
+        assert not any(d.exists() for d in empty)
+        assert all(d.is_dir() for d in held)  # a process is in it
+    finally:
+        os.kill(left["occupant"], 9)
+    deadline = time.monotonic() + 5
+    while any(d.exists() for d in held) and time.monotonic() < deadline:
+        for parent in parents:
+            sweep_stale(parent, min_age_s=0)
+        time.sleep(0.05)
+    assert not any(d.exists() for d in held)
+
+
+def test_a_cgroup_left_by_an_earlier_process_with_this_pid_is_no_obstacle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    limits = WorkerLimits(cpu_share=None)
+    monkeypatch.setattr(cgroups, "_TOKEN", "0ld0")  # the earlier process
+    monkeypatch.setattr(cgroups, "_started", itertools.count(1))
+    squatter = _cgroup(limits)  # it ended without removing it
+    monkeypatch.undo()
+    monkeypatch.setattr(cgroups, "_started", itertools.count(1))  # this process starts counting
+    try:
+        made = _cgroup(limits)
+        assert made.directories != squatter.directories
+        made.remove()
+    finally:
+        squatter.remove()
 
 
 def test_strict_settings_refuse_a_worker_that_would_lack_a_layer(

@@ -13,6 +13,11 @@ The CPU quota is put on once the worker has loaded its plugin and is ready
 (an interpreter importing its modules, a few hundred ms of CPU) would take ten
 times as long. The start is bounded by the worker's ``start_timeout`` instead;
 memory and process limits hold from the first instruction.
+
+A host that is killed cannot remove its workers' cgroups (the kernel ends the
+workers, the empty directories stay). Names carry a random part, so a later host
+that happens to get the same pid never meets one, and each new cgroup's parent
+is swept of the empty ones whose host is gone (:func:`sweep_stale`).
 """
 
 from __future__ import annotations
@@ -20,18 +25,24 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import secrets
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from acp_plugins.loading.trust import MIB, WorkerLimits
 
-__all__ = ["CGROUP_ROOT", "WorkerCgroup", "cgroup_name"]
+__all__ = ["CGROUP_ROOT", "WorkerCgroup", "cgroup_name", "sweep_stale"]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 _GROUP = "acp-plugins"
 _PERIOD_US = 100_000
 _started = itertools.count(1)
+#: Tells this process's cgroups from those of an earlier process that had its pid.
+_TOKEN = secrets.token_hex(4)
+#: A cgroup younger than this may be one whose worker has not joined it yet.
+_SWEEP_AGE_S = 60.0
 
 
 @dataclass(slots=True)
@@ -70,6 +81,7 @@ class WorkerCgroup:
             wanted = [c for c in ("memory", "cpu", "pids") if c not in enabled]
             if wanted:
                 control.write_text(" ".join(f"+{c}" for c in wanted))
+        sweep_stale(parent)
         group = parent / name
         group.mkdir()
         (group / "memory.max").write_text(str(limits.memory_mb * MIB))
@@ -89,6 +101,7 @@ class WorkerCgroup:
                     continue
                 parent = CGROUP_ROOT / controller / _GROUP
                 parent.mkdir(exist_ok=True)
+                sweep_stale(parent)
                 group = parent / name
                 group.mkdir()
                 made.append(group)
@@ -140,18 +153,71 @@ class WorkerCgroup:
         return sorted(found)
 
     def remove(self) -> None:
-        """Remove the cgroup once its processes are gone (waiting a little for the last ones)."""
+        """Remove the cgroup once its processes are gone.
+
+        The worker's processes are waited for a little; any still there then (the
+        worker has been stopped, so nothing in its cgroup may outlive it) are killed.
+        """
         for directory in self.directories:
-            for _attempt in range(50):
+            for attempt in range(100):
                 try:
                     directory.rmdir()
                     break
                 except FileNotFoundError:
                     break
                 except OSError:
+                    if attempt == 50:
+                        _kill_members(directory)
                     time.sleep(0.01)
 
 
+def _kill_members(directory: Path) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        for line in (directory / "cgroup.procs").read_text().split():
+            with contextlib.suppress(OSError):
+                os.kill(int(line), signal.SIGKILL)
+
+
+def sweep_stale(parent: Path, *, min_age_s: float = _SWEEP_AGE_S) -> list[str]:
+    """Remove the empty worker cgroups under ``parent`` left by hosts that are gone.
+
+    A cgroup is stale when no process is in it, the host whose pid starts its
+    name is not running, and it is older than a worker's start could take (a
+    younger one may be waiting for its worker: ``min_age_s``). The kernel refuses to remove a
+    cgroup with processes, so a live worker's is never lost. Returns the names removed.
+    """
+    removed: list[str] = []
+    now = time.time()
+    try:
+        children = [child for child in parent.iterdir() if child.is_dir()]
+    except OSError:
+        return removed
+    for child in children:
+        owner, _, rest = child.name.partition("-")
+        if not owner.isdigit() or not rest or int(owner) == os.getpid():
+            continue
+        try:
+            if _running(int(owner)) or now - child.stat().st_mtime < min_age_s:
+                continue
+            if (child / "cgroup.procs").read_text().strip():
+                continue
+            child.rmdir()
+        except OSError:
+            continue
+        removed.append(child.name)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # running, as another user
+        return True
+    return True
+
+
 def cgroup_name(plugin_id: str) -> str:
-    """A new name for one worker's cgroup: this process's pid, a count, the plugin."""
-    return f"{os.getpid()}-{next(_started)}-{plugin_id}"
+    """A new name for a worker's cgroup: this process's pid, a random part, a count, the plugin."""
+    return f"{os.getpid()}-{_TOKEN}-{next(_started)}-{plugin_id}"
