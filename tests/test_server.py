@@ -393,6 +393,28 @@ def test_telemetry_audit_and_metrics(server: Server) -> None:
 # -- starting and stopping ------------------------------------------------------------
 
 
+def test_a_token_file_is_made_0600_whatever_was_left_beside_it(tmp_path: Path) -> None:
+    from acp_plugins.server.tokens import ServerTokens
+
+    data = tmp_path / "data"
+    data.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("")
+    # what an earlier writer with this pid, or someone else, could have left
+    planted = data / f"server.token.{os.getpid()}.tmp"
+    planted.symlink_to(elsewhere)
+    (data / f"server.read-token.{os.getpid()}.tmp").write_text("")
+    tokens = ServerTokens.load(data, environ={})
+    for scope, origin in tokens.origins.items():
+        made = Path(origin)
+        assert made.parent == data and (made.stat().st_mode & 0o777) == 0o600, scope
+        assert made.read_text().strip() == getattr(tokens, scope)
+    assert elsewhere.read_text() == ""  # not written through the link
+    assert sorted(p.name for p in data.iterdir() if p.name.endswith(".tmp")) == sorted(
+        [planted.name, f"server.read-token.{os.getpid()}.tmp"]
+    )
+
+
 def test_tokens_are_generated_0600_and_sigterm_stops_cleanly(
     installed: Path, tmp_path: Path
 ) -> None:

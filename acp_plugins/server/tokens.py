@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +40,8 @@ def _from_file(path: Path) -> str:
         return existing
     path.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
-    spare = path.with_name(path.name + f".{os.getpid()}.tmp")
-    descriptor = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # mkstemp: a new file (O_EXCL, 0600), never one left there before or a link
+    descriptor, spare = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     with os.fdopen(descriptor, "w", encoding="ascii") as handle:
         handle.write(token + "\n")
     os.replace(spare, path)
