@@ -8,7 +8,7 @@ nox -s docs           # the documentation site (mkdocs, warnings as errors), ref
 nox -s demo           # install the sample plugins and drive them through the CLI
 nox -s bench          # the benchmarks (not part of the tests)
 nox -s soak           # the reload soak: messages at 1,000/s across upgrades (not part of the tests)
-nox -s template       # a generated project per interface, its own nox matrix (not in the tests)
+nox -s template       # a generated project per interface, its own nox (newest Python; -- all)
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ LOWEST = [
     "copier==9.4.1",
 ]
 
-nox.options.sessions = ["lint", "docs", "tests", "tests_lowest"]
+nox.options.sessions = ["lint", "docs", "tests", "tests_lowest", "template"]
 nox.options.reuse_existing_virtualenvs = False
 
 
@@ -179,10 +179,16 @@ def soak(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS[-1:] or None)
 def template(session: nox.Session) -> None:
-    """Generate one project per interface with `acp-plugins new` and run its own nox matrix
-    (its tests and the conformance suite on each Python found, against this checkout)."""
+    """Generate one project per interface with `acp-plugins new` and run its own nox: its
+    tests and the conformance suite, against a wheel of this checkout. On the newest
+    Python found (CI); ``nox -s template -- all`` runs each project's whole matrix."""
     session.install("-e", ".[testing]", "nox")
     work = Path(session.create_tmp()).resolve()
+    wheels = work / "wheels"
+    shutil.rmtree(wheels, ignore_errors=True)
+    session.run("python", "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), ".")
+    (wheel,) = wheels.glob("acp_plugins-*.whl")
+    pythons = [] if "all" in session.posargs else ["--python", PYTHONS[-1]]
     for interface in ("message", "command", "data", "analytics"):
         project = work / f"acp-kit-{interface}"
         if project.exists():
@@ -190,4 +196,4 @@ def template(session: nox.Session) -> None:
         session.run("acp-plugins", "new", f"kit-{interface}", "--interface", interface,
                     "--dir", str(project))  # fmt: skip
         with session.chdir(project):
-            session.run("nox", env={"ACP_PLUGINS_SOURCE": str(ROOT)})
+            session.run("nox", *pythons, env={"ACP_PLUGINS_SOURCE": str(wheel)})

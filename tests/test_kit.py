@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -122,3 +123,16 @@ def test_the_mock_delivers_events_to_subscriptions_and_checks_topics() -> None:
     with pytest.raises(AcpPluginsError, match="is not a topic"):
         asyncio.run(context.publish("Not A Topic"))
     assert context.denied[-1]["permission"] == "read-system-info"
+
+
+def test_a_project_s_manifests_are_found_wherever_the_project_sits(tmp_path: Path) -> None:
+    from acp_plugins.testing import project_manifests
+
+    # the project itself sits under folders named like environments and builds
+    project = tmp_path / ".nox" / "build" / "acp-demo"
+    (project / "acp_demo").mkdir(parents=True)
+    (project / "acp_demo" / "manifest.json").write_text("{}")
+    for copy in ("build/lib/acp_demo", ".nox/tests/lib/acp_demo", "acp_demo.egg-info", ".venv"):
+        (project / copy).mkdir(parents=True)
+        (project / copy / "manifest.json").write_text("{}")  # what was built or installed
+    assert project_manifests(project) == [project / "acp_demo" / "manifest.json"]

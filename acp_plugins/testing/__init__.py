@@ -20,6 +20,7 @@ from acp_plugins.testing.packaging import (
     build_plugin_wheel,
     install_projects,
     install_wheels,
+    project_manifests,
     write_wheel,
 )
 
@@ -36,6 +37,7 @@ __all__ = [
     "build_plugin_wheel",
     "install_projects",
     "install_wheels",
+    "project_manifests",
     "run_conformance",
     "write_wheel",
 ]

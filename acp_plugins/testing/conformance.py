@@ -48,7 +48,7 @@ from acp_plugins.loading.versions import parse_range
 from acp_plugins.models import TimeRange
 from acp_plugins.runtime.lifecycle import PluginState
 from acp_plugins.testing.harness import MODES, Mode, PluginHarness
-from acp_plugins.testing.packaging import install_projects
+from acp_plugins.testing.packaging import install_projects, project_manifests
 
 __all__ = [
     "CATEGORIES",
@@ -398,8 +398,7 @@ def _unchanged(before: dict[str, float], after: dict[str, float]) -> str:
 
 
 def _compatibility(run: _Run, project: Path) -> None:
-    manifests = [p for p in project.rglob("manifest.json")
-                 if not {"build", ".nox", ".venv", "node_modules"} & set(p.parts)]  # fmt: skip
+    manifests = project_manifests(project)
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
     for path in manifests:
         try:

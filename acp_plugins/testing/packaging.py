@@ -12,6 +12,7 @@ import base64
 import hashlib
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -26,9 +27,13 @@ __all__ = [
     "build_plugin_wheel",
     "install_projects",
     "install_wheels",
+    "project_manifests",
     "read_pyproject",
     "write_wheel",
 ]
+
+#: Folders of a project that hold what was built or installed from it, not its source.
+_NOT_SOURCE = frozenset({"build", "dist", ".nox", ".tox", ".venv", "venv", "node_modules", ".git"})
 
 #: Zip entries carry this date, so that a wheel's bytes depend on its contents alone.
 _ZIP_DATE = (2020, 1, 1, 0, 0, 0)
@@ -184,3 +189,19 @@ def _backend_here(project: Path) -> bool:
         return False
     backend = str(table.get("build-system", {}).get("build-backend", "setuptools.build_meta"))
     return importlib.util.find_spec(backend.split(".")[0]) is not None
+
+
+def project_manifests(project: Path) -> list[Path]:
+    """The ``manifest.json`` files of a project's own source, sorted.
+
+    Folders of builds and environments inside the project (``build/``, ``.nox/``,
+    ``.venv/``...) are not walked; the folders the project itself sits in do not matter.
+    """
+    found: list[Path] = []
+    for directory, subdirectories, files in os.walk(project):
+        subdirectories[:] = [
+            d for d in subdirectories if d not in _NOT_SOURCE and not d.endswith(".egg-info")
+        ]
+        if "manifest.json" in files:
+            found.append(Path(directory) / "manifest.json")
+    return sorted(found)

@@ -36,6 +36,7 @@ from acp_plugins.testing.packaging import (
     build_plugin_wheel,
     install_projects,
     install_wheels,
+    project_manifests,
     read_pyproject,
 )
 
@@ -203,8 +204,7 @@ def mock_context(acp_project_dir: Path | None) -> Callable[..., MockPluginContex
 
     def make(manifest: Any = None, **options: Any) -> MockPluginContext:
         if manifest is None:
-            found = sorted(acp_project_dir.rglob("manifest.json")) if acp_project_dir else []
-            found = [p for p in found if not {"build", ".nox", ".venv"} & set(p.parts)]
+            found = project_manifests(acp_project_dir) if acp_project_dir else []
             if len(found) != 1:
                 raise pytest.UsageError(
                     f"mock_context() found {len(found)} manifest.json files in the project; "
