@@ -39,6 +39,7 @@ LOWEST = [
     "websockets==14.0",
     "selenium==4.20.0",
     "copier==9.4.1",
+    "nox==2024.4.15",
 ]
 
 nox.options.sessions = ["lint", "docs", "tests", "tests_lowest", "template"]
@@ -181,7 +182,8 @@ def soak(session: nox.Session) -> None:
 def template(session: nox.Session) -> None:
     """Generate one project per interface with `acp-plugins new` and run its own nox: its
     tests and the conformance suite, against a wheel of this checkout. On the newest
-    Python found (CI); ``nox -s template -- all`` runs each project's whole matrix."""
+    Python found (CI); ``nox -s template -- all`` runs each project's whole matrix. Then
+    the conformance suite's matrix (``--matrix``) of the echo sample at both ends."""
     session.install("-e", ".[testing]", "nox")
     work = Path(session.create_tmp()).resolve()
     wheels = work / "wheels"
@@ -197,3 +199,6 @@ def template(session: nox.Session) -> None:
                     "--dir", str(project))  # fmt: skip
         with session.chdir(project):
             session.run("nox", *pythons, env={"ACP_PLUGINS_SOURCE": str(wheel)})
+    ends = sorted({PYTHONS[0], PYTHONS[-1]})
+    session.run("acp-plugins", "test", str(ROOT / "sample_plugins" / "acp-echo"), "--core",
+                str(wheel), *(f"--python={v}" for v in ends))  # fmt: skip

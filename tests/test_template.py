@@ -10,8 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from acp_plugins.cli.kit_commands import template_path
 
 

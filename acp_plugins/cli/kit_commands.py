@@ -36,8 +36,13 @@ async def cmd_test(args: argparse.Namespace) -> int:
             print(f"{mark}  {check.category:<13} {check.name}{reason}", flush=True)
 
     # the suite drives its hosts on event loops of its own: off this one
+    matrix = list(args.core) if args.matrix or args.core or args.pythons else None
+    for python in args.pythons:
+        if not re.fullmatch(r"3\.\d+", python):
+            raise CliError(f"--python {python!r} is not a Python version like 3.12", EXIT_USAGE)
     report = await asyncio.to_thread(run_conformance, project, budget_ms=args.budget_ms,
-                                     modes=modes, progress=said, also=also)  # fmt: skip
+                                     modes=modes, progress=said, also=also, matrix=matrix,
+                                     pythons=args.pythons)  # fmt: skip
     if args.json:
         print_json(report.to_dict())
     else:

@@ -243,6 +243,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "or git URL; one in git lets copier update bring its fixes later)")  # fmt: skip
     p.add_argument("--mode", action="append", choices=MODES,
                    help="only this mode (default: trusted and isolated); repeatable")  # fmt: skip
+    p.add_argument("--matrix", action="store_true",
+                   help="run the compatibility matrix too (through nox): the suite again in a "
+                   "fresh environment per admitted Python found here and core version")  # fmt: skip
+    p.add_argument("--core", action="append", default=[], metavar="SPEC",
+                   help="a core version for the matrix instead of the lowest and newest the "
+                   "manifest admits: a wheel, a folder or a requirement; repeatable; "
+                   "implies --matrix")  # fmt: skip
+    p.add_argument("--python", dest="pythons", action="append", default=[], metavar="X.Y",
+                   help="only this Python in the matrix (default: every one found here that "
+                   "the manifest admits); repeatable; implies --matrix")  # fmt: skip
     _config_parser(sub, late)
     return parser
 

@@ -22,13 +22,14 @@ with its reason.
   was refused (denied operations, sandbox refusals in the audit log), and nothing was
   written into its installation.
 - **compatibility**: this Python and this core version are admitted by its manifest,
-  and which of the machine's Pythons its ``min_python``/``max_python`` admit.
+  and which of the machine's Pythons its ``min_python``/``max_python`` admit; with
+  ``matrix`` (``--matrix``), the other four categories again in a fresh environment per
+  admitted Python found here and core version (:mod:`acp_plugins.testing.matrix`).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import tempfile
 import time
@@ -42,12 +43,13 @@ from typing import Any
 from acp_plugins.errors import AcpPluginsError
 from acp_plugins.host import CORE_VERSION
 from acp_plugins.loading.interfaces import Interface
-from acp_plugins.loading.manifest import read_manifest
+from acp_plugins.loading.manifest import Manifest, read_manifest
 from acp_plugins.loading.project import check_project
 from acp_plugins.loading.versions import parse_range
 from acp_plugins.models import TimeRange
 from acp_plugins.runtime.lifecycle import PluginState
 from acp_plugins.testing.harness import MODES, Mode, PluginHarness
+from acp_plugins.testing.matrix import admits_python, machine_pythons, matrix_cells, run_cell
 from acp_plugins.testing.packaging import install_projects, project_manifests
 
 __all__ = [
@@ -138,11 +140,15 @@ def run_conformance(
     modes: tuple[Mode, ...] = MODES,
     progress: Progress | None = None,
     also: Sequence[Path] = (),
+    matrix: Sequence[str] | None = None,
+    pythons: Sequence[str] = (),
 ) -> ConformanceReport:
     """Run every check against the plugin project at ``project``.
 
     ``also``: projects of the plugins it depends on, installed beside it (checked only
-    as far as the host needs them to start).
+    as far as the host needs them to start). ``matrix``: run the compatibility matrix
+    too, against these core versions (``[]``: the lowest and newest the manifest admits),
+    on ``pythons`` (default: every one found here) that the manifest admits.
     """
     started = time.monotonic()
     run = _Run(project.resolve(), budget_ms, progress)
@@ -159,7 +165,11 @@ def run_conformance(
         if installed and plugin_ids:
             for mode in modes:
                 _in_a_host(run, folder, root / f"data-{mode}", mode, plugin_ids)
-    _compatibility(run, project)
+    manifests = _compatibility(run, project)
+    if matrix is not None:
+        options = ["--budget-ms", str(budget_ms), *(f"--mode={m}" for m in modes)]
+        options += [f"--with={p.resolve()}" for p in also]
+        _matrix(run, manifests, matrix, pythons, options)
     run.report.seconds = time.monotonic() - started
     return run.report
 
@@ -397,37 +407,47 @@ def _unchanged(before: dict[str, float], after: dict[str, float]) -> str:
 # -- compatibility -------------------------------------------------------------------
 
 
-def _compatibility(run: _Run, project: Path) -> None:
-    manifests = project_manifests(project)
+def _compatibility(run: _Run, project: Path) -> list[Manifest]:
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
-    for path in manifests:
+    found = machine_pythons()
+    manifests = []
+    for path in project_manifests(project):
         try:
             manifest = read_manifest(path)
         except AcpPluginsError:
             continue  # said under unit
+        manifests.append(manifest)
         core = manifest.core_range()
         admits_core = core is None or core.contains(CORE_VERSION)
         name = f"{manifest.plugin_id}: admits this core ({CORE_VERSION})"
         run.add("compatibility", name, admits_core, f"dependencies.core {core}")
-        admitted = [v for v in _pythons() if _admits(manifest.min_python, manifest.max_python, v)]
+        admitted = [v for v in found if admits_python(manifest, v)]
         run.add("compatibility", f"{manifest.plugin_id}: admits this Python ({here})",
-                _admits(manifest.min_python, manifest.max_python, here),
-                f"Pythons here it admits: {', '.join(admitted) or 'none'} (the template's "
-                "noxfile runs its tests on each)")  # fmt: skip
+                admits_python(manifest, here),
+                f"Pythons here it admits: {', '.join(admitted) or 'none'} (--matrix runs "
+                "the suite on each)")  # fmt: skip
+    return manifests
 
 
-def _key(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split(".")[:2])
-
-
-def _admits(low: str | None, high: str | None, version: str) -> bool:
-    above = low is None or _key(version) >= _key(low)
-    return above and (high is None or _key(version) <= _key(high))
-
-
-def _pythons() -> list[str]:
-    found = []
-    for minor in range(8, 16):
-        if shutil.which(f"python3.{minor}") is not None:
-            found.append(f"3.{minor}")
-    return found
+def _matrix(
+    run: _Run,
+    manifests: list[Manifest],
+    cores: Sequence[str],
+    pythons: Sequence[str],
+    options: list[str],
+) -> None:
+    if not manifests:
+        return
+    admitted, columns = matrix_cells(
+        run.project, manifests, cores, list(pythons) or machine_pythons()
+    )
+    if not admitted:
+        wanted = ", ".join(pythons) if pythons else "none found here"
+        run.add("compatibility", "the matrix has a Python to run on", False,
+                f"no Python the manifest admits among: {wanted}")  # fmt: skip
+        return
+    for python in admitted:
+        for core, requirement in columns.items():
+            cell = run_cell(run.project, python, core, requirement, options)
+            run.add("compatibility", f"Python {python} with acp-plugins {core}", cell.ok,
+                    f"{cell.summary} ({requirement})")  # fmt: skip
