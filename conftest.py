@@ -3,20 +3,26 @@
 Each set of plugin projects is installed once per test session with
 ``pip install --target DIR`` into its own directory; a host discovers only the
 directory it is given (``PluginHost(search_path=[DIR])``), so scenarios do not
-see each other's plugins.
+see each other's plugins. Each project is built into a wheel once per run, shared
+by the suite's processes (pip builds with setuptools: seconds a project, and the
+same projects are installed in many sets).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-from acp_plugins.testing.packaging import install_projects
+from acp_plugins.testing.packaging import install_wheels
 
 # The suite runs four test files at a time, on machines with as few as two CPUs: how
 # fast an example is drawn or run says nothing about its correctness, so hypothesis
@@ -41,20 +47,54 @@ def fixture_plugin(name: str) -> Path:
     return FIXTURE_PLUGINS / name
 
 
+_NOT_SOURCE = ("build", "dist", "*.egg-info", ".nox", ".venv", "__pycache__")
+
+
+def _source_digest(project: Path) -> str:
+    digest = hashlib.sha1(str(project).encode())
+    for path in sorted(project.rglob("*")):
+        parts = path.relative_to(project).parts
+        if path.is_file() and not any(Path(part).match(p) for part in parts for p in _NOT_SOURCE):
+            digest.update(str(path.relative_to(project)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _wheel_of(project: Path, shared: Path) -> Path:
+    """The project's wheel, built once per run by whichever process asks first."""
+    folder = shared / f"wheel-{project.name}-{_source_digest(project)}"
+    with open(f"{folder}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "built").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            source = folder / "source"
+            shutil.copytree(project, source, ignore=shutil.ignore_patterns(*_NOT_SOURCE))
+            subprocess.run(
+                [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                 "--no-build-isolation", "--disable-pip-version-check", "-w", str(folder),
+                 str(source)],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            (folder / "built").touch()
+    (wheel,) = folder.glob("*.whl")
+    return wheel
+
+
 @pytest.fixture(scope="session")
 def install_plugins(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Callable[..., Path]:
     """Install the given plugin projects into a fresh directory (cached per set)."""
     cache: dict[tuple[str, ...], Path] = {}
+    # the folder all of the run's processes share (under xdist each has its own below it)
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if base.name.startswith("popen-gw") else base
 
     def install(*projects: Path) -> Path:
         key = tuple(sorted(str(project) for project in projects))
         if key not in cache:
             digest = hashlib.sha1("\n".join(key).encode()).hexdigest()[:10]
             target = tmp_path_factory.mktemp(f"plugins-{digest}")
-            target.chmod(0o755)  # isolated workers run as uids of their own: they read it
-            install_projects(projects, target)
+            install_wheels([_wheel_of(project, shared) for project in projects], target)
             cache[key] = target
         return cache[key]
 

@@ -300,10 +300,13 @@ def test_the_cgroups_a_dead_host_left_are_swept_but_not_one_in_use(tmp_path: Pat
     parents = {d.parent for d in empty}
     try:
         assert all(d.is_dir() for d in empty + held)
+        # (other tests' hosts, killed, leave cgroups too: the sweep may take theirs as well)
         for parent in parents:  # too young: its worker might be about to join it
-            assert sweep_stale(parent) == []
+            sweep_stale(parent)
+        assert all(d.is_dir() for d in empty)
         swept = {name for parent in parents for name in sweep_stale(parent, min_age_s=0)}
-        assert swept == {d.name for d in empty}
+        assert {d.name for d in empty} <= swept
+        assert not {d.name for d in held} & swept
         assert not any(d.exists() for d in empty)
         assert all(d.is_dir() for d in held)  # a process is in it
     finally:
