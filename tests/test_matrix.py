@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_server import wait_until_up
+from test_server import serving_folder
 
 from acp_plugins.testing.matrix import core_requirements, machine_pythons
 from conftest import ROOT
@@ -31,19 +30,8 @@ def core_links(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("links")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w",
                     str(root), str(ROOT)], check=True, capture_output=True)  # fmt: skip
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-         "--directory", str(root)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/"
-    wait_until_up(url, server)
-    yield url
-    server.terminate()
-    server.wait(timeout=10)
+    with serving_folder(root) as url:
+        yield url
 
 
 def _acp(*args: str, cwd: Path, links: str = "") -> subprocess.CompletedProcess[str]:

@@ -7,6 +7,7 @@ over HTTP with httpx and over WebSocket with websockets.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -65,6 +66,24 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serving_folder(root: Path, probe: str = "") -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 over ``root`` (a package index, a page of links)."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+         "--directory", str(root)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_until_up(url + probe, process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 @dataclass

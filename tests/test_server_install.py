@@ -11,15 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from test_server import ADMIN_TOKEN, Server, _free_port, _start, wait_until_up
+from test_server import ADMIN_TOKEN, Server, _start, serving_folder
 from websockets.asyncio.client import connect
 
 from acp_plugins.testing.packaging import write_wheel
@@ -77,17 +75,8 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             for w in sorted(files.glob(project.replace("-", "_") + "-[0-9]*.whl"))
         )
         (page / "index.html").write_text(f"<html><body>\n{links}</body></html>\n")
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-         "--directory", str(root)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/simple"
-    wait_until_up(f"{url}/acp-live/", process)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
+    with serving_folder(root, "simple/acp-live/") as url:
+        yield f"{url}simple"
 
 
 @pytest.fixture(scope="module")
