@@ -8,6 +8,7 @@ nox -s docs           # the documentation site (mkdocs, warnings as errors), ref
 nox -s demo           # install the sample plugins and drive them through the CLI
 nox -s bench          # the benchmarks (not part of the tests)
 nox -s soak           # the reload soak: messages at 1,000/s across upgrades (not part of the tests)
+nox -s fuzz           # the server's API fuzzed from its OpenAPI schema, at length (not in CI)
 nox -s template       # a generated project per interface, its own nox (newest Python; -- all)
 """
 
@@ -40,6 +41,7 @@ LOWEST = [
     "selenium==4.20.0",
     "copier==9.4.1",
     "nox==2024.4.15",
+    "schemathesis==4.30.0",
 ]
 
 nox.options.sessions = ["lint", "docs", "tests", "tests_lowest", "template"]
@@ -176,6 +178,16 @@ def soak(session: nox.Session) -> None:
     """The reload soak: 1,000 messages/s for 60 s with 10 upgrades and reloads, both modes."""
     session.install("-e", ".")
     session.run("python", "-m", "benchmarks.soak", *session.posargs)
+
+
+@nox.session(python=PYTHONS[-1:] or None)
+def fuzz(session: nox.Session) -> None:
+    """The server's API fuzzed by schemathesis from its OpenAPI schema, as in the suite but
+    with 300 examples an operation and a random seed (``-- 1000`` for another count)."""
+    session.install("-e", ".[test]")
+    examples = session.posargs[0] if session.posargs else "300"
+    session.run("pytest", "tests/test_server_fuzz.py", "-n", "0", "-q",
+                env={"ACP_FUZZ_EXAMPLES": examples, "ACP_FUZZ_SEED": ""})  # fmt: skip
 
 
 @nox.session(python=PYTHONS[-1:] or None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ from acp_plugins import (
     PluginState,
     TimeRange,
     UnknownCommand,
+    UnsupportedReportFormat,
     parse_manifest,
 )
 from acp_plugins.cli import main
@@ -197,6 +199,46 @@ def test_start_waiting_starts_every_waiting_plugin_of_an_interface(
         assert host.record("echo").waiting  # a message handler only
         run(host.start_waiting())
         assert not any(r.waiting for r in host.records.values())
+    finally:
+        run(host.stop())
+
+
+def test_a_waiting_plugin_that_is_uninstalled_is_no_longer_waited_for(
+    lazy_dir: Path, tmp_path: Path, run: Run
+) -> None:
+    plugins = tmp_path / "plugins"
+    shutil.copytree(lazy_dir, plugins)
+    host = _host(plugins, tmp_path)
+    run(host.start())
+    try:
+        assert host.record("echo").waiting
+        for metadata in plugins.glob("acp_echo-*.dist-info"):
+            shutil.rmtree(metadata)
+        assert run(host.rescan()).removed == ["echo"]  # type: ignore[attr-defined]
+        # every kind of request looks through the waiting plugins: none trips on echo
+        answer = run(host.send(Message(type="echo", content="hi", sender="t")))
+        assert not answer.response.handled  # type: ignore[attr-defined]
+        assert run(host.run_command("add", ["1", "2"])).output == "3"  # type: ignore[attr-defined]
+        run(host.start_waiting())
+        assert "echo" not in host.records
+        assert not any(r.waiting for r in host.records.values())
+    finally:
+        run(host.stop())
+
+
+def test_a_report_format_outside_the_list_is_refused_before_the_plugin_is_asked(
+    lazy_dir: Path, tmp_path: Path, run: Run
+) -> None:
+    host = _host(lazy_dir, tmp_path, on_demand=False)
+    run(host.start())
+    try:
+        with pytest.raises(UnsupportedReportFormat) as refused:
+            run(host.report("activity-analytics", "xml"))
+        assert refused.value.message == (
+            "report format 'xml' is not supported; use one of json, markdown, csv"
+        )
+        assert "generate_report" not in host.record("activity-analytics").metrics
+        assert run(host.report("activity-analytics", "CSV")).format == "csv"  # type: ignore[attr-defined]
     finally:
         run(host.stop())
 

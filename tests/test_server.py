@@ -254,6 +254,43 @@ def test_a_bad_body_is_422_and_a_bad_config_value_is_400_and_changes_nothing(
     assert not_json.status_code == 422
 
 
+def test_a_report_format_outside_the_schema_is_422_and_no_plugin_is_asked(
+    server: Server,
+) -> None:
+    answer = server.client(READ_TOKEN).get("/api/v1/reports", params={"format": "xml"})
+    assert answer.status_code == 422, answer.text
+    assert "'json', 'markdown' or 'csv'" in answer.json()["detail"]
+
+
+def test_a_method_a_path_does_not_answer_is_405_naming_every_method_it_does(
+    server: Server,
+) -> None:
+    for path, allowed in (("/api/v1/plugins/echo", "DELETE, GET"),
+                          ("/api/v1/plugins/echo/config", "GET, PUT"),
+                          ("/api/v1/commands/add", "GET, POST")):  # fmt: skip
+        answer = server.client().request("PATCH", path)
+        assert answer.status_code == 405, answer.text
+        assert answer.headers["allow"] == allowed
+        assert answer.headers["content-type"] == "application/problem+json"
+
+
+def test_every_error_a_route_answers_is_documented_as_a_problem(server: Server) -> None:
+    schema = httpx.get(f"{server.url}/api/v1/openapi.json").json()
+    problem = schema["components"]["schemas"]["ProblemDetails"]
+    assert {"title", "status", "detail"} <= set(problem["required"])
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            if (method.upper(), path) == ("GET", "/api/v1/health"):
+                continue
+            errors = {code for code in operation["responses"] if code >= "400"}
+            assert {"401", "503"} <= errors, (method, path)
+            if ROUTES[(method.upper(), path)] == "admin":
+                assert "403" in errors, (method, path)
+            for code in errors:
+                content = operation["responses"][code]["content"]
+                assert list(content) == ["application/problem+json"], (method, path, code)
+
+
 def test_a_config_change_reaches_the_plugin_and_the_event_stream(server: Server) -> None:
     client = server.client()
 

@@ -132,10 +132,10 @@ def test_install_upgrade_refused_upgrade_and_uninstall_while_running(
     assert event["data"] == {"plugin_id": "live", "version": "1.0.0", "status": "active"}
     assert _say(client) == "live 1.0.0"
 
-    upgraded = client.post("/api/v1/plugins/live/install",
-                           json={"version": "^1.0", "distribution": "acp-live"})  # fmt: skip
+    # an installed plugin is upgraded from its own distribution (not one named like its id)
+    upgraded = client.post("/api/v1/plugins/live/install", json={"version": "^1.0"})
     assert upgraded.status_code == 200, upgraded.text
-    assert upgraded.json()["version"] == "1.1.0"
+    assert (upgraded.json()["distribution"], upgraded.json()["version"]) == ("acp-live", "1.1.0")
     assert [r["outcome"] for r in upgraded.json()["rescan"]["reloads"]] == ["upgraded"]
     assert _say(client) == "live 1.1.0"
 

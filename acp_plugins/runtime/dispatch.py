@@ -48,6 +48,7 @@ from acp_plugins.runtime.figures import PluginFigures
 from acp_plugins.runtime.lifecycle import PluginState
 from acp_plugins.runtime.on_demand import OnDemand
 from acp_plugins.runtime.record import PluginRecord
+from acp_plugins.runtime.reports import check_report_format
 from acp_plugins.runtime.returns import expect, expect_list
 from acp_plugins.runtime.routing import MessageRouter, RoutedMessage
 from acp_plugins.runtime.subscriptions import FeedToken, PluginFeeds
@@ -230,7 +231,10 @@ class Dispatcher:
     async def report(
         self, plugin_id: str, format: str = "markdown", time_range: TimeRange | None = None
     ) -> Report:
-        """Collect one provider's metrics and have it render them as a report in ``format``."""
+        """Collect one provider's metrics and have it render them as a report in ``format``
+        (one of :data:`~acp_plugins.runtime.reports.REPORT_FORMATS`: another is refused
+        before the plugin is asked)."""
+        check_report_format(format)
         window = time_range or TimeRange.last(timedelta(days=7))
         metrics = await self.collect_metrics(plugin_id, window)
         record = self.catalog.records[plugin_id]

@@ -89,6 +89,10 @@ class OnDemand:
             self.waiting.add(plugin_id)
             self.catalog.records[plugin_id].waiting = True
 
+    def forget(self, plugin_id: str) -> None:
+        """Stop waiting for a plugin that is no longer installed."""
+        self.waiting.discard(plugin_id)
+
     async def for_message(self, message_type: str) -> None:
         """Start the waiting plugins that handle ``message_type`` (or every type)."""
         await self._wake(

@@ -168,6 +168,8 @@ class Reloader:
             if record.state in LOADED_STATES:
                 await self.driver.unload(plugin_id)
             self.catalog.forget(plugin_id)
+            if self.on_demand is not None:
+                self.on_demand.forget(plugin_id)
             self.audit.record(plugin_id, "uninstall", "ok", detail="no longer installed")
         waiting_before = {pid for pid, r in records.items() if r.reason is not None}
         for plugin_id in result.added:

@@ -6,11 +6,12 @@ import csv
 import io
 import json
 from collections.abc import Callable
+from typing import Literal, get_args
 
 from acp_plugins.errors import UnsupportedReportFormat
 from acp_plugins.models import MetricsData, Report
 
-__all__ = ["REPORT_FORMATS", "render_report"]
+__all__ = ["REPORT_FORMATS", "ReportFormat", "check_report_format", "render_report"]
 
 
 def _labels(labels: dict[str, str]) -> str:
@@ -55,24 +56,29 @@ def _csv(metrics: MetricsData, title: str) -> str:
     return out.getvalue()
 
 
+#: A report format every analytics provider is expected to support.
+ReportFormat = Literal["json", "markdown", "csv"]
+REPORT_FORMATS: tuple[str, ...] = get_args(ReportFormat)
+
 _RENDERERS: dict[str, tuple[str, Callable[[MetricsData, str], str]]] = {
     "json": ("application/json", _json),
     "markdown": ("text/markdown", _markdown),
     "csv": ("text/csv", _csv),
 }
+assert set(_RENDERERS) == set(REPORT_FORMATS)
 
-#: The report formats every analytics provider is expected to support.
-REPORT_FORMATS: tuple[str, ...] = tuple(_RENDERERS)
+
+def check_report_format(format: str) -> str:
+    """``format`` in lower case, or :class:`UnsupportedReportFormat` naming the ones there are."""
+    if format.lower() not in _RENDERERS:
+        raise UnsupportedReportFormat(
+            f"report format {format!r} is not supported; use one of {', '.join(REPORT_FORMATS)}"
+        )
+    return format.lower()
 
 
 def render_report(metrics: MetricsData, format: str, *, title: str = "Metrics report") -> Report:
     """Render ``metrics`` as a :class:`Report` in ``format`` (one of :data:`REPORT_FORMATS`)."""
-    try:
-        media_type, render = _RENDERERS[format.lower()]
-    except KeyError:
-        raise UnsupportedReportFormat(
-            f"report format {format!r} is not supported; use one of {', '.join(REPORT_FORMATS)}"
-        ) from None
-    return Report(
-        format=format.lower(), media_type=media_type, content=render(metrics, title), title=title
-    )
+    chosen = check_report_format(format)
+    media_type, render = _RENDERERS[chosen]
+    return Report(format=chosen, media_type=media_type, content=render(metrics, title), title=title)

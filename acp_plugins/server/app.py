@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 from importlib.resources import files
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, Response
@@ -21,6 +22,7 @@ from acp_plugins.config.settings import ServerSettings
 from acp_plugins.host import PluginHost
 from acp_plugins.server import events, host_routes, plugin_routes
 from acp_plugins.server.problems import install_problem_handlers, problem
+from acp_plugins.server.schemas import ProblemDetails
 from acp_plugins.server.state import ServerState, running_host
 from acp_plugins.server.tokens import ServerTokens
 from acp_plugins.telemetry.exposition import CONTENT_TYPE
@@ -71,12 +73,26 @@ class _MetricsPort:
         if scope["path"] != "/metrics":
             response = problem(404, f"only GET /metrics is served on port {self.port}")
         elif scope["method"] not in ("GET", "HEAD"):
-            response = problem(405, "GET /metrics")
+            response = problem(405, "GET /metrics", headers={"Allow": "GET, HEAD"})
         elif not self.state.ready.is_set():
             response = problem(503, self.state.failed or "the host is starting")
         else:
             response = Response(self.state.host.telemetry.prometheus(), media_type=CONTENT_TYPE)
         await response(scope, receive, send)
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Put the problem document's model in the OpenAPI schema's components, where every
+    route's error responses refer to it (:func:`problem_responses`)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()  # made once, then kept by FastAPI
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.setdefault("ProblemDetails", ProblemDetails.model_json_schema())
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(
@@ -101,6 +117,7 @@ def create_app(
     )
     app.state.acp = state
     install_problem_handlers(app)
+    _document_problems(app)
 
     app.add_middleware(_WaitForTheHost, state=state)
     app.add_middleware(_MetricsPort, state=state)  # added last: it runs first

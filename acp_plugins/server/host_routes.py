@@ -9,6 +9,8 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from acp_plugins.models import DataQuery, DataResult, Message, TimeRange
+from acp_plugins.runtime.reports import ReportFormat
+from acp_plugins.server.problems import problem_responses
 from acp_plugins.server.schemas import (
     AuditPage,
     CommandAnswer,
@@ -41,28 +43,33 @@ async def server_health(state: ServerState = State) -> ServerHealth:
 
 
 @router.post("/messages", response_model=RoutedAnswer, tags=["calls"],
-             dependencies=[require(ADMIN)])  # fmt: skip
+             dependencies=[require(ADMIN)],
+    responses=problem_responses(400, 403, 422, 502, 504))  # fmt: skip
 async def send_message(message: Message, state: ServerState = State) -> dict[str, Any]:
     """Route a message to the most confident handler (``acp-plugins send``)."""
     routed = await state.host.send(message)
     return routed.to_dict()
 
 
-@router.get("/commands", tags=["calls"], dependencies=[require(READ)])
+@router.get(
+    "/commands", tags=["calls"], dependencies=[require(READ)], responses=problem_responses(502, 504)
+)
 async def list_commands(state: ServerState = State) -> list[dict[str, Any]]:
     """Every command of every active plugin (``acp-plugins commands``)."""
     return await HostViews(state.host).commands()
 
 
 @router.get("/commands/{name}", response_model=CommandInfo, tags=["calls"],
-            dependencies=[require(READ)])  # fmt: skip
+            dependencies=[require(READ)],
+    responses=problem_responses(400, 404, 502, 504))  # fmt: skip
 async def command_detail(name: str, state: ServerState = State) -> dict[str, Any]:
     """One command (plain name or ``plugin_id:command``): usage, arguments, options."""
     return await HostViews(state.host).command(name)
 
 
 @router.post("/commands/{name}", response_model=CommandAnswer, tags=["calls"],
-             dependencies=[require(ADMIN)])  # fmt: skip
+             dependencies=[require(ADMIN)],
+    responses=problem_responses(400, 403, 404, 409, 422, 502, 504))  # fmt: skip
 async def run_command(
     name: str, request: CommandRequest | None = None, state: ServerState = State
 ) -> dict[str, Any]:
@@ -70,14 +77,17 @@ async def run_command(
     return await HostViews(state.host).run_command(name, (request or CommandRequest()).args)
 
 
-@router.get("/sources", tags=["calls"], dependencies=[require(READ)])
+@router.get(
+    "/sources", tags=["calls"], dependencies=[require(READ)], responses=problem_responses(502, 504)
+)
 async def list_sources(state: ServerState = State) -> list[dict[str, Any]]:
     """Every data source of every active plugin, with who offers it (``acp-plugins sources``)."""
     return await HostViews(state.host).sources()
 
 
 @router.post("/sources/{source}/query", response_model=DataResult, tags=["calls"],
-             dependencies=[require(READ)])  # fmt: skip
+             dependencies=[require(READ)],
+    responses=problem_responses(400, 404, 409, 422, 502, 504))  # fmt: skip
 async def query_source(
     source: str, query: DataQuery | None = None, state: ServerState = State
 ) -> dict[str, Any]:
@@ -89,10 +99,15 @@ def _last(seconds: float) -> TimeRange:
     return TimeRange.last(timedelta(seconds=seconds))
 
 
-@router.get("/reports", tags=["telemetry"], dependencies=[require(READ)])
+@router.get(
+    "/reports",
+    tags=["telemetry"],
+    dependencies=[require(READ)],
+    responses=problem_responses(400, 404, 409, 422, 502, 504),
+)
 async def reports(
     plugin: str | None = None,
-    format: str = "markdown",
+    format: ReportFormat = "markdown",
     since_seconds: float = Query(7 * 86400.0, gt=0, le=_LONGEST),
     state: ServerState = State,
 ) -> list[dict[str, Any]]:
@@ -101,14 +116,20 @@ async def reports(
     return await HostViews(state.host).reports(plugin, format, _last(since_seconds))
 
 
-@router.get("/analytics/metrics", tags=["telemetry"], dependencies=[require(READ)])
+@router.get(
+    "/analytics/metrics",
+    tags=["telemetry"],
+    dependencies=[require(READ)],
+    responses=problem_responses(502, 504),
+)
 async def metric_definitions(state: ServerState = State) -> dict[str, list[dict[str, Any]]]:
     """The metrics each analytics plugin offers (``acp-plugins metrics``)."""
     return await HostViews(state.host).metric_definitions()
 
 
 @router.get("/telemetry", response_model=TelemetryReport, tags=["telemetry"],
-            dependencies=[require(READ)])  # fmt: skip
+            dependencies=[require(READ)],
+    responses=problem_responses(422))  # fmt: skip
 async def telemetry(
     since_seconds: float = Query(86400.0, gt=0, le=_LONGEST), state: ServerState = State
 ) -> TelemetryReport:
@@ -116,17 +137,23 @@ async def telemetry(
     return await state.host.telemetry.generate_telemetry_report(_last(since_seconds))
 
 
-@router.get("/audit", response_model=AuditPage, tags=["telemetry"], dependencies=[require(READ)])
+@router.get(
+    "/audit",
+    response_model=AuditPage,
+    tags=["telemetry"],
+    dependencies=[require(READ)],
+    responses=problem_responses(422),
+)
 async def audit(
     plugin: str | None = None,
-    action: Annotated[list[str] | None, Query()] = None,
+    action: Annotated[list[str], Query(description="Repeatable: any of them.")] = [],  # noqa: B006
     offset: int = Query(0, ge=0),
     limit: int = Query(100, ge=1, le=1000),
     last: int | None = Query(None, ge=0, le=1000, description="The last N entries instead."),
     state: ServerState = State,
 ) -> dict[str, Any]:
     """The audit log, filtered by plugin and action, a page at a time, oldest first."""
-    return audit_page(state.host.audit.path, plugin_id=plugin, actions=action or (),
+    return audit_page(state.host.audit.path, plugin_id=plugin, actions=action,
                       offset=offset, limit=limit, last=last)  # fmt: skip
 
 
@@ -134,7 +161,8 @@ metrics_router = APIRouter()
 
 
 @metrics_router.get("/metrics", tags=["telemetry"], response_class=Response,
-                    dependencies=[require(READ)])  # fmt: skip
+                    dependencies=[require(READ)],
+    responses=problem_responses())  # fmt: skip
 async def metrics(state: ServerState = State) -> Response:
     """The Prometheus text exposition of the host's figures now."""
     return Response(state.host.telemetry.prometheus(), media_type=CONTENT_TYPE)

@@ -151,8 +151,10 @@ class PackageInstaller:
     async def install(
         self, plugin_id: str, *, version: str, index_url: str | None, distribution: str | None
     ) -> dict[str, Any]:
-        """Install (or upgrade to) the newest version in range, then start it."""
-        dist = distribution or plugin_id
+        """Install (or upgrade to) the newest version in range, then start it. The
+        distribution defaults to the one an installed plugin came from, else the id."""
+        known = self.host.records.get(plugin_id)
+        dist = distribution or (known.distribution if known else plugin_id)
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", dist):
             raise Problem(400, f"{dist!r} is not a distribution name")
         try:
@@ -168,7 +170,6 @@ class PackageInstaller:
             raise Problem(404, f"the index {index} has no wheel of '{dist}' within {version!r} "
                                f"(it offers: {shown})", plugin_id=plugin_id)  # fmt: skip
         chosen = fitting[-1]
-        known = self.host.records.get(plugin_id)
         previous = known.distribution_version if known and known.distribution == dist else None
         target = self.target
         where = ["--target", str(target), "--upgrade"] if target else []

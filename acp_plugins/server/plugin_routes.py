@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from acp_plugins.server.install import PackageInstaller
-from acp_plugins.server.problems import Problem
+from acp_plugins.server.problems import Problem, problem_responses
 from acp_plugins.server.schemas import (
     ConfigChange,
     ConfigView,
@@ -36,20 +36,23 @@ def _view(state: ServerState, plugin_id: str) -> dict[str, Any]:
     return state.host.record(plugin_id).to_dict()
 
 
-@router.get("", response_model=list[PluginView], dependencies=[require(READ)])
+@router.get("", response_model=list[PluginView], dependencies=[require(READ)],
+             responses=problem_responses())  # fmt: skip
 async def list_plugins(state: ServerState = State) -> JSONResponse:
     """Every installed plugin, with its state and, if refused, why (``acp-plugins list``)."""
     # as the command line prints it, field for field and in its order
     return JSONResponse([record.to_dict() for _, record in sorted(state.host.records.items())])
 
 
-@router.get("/{plugin_id}", response_model=PluginDetail, dependencies=[require(READ)])
+@router.get("/{plugin_id}", response_model=PluginDetail, dependencies=[require(READ)],
+             responses=problem_responses(404, 502, 504))  # fmt: skip
 async def plugin_detail(plugin_id: str, state: ServerState = State) -> JSONResponse:
     """Everything known about one plugin, started if it waited (``acp-plugins info ID``)."""
     return JSONResponse(await HostViews(state.host).plugin_info(plugin_id))
 
 
-@router.get("/{plugin_id}/status", response_model=PluginStatus, dependencies=[require(READ)])
+@router.get("/{plugin_id}/status", response_model=PluginStatus, dependencies=[require(READ)],
+             responses=problem_responses(404))  # fmt: skip
 async def plugin_status(plugin_id: str, state: ServerState = State) -> dict[str, Any]:
     """Where the plugin is in its lifecycle."""
     record = state.host.record(plugin_id)
@@ -61,7 +64,8 @@ async def plugin_status(plugin_id: str, state: ServerState = State) -> dict[str,
     }  # fmt: skip
 
 
-@router.get("/{plugin_id}/health", response_model=PluginHealth, dependencies=[require(READ)])
+@router.get("/{plugin_id}/health", response_model=PluginHealth, dependencies=[require(READ)],
+             responses=problem_responses(404))  # fmt: skip
 async def plugin_health(plugin_id: str, state: ServerState = State) -> PluginHealth:
     """healthy, degraded, failing, suspended or stopped, and why (``acp-plugins health ID``)."""
     return await state.host.telemetry.get_plugin_health(plugin_id)
@@ -81,19 +85,22 @@ def _config_view(state: ServerState, plugin_id: str) -> ConfigView:
     )
 
 
-@router.get("/{plugin_id}/config", response_model=ConfigView, dependencies=[require(READ)])
+@router.get("/{plugin_id}/config", response_model=ConfigView, dependencies=[require(READ)],
+             responses=problem_responses(400, 404, 409, 502, 504))  # fmt: skip
 async def get_config(plugin_id: str, state: ServerState = State) -> ConfigView:
     """The configuration in force, secrets masked, and the layer of each value."""
     return _config_view(state, plugin_id)
 
 
-@router.get("/{plugin_id}/config/schema", dependencies=[require(READ)])
+@router.get("/{plugin_id}/config/schema", dependencies=[require(READ)],
+             responses=problem_responses(400, 404, 409, 502, 504))  # fmt: skip
 async def config_schema(plugin_id: str, state: ServerState = State) -> dict[str, Any]:
     """The JSON Schema of the plugin's settings (``{}`` when it declares none)."""
     return await HostViews(state.host).config_schema(plugin_id)
 
 
-@router.put("/{plugin_id}/config", response_model=ConfigView, dependencies=[require(ADMIN)])
+@router.put("/{plugin_id}/config", response_model=ConfigView, dependencies=[require(ADMIN)],
+             responses=problem_responses(400, 403, 404, 409, 422, 502, 504))  # fmt: skip
 async def set_config(
     plugin_id: str, change: ConfigChange, state: ServerState = State
 ) -> ConfigView:
@@ -103,9 +110,9 @@ async def set_config(
     return _config_view(state, plugin_id)
 
 
-@router.delete(
-    "/{plugin_id}/config/{key}", response_model=ConfigView, dependencies=[require(ADMIN)]
-)
+@router.delete("/{plugin_id}/config/{key}", response_model=ConfigView,
+               dependencies=[require(ADMIN)],
+               responses=problem_responses(400, 403, 404, 409, 502, 504))  # fmt: skip
 async def unset_config(plugin_id: str, key: str, state: ServerState = State) -> ConfigView:
     """Remove a runtime override: the value falls back to the layers below."""
     await state.host.unset_config(plugin_id, key)
@@ -122,19 +129,22 @@ async def _transition(state: ServerState, plugin_id: str, action: str) -> dict[s
     return await plugin_status(plugin_id, state)
 
 
-@router.post("/{plugin_id}/suspend", response_model=PluginStatus, dependencies=[require(ADMIN)])
+@router.post("/{plugin_id}/suspend", response_model=PluginStatus, dependencies=[require(ADMIN)],
+             responses=problem_responses(403, 404, 409, 502, 504))  # fmt: skip
 async def suspend(plugin_id: str, state: ServerState = State) -> dict[str, Any]:
     """Suspend an active plugin (it keeps its state; nothing is routed to it)."""
     return await _transition(state, plugin_id, "suspend")
 
 
-@router.post("/{plugin_id}/resume", response_model=PluginStatus, dependencies=[require(ADMIN)])
+@router.post("/{plugin_id}/resume", response_model=PluginStatus, dependencies=[require(ADMIN)],
+             responses=problem_responses(403, 404, 409, 502, 504))  # fmt: skip
 async def resume(plugin_id: str, state: ServerState = State) -> dict[str, Any]:
     """Resume a suspended plugin."""
     return await _transition(state, plugin_id, "resume")
 
 
-@router.post("/{plugin_id}/reload", response_model=ReloadOutcome, dependencies=[require(ADMIN)])
+@router.post("/{plugin_id}/reload", response_model=ReloadOutcome, dependencies=[require(ADMIN)],
+             responses=problem_responses(403, 404, 409, 422))  # fmt: skip
 async def reload(
     plugin_id: str, suspend_dependents: bool = False, state: ServerState = State
 ) -> dict[str, Any]:
@@ -146,7 +156,8 @@ async def reload(
     return result.to_dict()
 
 
-@router.post("/{plugin_id}/install", response_model=InstallOutcome, dependencies=[require(ADMIN)])
+@router.post("/{plugin_id}/install", response_model=InstallOutcome, dependencies=[require(ADMIN)],
+             responses=problem_responses(400, 403, 404, 409, 422, 502))  # fmt: skip
 async def install(
     plugin_id: str, request: InstallRequest | None = None, state: ServerState = State
 ) -> dict[str, Any]:
@@ -159,7 +170,8 @@ async def install(
     return await state.single_flight(plugin_id, "install", work)
 
 
-@router.delete("/{plugin_id}", response_model=UninstallOutcome, dependencies=[require(ADMIN)])
+@router.delete("/{plugin_id}", response_model=UninstallOutcome, dependencies=[require(ADMIN)],
+             responses=problem_responses(403, 404, 409, 502))  # fmt: skip
 async def uninstall(plugin_id: str, state: ServerState = State) -> dict[str, Any]:
     """Unload the plugin, then uninstall its distribution."""
     state.host.record(plugin_id)

@@ -12,12 +12,14 @@ fit its model, 502 a plugin failed while being called, 503 the host is starting,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 
 from acp_plugins.errors import (
     AcpPluginsError,
@@ -35,7 +37,14 @@ from acp_plugins.errors import (
     UnsupportedReportFormat,
 )
 
-__all__ = ["PROBLEM_JSON", "Problem", "install_problem_handlers", "problem", "status_of"]
+__all__ = [
+    "PROBLEM_JSON",
+    "Problem",
+    "install_problem_handlers",
+    "problem",
+    "problem_responses",
+    "status_of",
+]
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -83,12 +92,42 @@ def status_of(error: AcpPluginsError) -> int:
     return next((status for kind, status in _STATUS if isinstance(error, kind)), 400)
 
 
-def problem(status: int, detail: str, **extra: Any) -> JSONResponse:
+def problem(
+    status: int, detail: str, headers: Mapping[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     """A problem details response."""
     body = {"type": "about:blank", "title": _TITLES.get(status, "Error"), "status": status,
             "detail": detail, **extra}  # fmt: skip
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    sent = dict(headers or {})
+    if status == 401:
+        sent["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=sent or None)
+
+
+#: Where the OpenAPI schema keeps :class:`~acp_plugins.server.schemas.ProblemDetails`.
+PROBLEM_SCHEMA_REF = "#/components/schemas/ProblemDetails"
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of a route that may answer with these problems; 401, 422
+    and 503 always (every route but ``/api/v1/health`` needs a token and waits for the
+    host, and FastAPI checks each request against its models)."""
+    return {
+        status: {
+            "description": _TITLES[status],
+            "content": {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_SCHEMA_REF}}},
+        }
+        for status in sorted({401, 422, 503, *statuses})
+    }
+
+
+def _allowed_methods(request: Request) -> str | None:
+    """Every method the OpenAPI schema documents for the request's path (a 405's
+    ``Allow``; Starlette's names only the methods of the first route it tried)."""
+    for template, operations in request.app.openapi()["paths"].items():
+        if compile_path(template)[0].match(request.scope["path"]):
+            return ", ".join(sorted(method.upper() for method in operations))
+    return None
 
 
 def install_problem_handlers(app: Any) -> None:
@@ -113,9 +152,13 @@ def install_problem_handlers(app: Any) -> None:
         where = "; ".join(f"{e['location']}: {e['message']}" for e in errors)
         return problem(422, f"the request does not fit: {where}", errors=errors)
 
-    async def http_error(_: Request, error: Exception) -> JSONResponse:
+    async def http_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, HTTPException)
-        return problem(error.status_code, str(error.detail))
+        headers = dict(error.headers or {})
+        allowed = _allowed_methods(request) if error.status_code == 405 else None
+        if allowed is not None:
+            headers["Allow"] = allowed
+        return problem(error.status_code, str(error.detail), headers=headers)
 
     app.add_exception_handler(AcpPluginsError, library_error)
     app.add_exception_handler(Problem, server_problem)

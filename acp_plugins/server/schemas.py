@@ -23,6 +23,7 @@ __all__ = [
     "PluginDetail",
     "PluginStatus",
     "PluginView",
+    "ProblemDetails",
     "ReloadOutcome",
     "RoutedAnswer",
     "ServerHealth",
@@ -135,7 +136,8 @@ class InstallRequest(BaseModel):
         default=None, description="One of server.indexes (default the first)."
     )
     distribution: str | None = Field(
-        default=None, description="The distribution (default: the id)."
+        default=None,
+        description="The distribution (default: the installed plugin's, else the plugin id).",
     )
 
 
@@ -219,3 +221,16 @@ class ServerHealth(BaseModel):
     plugins: int
     active: int
     detail: str | None = None
+
+
+class ProblemDetails(_Out):
+    """An error, as RFC 9457 problem details (``application/problem+json``)."""
+
+    type: str = Field(default="about:blank", description="Always `about:blank`.")
+    title: str = Field(description="The status in words, e.g. `Not found`.")
+    status: int
+    detail: str = Field(description="The same one-line message the command line prints.")
+    kind: str | None = Field(
+        default=None, description="The library error's class, e.g. `PluginNotFound`."
+    )
+    plugin_id: str | None = Field(default=None, description="The plugin it is about.")
