@@ -149,3 +149,41 @@ def test_test_on_a_folder_that_is_no_project_is_one_line_and_exit_2(tmp_path: Pa
     assert done.returncode == 2
     said = f"error: PATH '{tmp_path}' is not a plugin project (no pyproject.toml there)\n"
     assert done.stderr == said
+
+
+SCRIBBLER = """
+from acp_plugins import Plugin, hookimpl
+
+
+class ScribblerPlugin(Plugin):
+    @hookimpl
+    def get_supported_message_types(self):
+        return ["scribble"]
+
+    @hookimpl
+    def can_handle(self, message):
+        return 1.0
+
+    @hookimpl
+    def handle_message(self, message, context):
+        with open(TARGET, "w") as file:  # outside its data directory
+            file.write(message.content)
+        return "scribbled"
+"""
+
+
+def test_a_plugin_that_writes_outside_its_data_directory_fails_security(
+    tmp_path: Path,
+) -> None:
+    scribble = tmp_path / "outside" / "scribble.txt"
+    scribble.parent.mkdir()
+    scribble.parent.chmod(0o777)  # the worker's own uid could write here, but for the sandbox
+    source = SCRIBBLER.replace("TARGET", repr(str(scribble)))
+    project = _project(tmp_path, "scribbler", source, ["read-messaging"])
+    report = run_conformance(project, modes=("isolated",))
+    failed = {(c.category, c.name): c.reason for c in report.failed()}
+    security = failed[("security", "scribbler: ran with exactly its manifest's permissions, "
+                                   "nothing refused")]  # fmt: skip
+    assert str(scribble) in security and "refused" in security
+    assert "\nassert" not in security  # the reason as the check wrote it, under pytest too
+    assert not scribble.exists()

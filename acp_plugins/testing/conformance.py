@@ -108,6 +108,17 @@ class ConformanceReport:
 Progress = Callable[[CheckResult], None]
 
 
+class CheckFailed(Exception):
+    """A conformance check's verdict against the plugin, with the reason."""
+
+
+def _require(condition: bool, reason: str) -> None:
+    """Fail the check being made with ``reason`` unless ``condition`` holds (not an
+    ``assert``: it must hold under ``python -O`` too, and read the same under pytest)."""
+    if not condition:
+        raise CheckFailed(reason)
+
+
 class _Run:
     """One conformance run: the checks as they are made."""
 
@@ -128,7 +139,7 @@ class _Run:
         """Run ``work``: ``None`` or a note passes; an exception fails with its message."""
         try:
             note = work()
-        except (AcpPluginsError, AssertionError, ValueError, OSError) as failure:
+        except (AcpPluginsError, CheckFailed, ValueError, OSError) as failure:
             return self.add(category, name, False, str(failure) or type(failure).__name__)
         return self.add(category, name, True, note or "")
 
@@ -267,10 +278,11 @@ def _unit_in_host(run: _Run, harness: PluginHarness, plugin_id: str) -> None:
 
     def ranges() -> str:
         manifest = harness.host.record(plugin_id).manifest
-        assert manifest is not None
+        if manifest is None:
+            raise CheckFailed("it has no manifest")
         for name, text in manifest.dependencies.items():
             described = parse_range(text).describe()
-            assert described, f"dependency {name} {text!r} cannot be described"
+            _require(bool(described), f"dependency {name} {text!r} cannot be described")
         return ", ".join(f"{n} {parse_range(t).describe()}" for n, t in
                          manifest.dependencies.items())  # fmt: skip
 
@@ -284,7 +296,7 @@ def _answers(harness: PluginHarness, plugin_id: str) -> str:
     if Interface.MESSAGE_HANDLER.value in interfaces:
         for kind in sorted(t for t in record.message_types if t != "*") or ["conformance"]:
             routed = harness.send(kind, "conformance check")
-            assert plugin_id not in routed.errors, routed.errors.get(plugin_id)
+            _require(plugin_id not in routed.errors, routed.errors.get(plugin_id, ""))
         said.append(f"{len(record.message_types)} message types")
     if Interface.COMMAND_HANDLER.value in interfaces:
         said.append(f"{len(record.commands)} commands")
@@ -292,19 +304,17 @@ def _answers(harness: PluginHarness, plugin_id: str) -> str:
         for source in record.data_sources:
             result = harness.query(f"{plugin_id}:{source.source_id}", limit=1)
             unknown = {k for row in result.rows for k in row} - set(source.fields)
-            assert not unknown, (
-                f"source '{source.source_id}' answered fields it does not "
-                f"declare: {', '.join(sorted(unknown))}"
-            )
+            _require(not unknown, f"source '{source.source_id}' answered fields it does not "
+                                  f"declare: {', '.join(sorted(unknown))}")  # fmt: skip
         said.append(f"{len(record.data_sources)} sources queried")
     if Interface.ANALYTICS_PROVIDER.value in interfaces:
         definitions = harness.run(harness.host.metric_definitions()).get(plugin_id, [])
         window = TimeRange.last(timedelta(days=1))
         report = harness.run(harness.host.report(plugin_id, "markdown", window))
-        assert report.content, "the markdown report is empty"
+        _require(bool(report.content), "the markdown report is empty")
         said.append(f"{len(definitions)} metrics and a report")
     failures = [f.message for f in record.call_errors]
-    assert not failures, "; ".join(failures[:3])
+    _require(not failures, "; ".join(failures[:3]))
     return ", ".join(said)
 
 
@@ -333,7 +343,7 @@ def _latency(harness: PluginHarness, plugin_id: str, budget_ms: float) -> str:
         if stats.calls and hook not in _ONCE
     ]
     slow = [f"{hook} p99 {p99 * 1000:.1f} ms" for hook, p99 in worst if p99 * 1000 > budget_ms]
-    assert not slow, f"over the {budget_ms:g} ms budget: {', '.join(slow)}"
+    _require(not slow, f"over the {budget_ms:g} ms budget: {', '.join(slow)}")
     return "p99: " + ", ".join(f"{hook} {p99 * 1000:.2f} ms" for hook, p99 in worst)
 
 
@@ -350,12 +360,12 @@ def _growth(harness: PluginHarness, plugin_id: str) -> str:
     for _ in range(50):  # warm up: imports, caches, the allocator's first arenas
         call()
     pid = (harness.host.record(plugin_id).isolation() or {}).get("pid")
-    assert pid is not None, "it has no worker to measure"
+    _require(pid is not None, "it has no worker to measure")
     before = _resident_mb(pid)
     for _ in range(GROWTH_CALLS):
         call()
     grown = _resident_mb(pid) - before
-    assert grown <= MAX_GROWTH_MB, f"its worker grew {grown:.1f} MiB over {GROWTH_CALLS} calls"
+    _require(grown <= MAX_GROWTH_MB, f"its worker grew {grown:.1f} MiB over {GROWTH_CALLS} calls")
     return f"grew {grown:.1f} MiB (at most {MAX_GROWTH_MB:g})"
 
 
@@ -372,11 +382,14 @@ def _lifecycle(harness: PluginHarness, plugin_id: str) -> str:
     host = harness.host
     steps = [("suspend", host.suspend), ("resume", host.resume)]
     for name, step in steps:
-        assert harness.run(step(plugin_id)), f"{name} failed: {host.record(plugin_id).reason}"
+        done = harness.run(step(plugin_id))
+        _require(bool(done), f"{name} failed: {host.record(plugin_id).reason}")
     result = harness.run(host.reload(plugin_id))
-    assert result.ok, f"reload: {result.outcome}: {result.detail}"
-    assert harness.run(host.unload(plugin_id)), f"unload failed: {host.record(plugin_id).reason}"
-    assert harness.state(plugin_id) == PluginState.UNLOADED.value
+    _require(result.ok, f"reload: {result.outcome}: {result.detail}")
+    unloaded = harness.run(host.unload(plugin_id))
+    _require(bool(unloaded), f"unload failed: {host.record(plugin_id).reason}")
+    state = harness.state(plugin_id)
+    _require(state == PluginState.UNLOADED.value, f"it is {state} after unloading")
     return "suspended, resumed, reloaded, unloaded"
 
 
@@ -384,11 +397,11 @@ def _nothing_refused(harness: PluginHarness, plugin_id: str) -> str:
     record = harness.host.record(plugin_id)
     requested = sorted(p.value for p in record.manifest.permissions) if record.manifest else []
     granted = sorted(p.value for p in record.granted)
-    assert granted == requested, f"granted {granted}, requested {requested}"
+    _require(granted == requested, f"granted {granted}, requested {requested}")
     refused = harness.refusals(plugin_id)
-    assert not refused, "refused: " + "; ".join(
+    _require(not refused, "refused: " + "; ".join(
         f"{e.action} {e.permission or ''}: {e.detail}" for e in refused[:3]
-    )
+    ))  # fmt: skip
     return f"granted {', '.join(granted) or 'nothing'}"
 
 
@@ -400,7 +413,7 @@ def _tree(folder: Path) -> dict[str, float]:
 def _unchanged(before: dict[str, float], after: dict[str, float]) -> str:
     added = sorted(set(after) - set(before))
     changed = sorted(k for k in before if k in after and after[k] != before[k])
-    assert not added and not changed, f"written: {', '.join((added + changed)[:5])}"
+    _require(not added and not changed, f"written: {', '.join((added + changed)[:5])}")
     return f"{len(before)} files as installed"
 
 
