@@ -338,6 +338,21 @@ def test_help_and_version_exit_cleanly(capsys: pytest.CaptureFixture[str]) -> No
     assert "COMMAND" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("command", ["new", "schema"])
+def test_the_help_of_a_command_without_a_host_shows_no_host_options(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([command, "--help"]) == 0
+    shown = capsys.readouterr().out
+    assert "--debug" in shown
+    for option in ("--trust", "--grant", "--plugin-path", "--server", "--timeout"):
+        assert option not in shown, option
+    assert main(["list", "--help"]) == 0
+    assert "--trust" in capsys.readouterr().out  # a command with a host shows them
+    # accepted after it all the same, as after every command
+    assert main(["schema", "--trust", "echo"]) == 0
+
+
 def test_audit_lists_refusals_and_loads_filtered_by_plugin(zoo_cli: Cli, cli: Cli) -> None:
     status, _, _ = zoo_cli("list")
     assert status == 0

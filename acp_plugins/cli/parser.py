@@ -75,8 +75,15 @@ def _dest(flags: tuple[str, ...]) -> str:
     return flags[-1].lstrip("-").replace("-", "_")
 
 
-def _host_options(parser: argparse.ArgumentParser, *, late: bool) -> None:
+#: Host options that still mean something to a command that starts no host (the others
+#: are accepted there too, as after every command, but left out of its help).
+_PLAIN_OPTIONS = frozenset({"--debug", "-v"})
+
+
+def _host_options(parser: argparse.ArgumentParser, *, late: bool, plain: bool = False) -> None:
     for flags, options in _HOST_OPTIONS:
+        if plain and not _PLAIN_OPTIONS & set(flags):
+            options = {**options, "help": argparse.SUPPRESS}
         if late:  # given after the command: kept apart, merged in _merge_host_options
             options = {**options, "dest": _LATE + _dest(flags), "default": argparse.SUPPRESS}
         parser.add_argument(*flags, **options)
@@ -111,12 +118,20 @@ def build_parser() -> argparse.ArgumentParser:
     _host_options(parser, late=False)
     late = _Parser(add_help=False)
     _host_options(late, late=True)
+    plain = _Parser(add_help=False)  # for the commands that need no host at all
+    _host_options(plain, late=True, plain=True)
     sub = parser.add_subparsers(dest="name", required=True, metavar="COMMAND")
 
     def command(
-        name: str, handler: HostCommand | PlainCommand, text: str, *, json_flag: bool = True
+        name: str,
+        handler: HostCommand | PlainCommand,
+        text: str,
+        *,
+        json_flag: bool = True,
+        host_options: bool = True,
     ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, parents=[late], help=text, description=text, epilog=EXIT_TEXT)
+        parent = late if host_options else plain
+        p = sub.add_parser(name, parents=[parent], help=text, description=text, epilog=EXIT_TEXT)
         p.set_defaults(handler=handler, needs_host=name not in _WITHOUT_HOST)
         if json_flag:
             p.add_argument("--json", action="store_true", help="print JSON for scripts")
@@ -130,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("validate", plugins.cmd_validate, text)
     p.add_argument("target", metavar="PATH|ID")
     command("schema", plugins.cmd_schema, "Print the JSON Schema of manifest.json.",
-            json_flag=False)  # fmt: skip
+            json_flag=False, host_options=False)  # fmt: skip
     p = command("send", plugins.cmd_send, "Route a message; print which plugin answered and "
                 "its response.")  # fmt: skip
     p.add_argument("text", nargs="+", help="the message content")
@@ -232,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         "manifest, plugin module with the chosen interfaces' hooks, settings, tests that use "
         "acp-plugins' fixtures, a noxfile with the compatibility matrix, a README."
     )
-    q = command("new", kit.cmd_new, text)
+    q = command("new", kit.cmd_new, text, host_options=False)
     q.add_argument("name", metavar="NAME", help="the plugin id (e.g. weather-alerts)")
     q.add_argument("--interface", action="append", choices=kit.INTERFACES,
                    help="an interface it implements (default: message); repeatable")  # fmt: skip
