@@ -350,8 +350,12 @@ def test_the_event_stream_refuses_a_missing_token_and_a_bad_topic(server: Server
     with pytest.raises(InvalidStatus) as refused:
         asyncio.run(open_stream(""))
     assert refused.value.response.status_code == 403
-    with pytest.raises((InvalidStatus, ConnectionClosed)):
-        asyncio.run(open_stream(f"?token={READ_TOKEN}&topic=bad..topic"))
+    # a bad pattern is told to the client: close code 1007 and why, cut to fit the frame
+    for topic in ("bad..topic", "é" * 300):
+        with pytest.raises(ConnectionClosed) as closed:
+            asyncio.run(open_stream(f"?token={READ_TOKEN}&topic={topic}"))
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
+        assert closed.value.rcvd.reason.startswith(f"topic '{topic[:5]}"), closed.value.rcvd
 
 
 def test_commands_sources_and_messages(server: Server) -> None:

@@ -53,19 +53,19 @@ async def events(websocket: WebSocket) -> None:
     try:
         check_scope(state, bearer(websocket), READ)
     except Problem as refused:
-        await websocket.close(code=POLICY, reason=refused.detail[:120])
+        await websocket.close(code=POLICY, reason=_reason(refused.detail))
         return
     if not state.ready.is_set():
         await websocket.close(code=TRY_AGAIN_LATER, reason=state.failed or "the host is starting")
         return
     patterns = websocket.query_params.getlist("topic") or ["plugin:*"]
+    await websocket.accept()  # from here a close carries its code and reason to the client
     for pattern in patterns:
         try:
             check_pattern(pattern)
         except ValueError as error:
-            await websocket.close(code=BAD_DATA, reason=f"topic {pattern!r}: {error}"[:120])
+            await websocket.close(code=BAD_DATA, reason=_reason(f"topic {pattern!r}: {error}"))
             return
-    await websocket.accept()
     bus = state.host.events
     feeds = [bus.subscribe(p, subscriber="websocket", limit=CLIENT_QUEUE) for p in patterns]
     merged: asyncio.Queue[Any] = asyncio.Queue(maxsize=CLIENT_QUEUE)
@@ -110,6 +110,12 @@ async def events(websocket: WebSocket) -> None:
             task.cancel()
         for feed in feeds:
             feed.close()
+
+
+def _reason(text: str) -> str:
+    """``text`` cut to what a close frame can carry (123 bytes of UTF-8)."""
+    cut = text.encode("utf-8")[:123]
+    return cut.decode("utf-8", errors="ignore")
 
 
 async def _next_event(merged: asyncio.Queue[Any], closed: asyncio.Future[None]) -> Any:
