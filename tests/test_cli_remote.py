@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from test_server import Server, _free_port, _start
+from test_server import Server, _free_port, _start, serving_folder
 
 from conftest import SAMPLE_PROJECTS, fixture_plugin, sample
 
@@ -214,6 +214,39 @@ def test_errors_through_the_server_keep_their_exit_status(
     )  # fmt: skip
     assert wrong.returncode == 1 and "the server answered 401" in wrong.stderr
     assert "Traceback" not in wrong.stderr + nobody.stderr + unknown.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [("not-a-url", "is not an http:// or https:// URL with a host"),
+     ("ftp://127.0.0.1/", "is not an http:// or https:// URL with a host"),
+     ("http://[::1", "cannot be read (Invalid IPv6 URL)"),
+     ("http://127.0.0.1:port", "cannot be read")],
+)  # fmt: skip
+def test_a_server_url_that_is_no_url_is_bad_usage_in_one_line(url: str, why: str) -> None:
+    for given in (["--server", url], []):
+        done = subprocess.run(
+            [sys.executable, "-m", "acp_plugins", "list", *given],
+            capture_output=True, text=True, timeout=60,
+            env={**REMOTE_ENV, "ACP_SERVER_URL": url},
+        )  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"error: the server URL {url!r} "), done.stderr
+        assert why in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
+def test_a_web_server_that_is_not_acp_plugins_is_told_apart(tmp_path: Path) -> None:
+    (tmp_path / "api" / "v1").mkdir(parents=True)
+    (tmp_path / "api" / "v1" / "plugins").write_text("<html>not json</html>")
+    with serving_folder(tmp_path) as url:
+        for command in (["list"], ["info", "echo"]):  # a page that is not JSON; a 404 page
+            done = subprocess.run(
+                [sys.executable, "-m", "acp_plugins", *command, "--server", url],
+                capture_output=True, text=True, timeout=60, env=REMOTE_ENV,
+            )  # fmt: skip
+            assert done.returncode == 1, done.stderr
+            assert "is it an `acp-plugins serve`" in done.stderr, done.stderr
+            assert "Traceback" not in done.stderr
 
 
 def test_config_set_through_the_server_takes_effect_live(

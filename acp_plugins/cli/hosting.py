@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import urllib.parse
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -120,8 +121,22 @@ def views_of(host: PluginHost) -> Views:
 
 
 def server_url(args: argparse.Namespace) -> str | None:
-    """The server the command line asks (``--server``, else ``ACP_SERVER_URL``), if any."""
-    return getattr(args, "server", None) or os.environ.get("ACP_SERVER_URL") or None
+    """The server the command line asks (``--server``, else ``ACP_SERVER_URL``), if any;
+    one that is not an http(s) URL with a host is bad usage, said in one line."""
+    url = getattr(args, "server", None) or os.environ.get("ACP_SERVER_URL") or None
+    if url is None:
+        return None
+    example = "give one like http://127.0.0.1:8765 (--server or ACP_SERVER_URL)"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - a port that is no number raises here
+    except ValueError as error:
+        raise CliError(f"the server URL {url!r} cannot be read ({error}); {example}",
+                       EXIT_USAGE) from None  # fmt: skip
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CliError(f"the server URL {url!r} is not an http:// or https:// URL with a "
+                       f"host; {example}", EXIT_USAGE)  # fmt: skip
+    return url
 
 
 async def with_host(

@@ -213,7 +213,13 @@ class RemoteHost:
             reason = getattr(error, "reason", error)
             raise CliError(f"cannot reach the server at {self.url}: {reason}; is `acp-plugins "
                            "serve` running there?", EXIT_FAILED) from None  # fmt: skip
-        return payload if raw else json.loads(payload)
+        if raw:
+            return payload
+        try:
+            return json.loads(payload)
+        except ValueError:
+            raise CliError(f"the server at {self.url} did not answer {method} {path} with "
+                           f"JSON; {_NOT_OURS}", EXIT_FAILED) from None  # fmt: skip
 
     @property
     def records(self) -> dict[str, RemoteRecord]:
@@ -361,11 +367,18 @@ class _RemoteTelemetry:
         return payload
 
 
+#: What a client says of an answer that is not one of acp-plugins serve's.
+_NOT_OURS = "is it an `acp-plugins serve` (check --server or ACP_SERVER_URL)?"
+
+
 def _problem(error: urllib.error.HTTPError) -> Exception:
     try:
         body = json.loads(error.read())
     except (ValueError, OSError):
-        body = {}
+        body = None
+    if not isinstance(body, dict) or "status" not in body:
+        return CliError(f"the server answered {error.code} ({error.reason}) without a problem "
+                        f"document; {_NOT_OURS}", EXIT_FAILED)  # fmt: skip
     detail = str(body.get("detail") or error.reason)
     kind = _library_kinds().get(str(body.get("kind")))
     if kind is not None:
