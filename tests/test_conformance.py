@@ -187,3 +187,32 @@ def test_a_plugin_that_writes_outside_its_data_directory_fails_security(
     assert str(scribble) in security and "refused" in security
     assert "\nassert" not in security  # the reason as the check wrote it, under pytest too
     assert not scribble.exists()
+
+
+def test_a_plugin_that_fails_to_import_fails_its_activation_check_not_the_suite(
+    tmp_path: Path,
+) -> None:
+    broken = GREEDY + "\nraise RuntimeError('boom at import')\n"
+    project = _project(tmp_path, "broken", broken, ["read-messaging", "write-messaging"])
+    done = subprocess.run(
+        [sys.executable, "-m", "acp_plugins", "test", str(project), "--json"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    failed = {c["name"]: c["reason"] for c in report["checks"] if not c["ok"]}
+    for mode in ("trusted", "isolated"):
+        reason = failed[f"loads, initializes and activates ({mode})"]
+        assert "RuntimeError: boom at import" in reason, reason
+
+
+def test_a_pyproject_that_cannot_be_read_is_one_failed_check(tmp_path: Path) -> None:
+    project = _project(tmp_path, "unread", GREEDY, ["read-messaging", "write-messaging"])
+    (project / "pyproject.toml").write_text("[project\n")
+    report = run_conformance(project)
+    assert [(c.category, c.name) for c in report.failed()] == [
+        ("unit", "?: the manifest and pyproject.toml are valid")
+    ]
+    assert "cannot read" in report.failed()[0].reason
+    assert not any(c.category in ("integration", "security", "performance")
+                   for c in report.checks)  # fmt: skip

@@ -30,7 +30,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 by the nox matrix
     import tomli as tomllib
 
-__all__ = ["ProjectCheck", "check_project"]
+__all__ = ["UNNAMED", "ProjectCheck", "check_project"]
+
+#: The plugin id of a check when the project names none that could be read.
+UNNAMED = "?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,25 +214,25 @@ def _project_table(pyproject: Path) -> dict[str, Any] | ProjectCheck:
     except FileNotFoundError:
         folder = pyproject.parent
         return ProjectCheck(
-            "?", str(folder), f"no pyproject.toml in {folder}; is it a plugin project?"
+            UNNAMED, str(folder), f"no pyproject.toml in {folder}; is it a plugin project?"
         )
     except UnicodeDecodeError as error:
         return ProjectCheck(
-            "?",
+            UNNAMED,
             str(pyproject),
             f"cannot read {pyproject}: not UTF-8 ({error.reason} at byte {error.start})",
         )
     except RecursionError:
         return ProjectCheck(
-            "?", str(pyproject), f"cannot read {pyproject}: it is nested too deeply"
+            UNNAMED, str(pyproject), f"cannot read {pyproject}: it is nested too deeply"
         )
     except (OSError, ValueError) as error:  # TOMLDecodeError is a ValueError
         reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-        return ProjectCheck("?", str(pyproject), f"cannot read {pyproject}: {reason}")
+        return ProjectCheck(UNNAMED, str(pyproject), f"cannot read {pyproject}: {reason}")
     project = data.get("project", {})
     if not isinstance(project, dict):
         return ProjectCheck(
-            "?",
+            UNNAMED,
             str(pyproject),
             f"{pyproject}: 'project' must be a table ([project]), not {type(project).__name__}",
         )
@@ -258,7 +261,9 @@ def check_project(path: Path, *, core_version: str) -> list[ProjectCheck]:
         try:
             manifest = read_manifest(path)
         except ManifestError as error:
-            return [ProjectCheck(error.plugin_id or "?", str(path), error.summary, error.errors)]
+            return [
+                ProjectCheck(error.plugin_id or UNNAMED, str(path), error.summary, error.errors)
+            ]
         problems = tuple(_consistency(manifest.plugin_id, manifest, None, core_version))
         summary = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}:" if problems else ""
         return [ProjectCheck(manifest.plugin_id, str(path), summary, problems)]
@@ -268,12 +273,12 @@ def check_project(path: Path, *, core_version: str) -> list[ProjectCheck]:
         return [project]
     shape = _shape_problem(project, pyproject)
     if shape is not None:
-        return [ProjectCheck("?", str(pyproject), shape)]
+        return [ProjectCheck(UNNAMED, str(pyproject), shape)]
     entry_points = project.get("entry-points", {}).get("acp.plugins", {})
     if not entry_points:
         return [
             ProjectCheck(
-                "?",
+                UNNAMED,
                 str(pyproject),
                 'no [project.entry-points."acp.plugins"] table; add one: '
                 'my-plugin = "my_package.plugin:MyPlugin"',
