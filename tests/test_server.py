@@ -26,6 +26,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as connect_sync
 
+from acp_plugins.testing.packaging import install_wheels, write_wheel
 from conftest import fixture_plugin, sample
 
 ADMIN_TOKEN = "admin-token-for-tests"
@@ -600,3 +601,81 @@ def test_the_listening_socket_says_it_is_tcp_so_replies_are_not_held_back() -> N
         assert listening.proto == socket.IPPROTO_TCP
     finally:
         listening.close()
+
+
+SLOW_START = """
+import asyncio
+from acp_plugins import Plugin, hookimpl
+
+
+class SlowStart(Plugin):
+    @hookimpl
+    async def activate(self):
+        await asyncio.sleep(3)  # the host is not up until this is done
+
+    @hookimpl
+    def get_supported_message_types(self):
+        return ["slow"]
+
+    @hookimpl
+    def can_handle(self, message):
+        return 1.0
+
+    @hookimpl
+    def handle_message(self, message, context):
+        return "up"
+"""
+
+
+def test_until_the_host_is_up_every_route_but_health_is_503_with_retry_after(
+    tmp_path: Path,
+) -> None:
+    manifest = {"manifest_version": "1.0", "plugin_id": "slow-start", "name": "Slow start",
+                "version": "1.0.0", "dependencies": {"core": "^2.0.0"},
+                "interfaces": ["IMessageHandler"], "permissions": ["read-messaging"]}  # fmt: skip
+    files = {"acp_slow_start/__init__.py": b"",
+             "acp_slow_start/plugin.py": SLOW_START.encode(),
+             "acp_slow_start/manifest.json": json.dumps(manifest).encode()}  # fmt: skip
+    (tmp_path / "wheels").mkdir()
+    wheel = write_wheel(tmp_path / "wheels", dist_name="acp-slow-start", package="acp_slow_start",
+                        version="1.0.0", entry_point="slow-start = acp_slow_start.plugin:SlowStart",
+                        files=files)  # fmt: skip
+    plugins = install_wheels([wheel], tmp_path / "plugins")
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "acp_plugins", "serve", "--port", str(port), "--plugin-path",
+         str(plugins), "--data-dir", str(tmp_path / "data"), "--trust", "slow-start"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "ACP_SERVER_TOKEN": ADMIN_TOKEN},
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # the server answers before its host is up
+            with contextlib.suppress(httpx.TransportError):
+                health = httpx.get(f"{url}/api/v1/health")
+                break
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        assert health.json()["status"] == "starting"
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        for method, path in (("GET", "/api/v1/plugins"), ("POST", "/api/v1/messages"),
+                             ("GET", "/metrics")):  # fmt: skip
+            early = httpx.request(method, url + path, headers=admin, json={"type": "slow"})
+            assert early.status_code == 503, (path, early.text)
+            assert early.headers["retry-after"] == "1"
+            assert early.headers["content-type"] == "application/problem+json"
+            assert "starting" in early.json()["detail"]
+        with (
+            pytest.raises(ConnectionClosed) as closed,
+            connect_sync(f"ws://127.0.0.1:{port}/api/v1/events?token={ADMIN_TOKEN}") as stream,
+        ):
+            stream.recv(timeout=10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+        wait_until_up(f"{url}/api/v1/health", process)
+        answer = httpx.post(f"{url}/api/v1/messages", headers=admin,
+                            json={"type": "slow", "content": "?"})  # fmt: skip
+        assert answer.status_code == 200 and answer.json()["response"]["content"] == "up"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)

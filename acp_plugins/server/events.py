@@ -55,11 +55,12 @@ async def events(websocket: WebSocket) -> None:
     except Problem as refused:
         await websocket.close(code=POLICY, reason=_reason(refused.detail))
         return
+    await websocket.accept()  # from here a close carries its code and reason to the client
     if not state.ready.is_set():
-        await websocket.close(code=TRY_AGAIN_LATER, reason=state.failed or "the host is starting")
+        reason = _reason(state.failed or "the host is starting; try again in a moment")
+        await websocket.close(code=TRY_AGAIN_LATER, reason=reason)
         return
     patterns = websocket.query_params.getlist("topic") or ["plugin:*"]
-    await websocket.accept()  # from here a close carries its code and reason to the client
     for pattern in patterns:
         try:
             check_pattern(pattern)
