@@ -8,6 +8,7 @@ docs/dashboard.png, the README's.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -120,3 +121,35 @@ def test_a_wrong_token_is_said_on_the_page(dashboard_server: Server, browser: We
     WebDriverWait(browser, 30).until(
         lambda b: "a valid token is needed" in b.find_element(By.ID, "status").text
     )
+
+
+def test_with_the_read_token_the_page_shows_and_says_why_a_button_is_refused(
+    dashboard_server: Server, browser: WebDriver
+) -> None:
+    read_token = (dashboard_server.data / "server.read-token").read_text().strip()
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    # a log longer than a page (1,000 entries): the page shows its newest entries
+    log = dashboard_server.data / "audit.jsonl"
+    old = json.loads(log.read_text().splitlines()[0])
+    with log.open("a") as file:
+        for number in range(1200):
+            file.write(json.dumps({**old, "detail": f"old entry {number}"}) + "\n")
+    newest = httpx.get(dashboard_server.url + "/api/v1/audit", params={"last": 1},
+                       headers=admin).json()["entries"][0]  # fmt: skip
+    browser.get(dashboard_server.url + "/")
+    browser.execute_script("sessionStorage.clear()")
+    browser.get(dashboard_server.url + "/")
+    browser.find_element(By.ID, "token").send_keys(read_token)
+    browser.find_element(By.ID, "connect").click()
+    wait = WebDriverWait(browser, 30)
+    wait.until(lambda b: b.find_element(By.ID, "status").text == "live")
+    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#audit tbody tr"))
+    first_row = browser.execute_script(
+        "return [...document.querySelectorAll('#audit tbody tr:first-child td')]"
+        ".map(c => c.textContent)"
+    )
+    assert first_row == [newest["at"][:19], newest["plugin_id"], newest["action"],
+                         newest["outcome"], newest["detail"]]  # fmt: skip
+    _click(browser, "tools", "suspend")
+    wait.until(lambda b: "needs the admin token" in b.find_element(By.ID, "status").text)
+    assert _cell(browser, "tools", "state") == "active"
