@@ -173,6 +173,28 @@ def test_a_plugin_that_cannot_run_is_not_left_installed(live_server: Server) -> 
     assert not list(_target(live_server).glob("acp_live_bad*"))
 
 
+def test_another_plugin_s_distribution_is_not_installed_under_a_new_id(
+    live_server: Server,
+) -> None:
+    client = live_server.client()
+    client.timeout = httpx.Timeout(120)
+    done = client.post("/api/v1/plugins/live/install",
+                       json={"distribution": "acp-live", "version": "~1.1"})  # fmt: skip
+    assert done.status_code == 200, done.text
+    try:
+        # 'other' is not in acp-live: undoing that install would remove live itself
+        taken = client.post("/api/v1/plugins/other/install", json={"distribution": "acp-live"})
+        assert taken.status_code == 400, taken.text
+        assert taken.json()["detail"].startswith(
+            "acp-live is installed already (the distribution of live)"
+        )
+        assert _say(client) == "live 1.1.0"
+        assert [p["plugin_id"] for p in client.get("/api/v1/plugins").json()] == ["live"]
+        assert list(_target(live_server).glob("acp_live-*.dist-info"))
+    finally:
+        assert client.delete("/api/v1/plugins/live").status_code == 200
+
+
 def test_bad_installs_are_clear_4xx(live_server: Server) -> None:
     client = live_server.client()
     client.timeout = httpx.Timeout(120)

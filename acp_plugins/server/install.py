@@ -157,6 +157,7 @@ class PackageInstaller:
         dist = distribution or (known.distribution if known else plugin_id)
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", dist):
             raise Problem(400, f"{dist!r} is not a distribution name")
+        self._check_not_someone_elses(plugin_id, dist, known)
         try:
             wanted = parse_range(version)
         except VersionRangeError as error:
@@ -198,6 +199,25 @@ class PackageInstaller:
             "state": "waiting" if record.waiting else record.state.value,
             "rescan": rescan.to_dict(), "pip_output": pip.output,
         }  # fmt: skip
+
+    def _check_not_someone_elses(self, plugin_id: str, dist: str, known: Any) -> None:
+        """Refuse a distribution installed already for something else than this plugin: an
+        install that cannot run is undone by removing it, which would take away another
+        plugin, the host's own packages, or acp-plugins itself."""
+        mine = known is not None and canonicalize_name(known.distribution) == canonicalize_name(
+            dist
+        )
+        if mine or not _installed(self.target, dist):
+            return
+        owners = sorted(
+            r.plugin_id
+            for r in self.host.records.values()
+            if canonicalize_name(r.distribution) == canonicalize_name(dist)
+        )
+        what = f"the distribution of {', '.join(owners)}" if owners else "not a plugin's"
+        raise Problem(400, f"{dist} is installed already ({what}); installing it as "
+                           f"'{plugin_id}' could remove it again. Install a plugin under its "
+                           "own id, from its own distribution", plugin_id=plugin_id)  # fmt: skip
 
     def _refusal(
         self, plugin_id: str, dist: str, chosen: Version, reloads: list[Any]
@@ -249,9 +269,10 @@ class PackageInstaller:
         return f"removed {removed} files of {dist} from {target}"
 
 
-def _installed(target: Path, dist: str) -> list[Any]:
+def _installed(target: Path | None, dist: str) -> list[Any]:
+    """``dist`` as installed in ``target`` (``None``: the host's own environment)."""
     wanted = canonicalize_name(dist)
-    found = distributions(path=[str(target)])
+    found = distributions(path=[str(target)]) if target is not None else distributions()
     return [d for d in found if canonicalize_name(d.metadata["Name"] or "") == wanted]
 
 
