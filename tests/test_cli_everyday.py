@@ -261,3 +261,15 @@ def test_validate_json_stays_json_for_a_manifest_with_nan(raw: Cli, tmp_path: Pa
     assert status == 1
     report = json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} in the output"))
     assert "NaN is not a JSON value" in report["plugins"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["validate", "a" * 300], ["test", "a" * 300], ["dev", "a" * 300],
+     ["list", "--plugin-path", "/tmp/" + "a" * 300], ["list", "--data-dir", "/tmp/" + "a" * 300]],
+)  # fmt: skip
+def test_a_path_the_file_system_refuses_is_one_line_and_exit_1(raw: Cli, argv: list[str]) -> None:
+    status, _, err = raw(*argv)
+    assert status == 1, err
+    assert err.startswith("error: cannot use ") and err.rstrip().endswith(": File name too long")
+    assert len(err.splitlines()) == 1 and "internal error" not in err

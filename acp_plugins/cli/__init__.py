@@ -21,7 +21,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from acp_plugins.cli.exits import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, CliError, status_of
+from acp_plugins.cli.exits import (
+    EXIT_FAILED,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    status_of,
+)
 from acp_plugins.cli.hosting import server_url, with_host
 from acp_plugins.cli.output import PrintableStream, print_json
 from acp_plugins.cli.parser import build_parser, parse_command_line
@@ -72,6 +79,12 @@ def _main(argv: list[str]) -> int:
     except BrokenPipeError:  # the reader went away (e.g. `| head`): nothing left to say
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's flush quiet
         return EXIT_OK
+    except OSError as error:  # the file system said no (a name too long, a loop, access)
+        if args.debug:
+            raise
+        what = f"cannot use {error.filename}" if error.filename is not None else "an I/O error"
+        return _fail(f"{what}: {error.strerror or error}", EXIT_FAILED, as_json=as_json,
+                     kind="OSError")  # fmt: skip
     except Exception as error:  # a bug of ours: say so in one line, keep the traceback for --debug
         if args.debug:
             raise
