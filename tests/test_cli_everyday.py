@@ -6,6 +6,8 @@ fuzzing its arguments: it failed before the fix it guards.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -14,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from acp_plugins.cli import main
 from conftest import fixture_plugin, sample
@@ -273,3 +277,39 @@ def test_a_path_the_file_system_refuses_is_one_line_and_exit_1(raw: Cli, argv: l
     assert status == 1, err
     assert err.startswith("error: cannot use ") and err.rstrip().endswith(": File name too long")
     assert len(err.splitlines()) == 1 and "internal error" not in err
+
+
+_COMMANDS = ["list", "info", "validate", "schema", "send", "run", "query", "report", "commands",
+             "sources", "metrics", "audit", "health", "telemetry", "config show", "config get",
+             "config set", "config unset", "config schema", "config validate"]  # fmt: skip
+_WORDS = ["echo", "tools", "sqlite-store", "calc", "nobody", "", "-", "--", "0", "-1", "1e309",
+          "nan", "add", "upper", "agent-events", "a=b", "=", "prefix", "host", "host.timeout",
+          "{}", "[1,2]", "null", "1d", "0s", "99999999d", "é", "a" * 300, "/", "json", "pdf",
+          "*", "echo:add", "plugin:*", "..", "3", "--json", "--type", "--where", "--fields",
+          "--order-by", "--limit", "--offset", "--since", "--plugin", "--format", "--action",
+          "--last", "--prometheus", "--timeout", "-v"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fuzz_options(plugin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    root = tmp_path_factory.mktemp("cli-fuzz")
+    (root / "host.toml").write_text("")
+    (root / "user.toml").write_text("")
+    files = ["--config", str(root / "host.toml"), "--user-config", str(root / "user.toml")]
+    return ["--plugin-path", str(plugin_dir), "--data-dir", str(root / "data"), "--trust", "*",
+            *files]  # fmt: skip
+
+
+@settings(max_examples=120, deadline=None)
+@given(command=st.sampled_from(_COMMANDS), words=st.lists(st.sampled_from(_WORDS), max_size=4))
+def test_any_command_line_gets_an_answer_or_one_line_never_an_internal_error(
+    fuzz_options: list[str], command: str, words: list[str]
+) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main([*command.split(), *words, *fuzz_options])
+    said = err.getvalue()
+    assert status in (0, 1, 2, 3, 4), (status, said)
+    assert "internal error" not in said and "Traceback" not in said, said
+    if status != 0:  # a failure says why (validate and health say it in what they print)
+        assert said.strip() or out.getvalue().strip(), (command, words)
