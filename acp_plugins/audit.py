@@ -13,7 +13,13 @@ action            when
 ``sandbox``       a worker's sandbox refused an operation (``detail``: which)
 ``config``        a runtime configuration change was applied or refused
 ``worker``        a worker started, exited, was killed, restarted or throttled
+``isolation``     the kernel layers a plugin's worker started with (``detail``: which)
 ``circuit``       a plugin's worker failed too often and the plugin was suspended
+``suspend``       a plugin was suspended (by hand, with a dependency, or by its circuit)
+``resume``        a suspended plugin was made active again
+``reload``        a reload or upgrade of a plugin (``outcome``: ok, refused, rolled back...)
+``install``       an install from a package index (``outcome``: ok, refused, failed)
+``uninstall``     a plugin's distribution was removed, or found gone by a rescan
 ``audit``         the log itself could not be written for a while (``detail``: how many lost)
 ================  =============================================================
 
@@ -36,12 +42,26 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from acp_plugins.errors import AcpPluginsError
 from acp_plugins.printable import printable
 
-__all__ = ["AuditEntry", "AuditLog", "AuditLogError", "read_audit_log"]
+__all__ = [
+    "AUDIT_ACTIONS",
+    "AuditAction",
+    "AuditEntry",
+    "AuditLog",
+    "AuditLogError",
+    "read_audit_log",
+]
+
+#: What an audit entry records (the table above); the type checker holds every call to it.
+AuditAction = Literal[
+    "grant", "refuse", "load", "deny", "sandbox", "config", "worker", "isolation", "circuit",
+    "suspend", "resume", "reload", "install", "uninstall", "audit",
+]  # fmt: skip
+AUDIT_ACTIONS: tuple[str, ...] = get_args(AuditAction)
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +130,7 @@ class AuditLog:
     def record(
         self,
         plugin_id: str,
-        action: str,
+        action: AuditAction,
         outcome: str,
         *,
         permission: str | None = None,

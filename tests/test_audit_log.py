@@ -79,3 +79,15 @@ def test_a_removed_log_is_created_again_by_the_next_record(tmp_path: Path) -> No
     assert unreadable == 0
     assert [e.plugin_id for e in entries] == ["beta", "gamma"]
     assert log.dropped == 0
+
+
+def test_every_action_is_documented_and_the_command_line_filters_by_each() -> None:
+    from acp_plugins.audit import AUDIT_ACTIONS
+    from acp_plugins.cli import build_parser
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Audit log", 1)[1].split("\n## ", 1)[0]
+    for action in AUDIT_ACTIONS:
+        assert f"`{action}`" in section, action
+        args = build_parser().parse_args(["audit", "--action", action])
+        assert args.action == [action]

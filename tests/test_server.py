@@ -340,6 +340,11 @@ def test_suspend_and_resume_show_in_the_status_and_the_event_stream(server: Serv
     assert asyncio.run(scenario()) == ["plugin:deactivated", "plugin:activated"]
     again = client.post("/api/v1/plugins/tools/resume")
     assert again.status_code == 409 and again.json()["plugin_id"] == "tools"
+    # both are in the audit log, and the log can be filtered by them
+    audit = client.get("/api/v1/audit", params={"plugin": "tools", "action": ["suspend", "resume"]})
+    assert [(e["action"], e["outcome"]) for e in audit.json()["entries"]][-2:] == [
+        ("suspend", "ok"), ("resume", "ok"),
+    ]  # fmt: skip
 
 
 def test_the_event_stream_refuses_a_missing_token_and_a_bad_topic(server: Server) -> None:

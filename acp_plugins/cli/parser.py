@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any, NoReturn
 
 from acp_plugins import __version__
+from acp_plugins.audit import AUDIT_ACTIONS
 from acp_plugins.cli import config_commands as config
 from acp_plugins.cli import kit_commands as kit
 from acp_plugins.cli import plugin_commands as plugins
@@ -182,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("audit", plugins.cmd_audit, "Show the audit log: grants, denials, sandbox "
                 "refusals, workers.")  # fmt: skip
     p.add_argument("--plugin", metavar="ID", help="only this plugin's entries")
-    p.add_argument("--action", action="append", default=[], choices=plugins.AUDIT_ACTIONS,
+    p.add_argument("--action", action="append", default=[], choices=AUDIT_ACTIONS,
                    help="only entries of this action; repeatable")  # fmt: skip
     p.add_argument("--last", type=plugins.count, metavar="N", help="only the last N entries")
     command("sources", plugins.cmd_sources, "List the data sources active plugins provide.")

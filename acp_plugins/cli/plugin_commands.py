@@ -170,12 +170,6 @@ async def cmd_validate(args: argparse.Namespace) -> int:
     return _print_checks([check], args.json)
 
 
-AUDIT_ACTIONS = (
-    "grant", "refuse", "load", "deny", "sandbox", "config", "worker", "circuit", "install",
-    "uninstall",
-)  # fmt: skip
-
-
 async def cmd_audit(args: argparse.Namespace) -> int:
     server = server_url(args)
     if server:

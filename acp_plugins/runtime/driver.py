@@ -200,10 +200,15 @@ class LifecycleDriver:
     async def activate(self, plugin_id: str) -> bool:
         """Make the plugin operational (Initialized or Suspended -> Active)."""
         record = self.catalog.record(plugin_id)
+        resuming = record.state is PluginState.SUSPENDED
         if not await self.activate_record(record):
+            if resuming:
+                self.audit.record(plugin_id, "resume", "failed", detail=record.reason or "")
             return False
         self._register_capabilities(record)
         self.published_activation(record)
+        if resuming:
+            self.audit.record(plugin_id, "resume", "ok")
         return True
 
     async def activate_record(self, record: PluginRecord) -> bool:
@@ -274,6 +279,10 @@ class LifecycleDriver:
             )
         ok = await self._call(record, "deactivate", {}, "suspend")
         ok = await self._call(record, "on_suspend", {}, "suspend") and ok
+        # suspended either way; "failed": a hook of its own failed on the way out
+        self.audit.record(
+            plugin_id, "suspend", "ok" if ok else "failed", detail=record.reason or ""
+        )
         return ok
 
     async def unload(self, plugin_id: str) -> bool:
