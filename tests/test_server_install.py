@@ -270,3 +270,22 @@ def test_the_install_target_setting_picks_the_folder_and_must_be_searched(
     finally:
         running.process.send_signal(signal.SIGTERM)
         running.process.wait(timeout=60)
+
+
+@pytest.mark.parametrize("distribution", ["pydantic", "acp-plugins"])
+def test_a_package_of_the_host_s_own_environment_is_refused_before_pip_runs(
+    distribution: str, tmp_path: Path
+) -> None:
+    from acp_plugins import PluginHost
+    from acp_plugins.config.settings import ServerSettings
+    from acp_plugins.server.install import PackageInstaller
+    from acp_plugins.server.problems import Problem
+
+    host = PluginHost(data_root=tmp_path / "data")  # its own environment: no plugin_path
+    installer = PackageInstaller(host, ServerSettings(indexes=["http://127.0.0.1:9/simple"]))
+    assert installer.target is None
+    with pytest.raises(Problem) as refused:
+        asyncio.run(installer.install("anything", version="*", index_url=None,
+                                      distribution=distribution))  # fmt: skip
+    assert refused.value.status == 400
+    assert refused.value.detail.startswith(f"{distribution} is installed already (not a plugin's)")
