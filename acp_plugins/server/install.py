@@ -39,6 +39,7 @@ from acp_plugins.config.settings import ServerSettings
 from acp_plugins.host import PluginHost
 from acp_plugins.loading.versions import VersionRangeError, parse_range
 from acp_plugins.runtime.catalog import LOADED_STATES
+from acp_plugins.runtime.record import PluginRecord
 from acp_plugins.server.problems import Problem
 
 __all__ = ["PackageInstaller"]
@@ -200,19 +201,21 @@ class PackageInstaller:
             "rescan": rescan.to_dict(), "pip_output": pip.output,
         }  # fmt: skip
 
-    def _check_not_someone_elses(self, plugin_id: str, dist: str, known: Any) -> None:
+    def _check_not_someone_elses(
+        self, plugin_id: str, dist: str, known: PluginRecord | None
+    ) -> None:
         """Refuse a distribution installed already for something else than this plugin: an
         install that cannot run is undone by removing it, which would take away another
         plugin, the host's own packages, or acp-plugins itself."""
-        mine = known is not None and canonicalize_name(known.distribution) == canonicalize_name(
-            dist
-        )
-        if mine or not _installed(self.target, dist):
+        wanted = canonicalize_name(dist)
+        if known is not None and canonicalize_name(known.distribution) == wanted:
+            return  # its own: an upgrade, or the same version again
+        if not _installed(self.target, dist):
             return
         owners = sorted(
             r.plugin_id
             for r in self.host.records.values()
-            if canonicalize_name(r.distribution) == canonicalize_name(dist)
+            if canonicalize_name(r.distribution) == wanted
         )
         what = f"the distribution of {', '.join(owners)}" if owners else "not a plugin's"
         raise Problem(400, f"{dist} is installed already ({what}); installing it as "
